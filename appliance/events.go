@@ -1,0 +1,56 @@
+package appliance
+
+import "github.com/walytic/appliance/storage"
+
+// Event types of the webhook contract.
+const (
+	EventMessageReceived     = "message.received"
+	EventMessageSent         = "message.sent"
+	EventMessageDelivered    = "message.delivered"
+	EventMessageRead         = "message.read"
+	EventMessageFailed       = "message.failed"
+	EventSessionConnected    = "session.connected"
+	EventSessionDisconnected = "session.disconnected"
+	EventSessionLoggedOut    = "session.logged_out"
+)
+
+// Event is something a workspace's webhooks may be told about. Fields are set
+// per type as the contract's payload table says.
+type Event struct {
+	ID          string
+	Type        string
+	Workspace   string
+	SessionID   string
+	Timestamp   int64 // Unix seconds
+	MessageID   string
+	From        string
+	FromLID     string
+	To          string
+	Text        string
+	MsgType     string
+	Caption     string
+	WAMessageID string
+	Error       *storage.MessageError
+	Reason      string
+}
+
+// EventSink receives the domain's events.
+//
+// Stage is called with the batch that records the state change causing the
+// event, before that batch commits; an implementation that persists events
+// (the webhook outbox) must write them into b, so the change and its event
+// commit together or not at all. Stage must not block or do I/O outside b.
+// It is called from many goroutines.
+//
+// Committed is called after a batch holding staged events is durable
+// (or ordered, for unsynced status batches), so a deliverer can wake.
+type EventSink interface {
+	Stage(b *storage.Batch, ev *Event) error
+	Committed()
+}
+
+// discardEvents is the sink used when no webhook deliverer is configured.
+type discardEvents struct{}
+
+func (discardEvents) Stage(*storage.Batch, *Event) error { return nil }
+func (discardEvents) Committed()                         {}

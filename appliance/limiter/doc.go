@@ -1,0 +1,40 @@
+// Package limiter is the per-API-key rate limiter. It owns only the in-memory
+// GCRA (generic cell rate algorithm) state of each key: one theoretical
+// arrival time (TAT) plus the limits it was last computed with. It must not
+// touch storage or HTTP: callers look up a key's limits, call Allow, and turn
+// the Decision into a response (429, X-RateLimit-* and Retry-After headers).
+//
+// Semantics, per key:
+//
+//   - Each admitted request uses one request's worth of allowance; a rejected
+//     request uses none.
+//   - Allowance returns at PerMinute requests per minute (one every
+//     60s/PerMinute, 1 s by default) and at most Burst are stored (100 by
+//     default). An idle key can therefore send Burst at once, then one per
+//     interval; in any window of w seconds at most Burst + w*PerMinute/60
+//     requests are admitted.
+//   - Every Decision carries Limit (= Burst), Remaining (requests that would
+//     be admitted right now, after this decision), Reset (time until the
+//     allowance is full again) and, on rejection, RetryAfter (the exact wait
+//     after which a request is admitted). Use ResetSeconds and
+//     RetryAfterSeconds for headers: they round up, so a client that waits
+//     Retry-After seconds is admitted.
+//   - Limits are passed on every call, so a change to a key's limits takes
+//     effect at its next request. The TAT is kept across a change, but is
+//     clamped so that the key owes at most the new Burst: lowering Burst
+//     leaves the key with no remaining allowance rather than locking it out
+//     for the old, longer debt.
+//
+// Memory is O(1) per key. Allow takes one of 256 shard locks chosen by a hash
+// of the key, so distinct keys rarely contend and there is no global lock.
+// A key whose allowance is full carries no information; Evict (or
+// RunEvictor in a goroutine) drops such entries, and Forget drops a key's
+// state at once (for revoked or rotated keys).
+//
+// Times are measured from the Limiter's creation through the injected clock,
+// using time.Time.Sub, so a real clock's monotonic reading protects the state
+// from wall-clock jumps.
+//
+// The state is per process: in a cluster each node enforces its own share of
+// a key's limits (the caller divides the limits if it needs a global bound).
+package limiter

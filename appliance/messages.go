@@ -1,0 +1,226 @@
+package appliance
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/walytic/appliance/appliance/whatsapp"
+	"github.com/walytic/appliance/storage"
+)
+
+// IdempotencyTTL is how long an Idempotency-Key replays its first answer.
+const IdempotencyTTL = 24 * time.Hour
+
+// MaxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
+const MaxIdempotencyKey = 255
+
+// SendInput is a validated-shape POST /v1/messages request.
+type SendInput struct {
+	SessionID      string
+	To             string
+	Text           string
+	IdempotencyKey string
+}
+
+// ValidateSend checks the fields of a send in the contract's order.
+func ValidateSend(in SendInput) error {
+	if err := ValidateSessionID("sessionId", in.SessionID); err != nil {
+		return err
+	}
+	if err := ValidateRecipient("to", in.To); err != nil {
+		return err
+	}
+	if err := ValidateText(in.Text); err != nil {
+		return err
+	}
+	if len(in.IdempotencyKey) > MaxIdempotencyKey || !utf8.ValidString(in.IdempotencyKey) {
+		return Invalid("Idempotency-Key", "the Idempotency-Key header must be at most %d bytes of UTF-8, for example a UUID or \"order-1042-confirmation\"", MaxIdempotencyKey)
+	}
+	return nil
+}
+
+func fingerprint(in SendInput) string {
+	h := sha256.New()
+	h.Write([]byte(in.SessionID))
+	h.Write([]byte{0})
+	h.Write([]byte(in.To))
+	h.Write([]byte{0})
+	h.Write([]byte(in.Text))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Send queues an outbound message. It returns after the message, its queue
+// entry, its idempotency record and its quota use are durable. replay is
+// true when an Idempotency-Key repeated an earlier request: the original
+// message is returned and nothing new is stored.
+func (a *Appliance) Send(ctx context.Context, workspace string, in SendInput) (msg *storage.Message, replay bool, err error) {
+	if err := ValidateSend(in); err != nil {
+		return nil, false, err
+	}
+	var fp string
+	if in.IdempotencyKey != "" {
+		fp = fingerprint(in)
+		unlock := a.idem.lock(workspace + "\x00" + in.IdempotencyKey)
+		defer unlock()
+		rec, err := a.db.Idempotency(workspace, in.IdempotencyKey)
+		switch {
+		case err == nil && a.now().Sub(time.Unix(rec.CreatedAt, 0)) < IdempotencyTTL:
+			if rec.Fingerprint != fp {
+				return nil, false, newErr(CodeIdempotencyKeyReused, "Idempotency-Key",
+					"this Idempotency-Key was used in the last 24 hours for a request with a different sessionId, to or text: use a new key for a new message")
+			}
+			m, err := a.db.Message(workspace, rec.MessageID)
+			if err != nil {
+				return nil, false, fmt.Errorf("read replayed message: %w", err)
+			}
+			return m, true, nil
+		case err != nil && !errors.Is(err, storage.ErrNotFound):
+			return nil, false, fmt.Errorf("read idempotency record: %w", err)
+		}
+	}
+
+	rt, err := a.runtime(workspace, in.SessionID)
+	if err != nil {
+		return nil, false, err
+	}
+	on, err := rt.checkNumbers(ctx, []string{in.To})
+	if err != nil {
+		return nil, false, newErr(CodeSessionNotConnected, "sessionId", "could not ask WhatsApp whether %s is on WhatsApp: %v; retry once the session is connected", in.To, err)
+	}
+	if !on[0] {
+		return nil, false, newErr(CodeRecipientNotOnWhatsApp, "to", "%s has no WhatsApp account: check the number, or check numbers in bulk first with POST /v1/numbers/check", in.To)
+	}
+	if !rt.paired() {
+		return nil, false, newErr(CodeSessionNotConnected, "sessionId", "session %s is %s and cannot send: pair it again (walytic sessions pair %s)", in.SessionID, rt.status(), in.SessionID)
+	}
+
+	ws, ok := a.state.Workspace(workspace)
+	if !ok {
+		return nil, false, newErr(CodeNotFound, "", "the workspace of this API key no longer exists")
+	}
+	now := a.now()
+	period, err := a.quota.reserve(workspace, ws.MonthlyQuota, now)
+	if err != nil {
+		return nil, false, err
+	}
+	m := &storage.Message{
+		ID:          storage.NewID("msg_", now),
+		Workspace:   workspace,
+		Direction:   "outbound",
+		SessionID:   in.SessionID,
+		To:          in.To,
+		From:        in.SessionID,
+		Type:        "text",
+		Text:        in.Text,
+		Status:      StatusQueued,
+		WAID:        whatsapp.NewMessageID(),
+		CreatedAt:   now.Unix(),
+		UpdatedAt:   now.Unix(),
+		Fingerprint: fp,
+	}
+	b := a.db.NewBatch()
+	if err := b.StageNewMessage(m, true); err != nil {
+		b.Discard()
+		a.quota.release(workspace, period)
+		return nil, false, err
+	}
+	if in.IdempotencyKey != "" {
+		if err := b.StageIdempotency(workspace, &storage.Idempotency{Key: in.IdempotencyKey, Fingerprint: fp, MessageID: m.ID, CreatedAt: now.Unix()}); err != nil {
+			b.Discard()
+			a.quota.release(workspace, period)
+			return nil, false, err
+		}
+	}
+	b.StageQuotaUse(workspace, period, 1)
+	if err := a.db.CommitSync(b); err != nil {
+		a.quota.release(workspace, period)
+		return nil, false, storageErr("store message", err)
+	}
+	rt.queueDepth.Add(1)
+	rt.kick()
+	return m, false, nil
+}
+
+// Message returns one message of a workspace.
+func (a *Appliance) Message(workspace, id string) (*storage.Message, error) {
+	m, err := a.db.Message(workspace, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, newErr(CodeMessageNotFound, "id", "no message %s in this workspace: ids look like \"msg_…\" as returned by POST /v1/messages", quoteShort(id))
+	}
+	return m, err
+}
+
+// MessageFilter selects messages for listing. Zero values match everything.
+type MessageFilter struct {
+	SessionID string
+	Direction string
+	Status    string
+	To        string
+	From      string
+	Since     int64  // Unix seconds, inclusive
+	Until     int64  // Unix seconds, exclusive
+	Before    string // cursor: only messages older than this id
+}
+
+// Messages calls fn for each matching message, newest first, until fn
+// returns false.
+func (a *Appliance) Messages(workspace string, f MessageFilter, fn func(*storage.Message) bool) error {
+	r := storage.MessageRange{SessionID: f.SessionID, Before: f.Before}
+	if f.Since > 0 {
+		r.After = lowerID(f.Since)
+	}
+	if f.Until > 0 {
+		u := storage.IDBound("msg_", time.Unix(f.Until, 0))
+		if r.Before == "" || u < r.Before {
+			r.Before = u
+		}
+	}
+	return a.db.Messages(workspace, r, func(m *storage.Message) bool {
+		if f.Direction != "" && m.Direction != f.Direction {
+			return true
+		}
+		if f.Status != "" && m.Status != f.Status {
+			return true
+		}
+		if f.To != "" && m.To != f.To {
+			return true
+		}
+		if f.From != "" && m.From != f.From {
+			return true
+		}
+		if f.Since > 0 && m.CreatedAt < f.Since {
+			return true
+		}
+		if f.Until > 0 && m.CreatedAt >= f.Until {
+			return true
+		}
+		return fn(m)
+	})
+}
+
+// lowerID is an exclusive lower id bound that admits every id made at or
+// after the second since.
+func lowerID(since int64) string {
+	b := storage.IDBound("msg_", time.Unix(since, 0).Add(-time.Nanosecond))
+	return b
+}
+
+// pruneIdempotency deletes idempotency records older than the TTL.
+func (a *Appliance) pruneIdempotency() error {
+	cutoff := a.now().Add(-IdempotencyTTL).Unix()
+	b := a.db.NewBatch()
+	err := a.db.ExpiredIdempotency(cutoff, func(ws string, rec *storage.Idempotency) bool {
+		b.StageDeleteIdempotency(ws, rec.Key)
+		return true
+	})
+	if err != nil || b.Empty() {
+		b.Discard()
+		return err
+	}
+	return a.db.CommitNoSync(b)
+}

@@ -1,0 +1,124 @@
+package appliance
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/walytic/appliance/storage"
+)
+
+// quotaTracker counts each workspace's accepted sends for the current UTC
+// month in memory, backed by the Pebble counter that every send batch
+// increments. Reserve/Release bracket the batch so concurrent sends can never
+// take one more than the budget.
+type quotaTracker struct {
+	db *storage.DB
+	mu sync.Mutex
+	m  map[string]*quotaCount
+}
+
+type quotaCount struct {
+	period string
+	used   int64 // committed + reserved
+}
+
+func newQuotaTracker(db *storage.DB) *quotaTracker {
+	return &quotaTracker{db: db, m: map[string]*quotaCount{}}
+}
+
+// Period is the UTC calendar month of t, as "2026-11".
+func Period(t time.Time) string {
+	t = t.UTC()
+	return storage.Period(t.Year(), int(t.Month()))
+}
+
+// nextPeriodStart is the first instant of the month after t's, in UTC.
+func nextPeriodStart(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, time.UTC)
+}
+
+func (q *quotaTracker) countLocked(ws, period string) (*quotaCount, error) {
+	c, ok := q.m[ws]
+	if ok && c.period == period {
+		return c, nil
+	}
+	used, err := q.db.QuotaUsed(ws, period)
+	if err != nil {
+		return nil, fmt.Errorf("read quota of %s: %w", ws, err)
+	}
+	c = &quotaCount{period: period, used: used}
+	q.m[ws] = c
+	return c, nil
+}
+
+// reserve takes one message from the budget, or says how long until the
+// quota resets. limit 0 means unlimited (counted all the same).
+func (q *quotaTracker) reserve(ws string, limit int64, now time.Time) (string, error) {
+	period := Period(now)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c, err := q.countLocked(ws, period)
+	if err != nil {
+		return "", err
+	}
+	if limit > 0 && c.used >= limit {
+		wait := int(nextPeriodStart(now).Sub(now).Seconds() + 0.999)
+		if wait < 1 {
+			wait = 1
+		}
+		return "", &Error{Code: CodeQuotaExceeded, Type: typeOf(CodeQuotaExceeded), RetryAfter: wait,
+			Message: fmt.Sprintf("the workspace has used its monthly quota of %d messages for %s; it resets at the start of next month (UTC), or raise it with `walytic workspaces set-quota %s N`", limit, period, ws)}
+	}
+	c.used++
+	return period, nil
+}
+
+// release returns a reservation whose batch did not commit.
+func (q *quotaTracker) release(ws, period string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if c, ok := q.m[ws]; ok && c.period == period && c.used > 0 {
+		c.used--
+	}
+}
+
+func (q *quotaTracker) used(ws string, now time.Time) (int64, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c, err := q.countLocked(ws, Period(now))
+	if err != nil {
+		return 0, err
+	}
+	return c.used, nil
+}
+
+// Usage is a workspace's quota position for the current month.
+type Usage struct {
+	Period    string
+	Quota     int64 // 0 = unlimited
+	Used      int64
+	ResetsAt  int64
+	Unlimited bool
+}
+
+// Usage reports the workspace's quota for the current UTC month.
+func (a *Appliance) Usage(workspace string) (Usage, error) {
+	w, err := a.Workspace(workspace)
+	if err != nil {
+		return Usage{}, err
+	}
+	now := a.now()
+	used, err := a.quota.used(workspace, now)
+	if err != nil {
+		return Usage{}, err
+	}
+	return Usage{
+		Period:    Period(now),
+		Quota:     w.MonthlyQuota,
+		Used:      used,
+		ResetsAt:  nextPeriodStart(now).Unix(),
+		Unlimited: w.MonthlyQuota == 0,
+	}, nil
+}

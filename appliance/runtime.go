@@ -1,0 +1,299 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/walytic/appliance/appliance/whatsapp"
+	"github.com/walytic/appliance/storage"
+)
+
+// dispatchBatch is how many queued messages the dispatcher takes at once;
+// their status updates share one synced commit.
+const dispatchBatch = 64
+
+// sessionRuntime is one session's live part: its transport, its dispatcher
+// goroutine and its event goroutine. It implements whatsapp.Handler.
+type sessionRuntime struct {
+	a      *Appliance
+	ws, id string
+
+	ready atomic.Bool // visible to the API (false while being created or deleted)
+
+	mu  sync.Mutex // guards rec and tr
+	rec storage.Session
+	tr  whatsapp.Transport
+
+	// msgMu serialises read-modify-write of this session's message records
+	// between the dispatcher and the event loop, so a status never regresses.
+	msgMu sync.Mutex
+
+	queueDepth atomic.Int64
+	wake       chan struct{}
+	events     chan sessionEvent
+	numbers    numberCache
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type sessionEvent struct {
+	receipt *whatsapp.Receipt
+	inbound *whatsapp.Inbound
+}
+
+func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
+	rt := &sessionRuntime{
+		a:      a,
+		ws:     rec.Workspace,
+		id:     rec.ID,
+		rec:    *rec,
+		wake:   make(chan struct{}, 1),
+		events: make(chan sessionEvent, 4096),
+	}
+	rt.numbers.m = map[string]numberEntry{}
+	rt.ctx, rt.cancel = context.WithCancel(a.ctx)
+	return rt
+}
+
+// open starts the transport and the goroutines.
+func (rt *sessionRuntime) open(d whatsapp.Driver) error {
+	rt.ready.Store(true)
+	rt.wg.Add(2)
+	go rt.dispatchLoop()
+	go rt.eventLoop()
+	tr, err := d.Open(rt.ctx, whatsapp.SessionRef{Workspace: rt.ws, SessionID: rt.id}, rt)
+	if err != nil {
+		rt.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusDisconnected, Reason: err.Error()})
+		return err
+	}
+	rt.mu.Lock()
+	rt.tr = tr
+	rt.mu.Unlock()
+	rt.kick()
+	return nil
+}
+
+// stop closes the transport and waits for the goroutines.
+func (rt *sessionRuntime) stop() {
+	rt.mu.Lock()
+	tr := rt.tr
+	rt.tr = nil
+	rt.mu.Unlock()
+	if tr != nil {
+		_ = tr.Close()
+	}
+	rt.cancel()
+	rt.wg.Wait()
+}
+
+func (rt *sessionRuntime) logout(ctx context.Context) {
+	rt.mu.Lock()
+	tr := rt.tr
+	rt.tr = nil
+	rt.mu.Unlock()
+	if tr != nil {
+		if err := tr.Logout(ctx); err != nil {
+			rt.a.log.Warn("session logout", "workspace", rt.ws, "sessionId", rt.id, "err", err)
+		}
+	}
+}
+
+func (rt *sessionRuntime) transportNow() whatsapp.Transport {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.tr
+}
+
+func (rt *sessionRuntime) driver() string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.rec.Driver
+}
+
+func (rt *sessionRuntime) status() string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.rec.Status
+}
+
+// paired reports whether sends may be queued: the number was paired once and
+// has not been logged out or banned since.
+func (rt *sessionRuntime) paired() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	switch rt.rec.Status {
+	case whatsapp.StatusLoggedOut, whatsapp.StatusBanned:
+		return false
+	}
+	return rt.rec.Paired
+}
+
+func (rt *sessionRuntime) connected() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.rec.Status == whatsapp.StatusConnected && rt.tr != nil
+}
+
+func (rt *sessionRuntime) view() SessionView {
+	rt.mu.Lock()
+	v := SessionView{Session: rt.rec}
+	connected := rt.rec.Status == whatsapp.StatusConnected
+	rt.mu.Unlock()
+	v.QueueDepth = rt.queueDepth.Load()
+	if v.QueueDepth > 0 && connected {
+		v.NextSendAt = rt.a.now().Unix()
+	}
+	return v
+}
+
+func (rt *sessionRuntime) kick() {
+	select {
+	case rt.wake <- struct{}{}:
+	default:
+	}
+}
+
+// OnStatus records a status change and its event. It runs synchronously so
+// that a status the transport reports during Open is visible to the caller.
+func (rt *sessionRuntime) OnStatus(c whatsapp.StatusChange) {
+	now := rt.a.now().Unix()
+	rt.mu.Lock()
+	prev := rt.rec.Status
+	rt.rec.Status = c.Status
+	rt.rec.StatusReason = c.Reason
+	if c.Status == whatsapp.StatusConnected {
+		rt.rec.ConnectedAt = now
+		rt.rec.Paired = true
+	}
+	rec := rt.rec
+	rt.mu.Unlock()
+
+	b := rt.a.db.NewBatch()
+	if err := b.StageSession(&rec); err != nil {
+		b.Discard()
+		rt.a.log.Error("encode session", "err", err)
+		return
+	}
+	evType := ""
+	switch {
+	case c.Status == whatsapp.StatusConnected && prev != whatsapp.StatusConnected:
+		evType = EventSessionConnected
+	case c.Status == whatsapp.StatusDisconnected && prev == whatsapp.StatusConnected:
+		evType = EventSessionDisconnected
+	case c.Status == whatsapp.StatusLoggedOut && prev != whatsapp.StatusLoggedOut:
+		evType = EventSessionLoggedOut
+	}
+	if evType != "" {
+		ev := &Event{ID: storage.NewID("evt_", rt.a.now()), Type: evType, Workspace: rt.ws, SessionID: rt.id, Timestamp: now, Reason: c.Reason}
+		if err := rt.a.events.Stage(b, ev); err != nil {
+			rt.a.log.Error("stage session event", "err", err)
+		}
+	}
+	if err := rt.a.db.CommitSync(b); err != nil {
+		rt.a.log.Error("store session status", "workspace", rt.ws, "sessionId", rt.id, "err", err)
+		return
+	}
+	if evType != "" {
+		rt.a.events.Committed()
+	}
+	rt.a.log.Info("session status", "workspace", rt.ws, "sessionId", rt.id, "status", c.Status, "reason", c.Reason)
+	rt.kick()
+}
+
+// OnReceipt queues a receipt for the event loop.
+func (rt *sessionRuntime) OnReceipt(r whatsapp.Receipt) {
+	select {
+	case rt.events <- sessionEvent{receipt: &r}:
+	case <-rt.ctx.Done():
+	}
+}
+
+// OnInbound queues an inbound message for the event loop.
+func (rt *sessionRuntime) OnInbound(m whatsapp.Inbound) {
+	select {
+	case rt.events <- sessionEvent{inbound: &m}:
+	case <-rt.ctx.Done():
+	}
+}
+
+// numberCache remembers who is on WhatsApp, so bulk sends do not ask once per
+// message. Answers expire: positive ones after a day, negative after an hour
+// (a number may join).
+type numberCache struct {
+	mu sync.Mutex
+	m  map[string]numberEntry
+}
+
+type numberEntry struct {
+	on      bool
+	expires time.Time
+}
+
+const (
+	numberCacheMax   = 200_000
+	numberTTLOn      = 24 * time.Hour
+	numberTTLNotOn   = time.Hour
+	numberCheckBatch = 500
+)
+
+func (rt *sessionRuntime) checkNumbers(ctx context.Context, numbers []string) ([]bool, error) {
+	now := rt.a.now()
+	out := make([]bool, len(numbers))
+	var missIdx []int
+	var miss []string
+	rt.numbers.mu.Lock()
+	for i, n := range numbers {
+		if e, ok := rt.numbers.m[n]; ok && now.Before(e.expires) {
+			out[i] = e.on
+			continue
+		}
+		missIdx = append(missIdx, i)
+		miss = append(miss, n)
+	}
+	rt.numbers.mu.Unlock()
+	if len(miss) == 0 {
+		return out, nil
+	}
+	tr := rt.transportNow()
+	if tr == nil {
+		return nil, &whatsapp.SendError{Code: CodeSessionNotConnected, Message: "the session is not running"}
+	}
+	for start := 0; start < len(miss); start += numberCheckBatch {
+		end := min(start+numberCheckBatch, len(miss))
+		got, err := tr.CheckNumbers(ctx, miss[start:end])
+		if err != nil {
+			return nil, err
+		}
+		rt.numbers.mu.Lock()
+		if len(rt.numbers.m) > numberCacheMax {
+			rt.numbers.m = map[string]numberEntry{}
+		}
+		for j, on := range got {
+			ttl := numberTTLOn
+			if !on {
+				ttl = numberTTLNotOn
+			}
+			rt.numbers.m[miss[start+j]] = numberEntry{on: on, expires: now.Add(ttl)}
+			out[missIdx[start+j]] = on
+		}
+		rt.numbers.mu.Unlock()
+	}
+	return out, nil
+}
+
+func sortSessions(v []SessionView) {
+	sort.Slice(v, func(i, j int) bool {
+		if v[i].Workspace != v[j].Workspace {
+			return v[i].Workspace < v[j].Workspace
+		}
+		return v[i].ID < v[j].ID
+	})
+}
+
+var errStopped = errors.New("session stopped")

@@ -1,0 +1,233 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/walytic/appliance/appliance/whatsapp"
+	"github.com/walytic/appliance/storage"
+)
+
+// SessionView is a session as the API shows it.
+type SessionView struct {
+	storage.Session
+	QueueDepth int64
+	NextSendAt int64 // Unix seconds; 0 = nothing waiting
+}
+
+// CreateSession registers a WhatsApp number with a workspace and starts its
+// transport.
+func (a *Appliance) CreateSession(workspace, sessionID, driver string) (SessionView, error) {
+	if err := ValidateSessionID("sessionId", sessionID); err != nil {
+		return SessionView{}, err
+	}
+	d, ok := a.drivers[driver]
+	if !ok {
+		return SessionView{}, Invalid("driver", "driver must be one of %s; got %s", a.driverList(), quoteShort(driver))
+	}
+	a.mu.Lock()
+	key := sessionKey{workspace, sessionID}
+	if _, exists := a.sessions[key]; exists {
+		a.mu.Unlock()
+		return SessionView{}, newErr(CodeSessionExists, "sessionId", "session %s already exists in this workspace: use it, or DELETE /v1/sessions/%s first", sessionID, sessionID)
+	}
+	rec := &storage.Session{
+		Workspace: workspace,
+		ID:        sessionID,
+		Driver:    d.Name(),
+		Status:    whatsapp.StatusConnecting,
+		CreatedAt: a.now().Unix(),
+	}
+	rt := a.newRuntime(rec)
+	a.sessions[key] = rt // reserve the id while the record is written
+	a.mu.Unlock()
+
+	b := a.db.NewBatch()
+	if err := b.StageSession(rec); err != nil {
+		b.Discard()
+		a.dropRuntime(key)
+		return SessionView{}, err
+	}
+	if err := a.db.CommitSync(b); err != nil {
+		a.dropRuntime(key)
+		return SessionView{}, storageErr("store session", err)
+	}
+	if err := rt.open(d); err != nil {
+		a.log.Error("session transport did not open", "workspace", workspace, "sessionId", sessionID, "err", err)
+	}
+	return rt.view(), nil
+}
+
+func (a *Appliance) driverList() string {
+	s := ""
+	for _, n := range []string{whatsapp.DriverWhatsmeow, whatsapp.DriverSandbox} {
+		if _, ok := a.drivers[n]; ok {
+			if s != "" {
+				s += ", "
+			}
+			s += `"` + n + `"`
+		}
+	}
+	return s
+}
+
+func (a *Appliance) dropRuntime(key sessionKey) {
+	a.mu.Lock()
+	delete(a.sessions, key)
+	a.mu.Unlock()
+}
+
+// startSession brings up a stored session at boot.
+func (a *Appliance) startSession(rec *storage.Session) error {
+	d, ok := a.drivers[rec.Driver]
+	if !ok {
+		rt := a.newRuntime(rec)
+		a.mu.Lock()
+		a.sessions[sessionKey{rec.Workspace, rec.ID}] = rt
+		a.mu.Unlock()
+		return fmt.Errorf("driver %q is not available in this build", rec.Driver)
+	}
+	rt := a.newRuntime(rec)
+	if n, err := a.db.QueueLen(rec.Workspace, rec.ID); err == nil {
+		rt.queueDepth.Store(int64(n))
+	}
+	a.mu.Lock()
+	a.sessions[sessionKey{rec.Workspace, rec.ID}] = rt
+	a.mu.Unlock()
+	return rt.open(d)
+}
+
+func (a *Appliance) runtime(workspace, sessionID string) (*sessionRuntime, error) {
+	a.mu.RLock()
+	rt, ok := a.sessions[sessionKey{workspace, sessionID}]
+	a.mu.RUnlock()
+	if !ok || !rt.ready.Load() {
+		return nil, newErr(CodeSessionNotFound, "sessionId", "no session %s in this workspace: create it with POST /v1/sessions {\"sessionId\":\"%s\",\"driver\":\"sandbox\"}", quoteShort(sessionID), sessionID)
+	}
+	return rt, nil
+}
+
+// Session returns one session of a workspace.
+func (a *Appliance) Session(workspace, sessionID string) (SessionView, error) {
+	if err := ValidateSessionID("sessionId", sessionID); err != nil {
+		return SessionView{}, err
+	}
+	rt, err := a.runtime(workspace, sessionID)
+	if err != nil {
+		return SessionView{}, err
+	}
+	return rt.view(), nil
+}
+
+// Sessions lists a workspace's sessions ("" = every workspace), by id.
+func (a *Appliance) Sessions(workspace string) []SessionView {
+	a.mu.RLock()
+	var out []SessionView
+	for k, rt := range a.sessions {
+		if (workspace == "" || k.ws == workspace) && rt.ready.Load() {
+			out = append(out, rt.view())
+		}
+	}
+	a.mu.RUnlock()
+	sortSessions(out)
+	return out
+}
+
+// DeleteSession logs the session out, deletes its device state and its
+// record, and fails the messages still queued for it.
+func (a *Appliance) DeleteSession(ctx context.Context, workspace, sessionID string) error {
+	if err := ValidateSessionID("sessionId", sessionID); err != nil {
+		return err
+	}
+	rt, err := a.runtime(workspace, sessionID)
+	if err != nil {
+		return err
+	}
+	rt.ready.Store(false)
+	rt.logout(ctx)
+	rt.stop()
+	if err := rt.failQueued(CodeSessionNotConnected, "the session was deleted before this message was sent"); err != nil {
+		return err
+	}
+	b := a.db.NewBatch()
+	b.StageDeleteSession(workspace, sessionID, nil)
+	if err := a.db.CommitSync(b); err != nil {
+		return storageErr("delete session", err)
+	}
+	a.dropRuntime(sessionKey{workspace, sessionID})
+	return nil
+}
+
+// SimulateInbound makes a sandbox session receive a text message.
+func (a *Appliance) SimulateInbound(workspace, sessionID, from, text string) error {
+	if err := ValidateSessionID("sessionId", sessionID); err != nil {
+		return err
+	}
+	if err := ValidateRecipient("from", from); err != nil {
+		return err
+	}
+	if err := ValidateText(text); err != nil {
+		return err
+	}
+	rt, err := a.runtime(workspace, sessionID)
+	if err != nil {
+		return err
+	}
+	sim, ok := rt.transportNow().(whatsapp.InboundSimulator)
+	if !ok {
+		return Invalid("sessionId", "session %s uses the %s driver; simulated inbound messages exist only for sandbox sessions", sessionID, rt.driver())
+	}
+	if err := sim.SimulateInbound(from, text); err != nil {
+		return newErr(CodeSessionNotConnected, "sessionId", "the sandbox session is not running: %v", err)
+	}
+	return nil
+}
+
+// NumberResult says whether one number is on WhatsApp.
+type NumberResult struct {
+	Number     string
+	OnWhatsApp bool
+}
+
+// MaxNumbersPerCheck bounds POST /v1/numbers/check.
+const MaxNumbersPerCheck = 500
+
+// CheckNumbers asks the session's network which numbers are on WhatsApp,
+// through the session's cache.
+func (a *Appliance) CheckNumbers(ctx context.Context, workspace, sessionID string, numbers []string) ([]NumberResult, error) {
+	if err := ValidateSessionID("sessionId", sessionID); err != nil {
+		return nil, err
+	}
+	if len(numbers) == 0 {
+		return nil, Invalid("numbers", "numbers must list 1 to %d phone numbers, for example [\"919999999999\"]", MaxNumbersPerCheck)
+	}
+	if len(numbers) > MaxNumbersPerCheck {
+		return nil, Invalid("numbers", "numbers lists %d entries; the limit is %d per request: split the list", len(numbers), MaxNumbersPerCheck)
+	}
+	for i, n := range numbers {
+		if err := ValidateRecipient(fmt.Sprintf("numbers[%d]", i), n); err != nil {
+			return nil, err
+		}
+	}
+	rt, err := a.runtime(workspace, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	if !rt.paired() {
+		return nil, newErr(CodeSessionNotConnected, "sessionId", "session %s is %s: numbers can be checked once it is connected", sessionID, rt.status())
+	}
+	on, err := rt.checkNumbers(ctx, numbers)
+	if err != nil {
+		var se *whatsapp.SendError
+		if errors.As(err, &se) {
+			return nil, newErr(se.Code, "sessionId", "%s", se.Message)
+		}
+		return nil, fmt.Errorf("check numbers: %w", err)
+	}
+	out := make([]NumberResult, len(numbers))
+	for i, n := range numbers {
+		out[i] = NumberResult{Number: n, OnWhatsApp: on[i]}
+	}
+	return out, nil
+}

@@ -1,0 +1,132 @@
+package whatsapp
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Driver names, as they appear in the API's "driver" field.
+const (
+	DriverSandbox   = "sandbox"
+	DriverWhatsmeow = "whatsmeow"
+)
+
+// Session statuses, as they appear in the API's "status" field.
+const (
+	StatusPairing        = "pairing"
+	StatusPairingTimeout = "pairing_timeout"
+	StatusConnecting     = "connecting"
+	StatusConnected      = "connected"
+	StatusDisconnected   = "disconnected"
+	StatusLoggedOut      = "logged_out"
+	StatusBanned         = "banned"
+)
+
+// Receipt kinds reported through Handler.OnReceipt.
+const (
+	ReceiptDelivered = "delivered"
+	ReceiptRead      = "read"
+)
+
+// ErrNotOnWhatsApp is returned by Send when the recipient has no WhatsApp account.
+var ErrNotOnWhatsApp = errors.New("recipient is not on WhatsApp")
+
+// SendError is a send the network refused. Code is one of the contract's
+// message error codes (for example "send_failed", "session_not_connected",
+// "recipient_not_on_whatsapp"); Message says what happened in a sentence.
+type SendError struct {
+	Code    string
+	Message string
+}
+
+func (e *SendError) Error() string { return e.Code + ": " + e.Message }
+
+// Driver opens transports for sessions. One Driver value serves every session
+// of its kind.
+type Driver interface {
+	// Name is the driver's API name ("sandbox", "whatsmeow").
+	Name() string
+	// Open starts the transport for one session. The caller guarantees at most
+	// one open Transport per (workspace, sessionID). The implementation must
+	// report the session's status through h.OnStatus as it changes, starting
+	// with the first status it reaches, and must not call h after Close or
+	// Logout returned.
+	Open(ctx context.Context, ref SessionRef, h Handler) (Transport, error)
+}
+
+// SessionRef names a session.
+type SessionRef struct {
+	Workspace string
+	SessionID string // the phone number, digits only with country code
+}
+
+// Transport is one session's connection to WhatsApp: the only place that
+// knows how messages travel. Methods may be called from several goroutines.
+type Transport interface {
+	// Send delivers one text message. req.ID is the WhatsApp message id the
+	// caller chose when the message was queued; sending the same ID twice
+	// (after a crash) must not produce two messages for the recipient where the
+	// network allows that. On success it returns the id WhatsApp knows the
+	// message by and the server timestamp. A refusal is a *SendError.
+	Send(ctx context.Context, req SendRequest) (SendResult, error)
+	// CheckNumbers tells, for each number (digits only), whether it is on
+	// WhatsApp. The result has one entry per input, in order.
+	CheckNumbers(ctx context.Context, numbers []string) ([]bool, error)
+	// Close disconnects, keeping the device state so the session can reopen.
+	Close() error
+	// Logout ends the session on WhatsApp and deletes its device state.
+	Logout(ctx context.Context) error
+}
+
+// SendRequest is one outbound text message.
+type SendRequest struct {
+	ID   string // WhatsApp message id chosen at queue time
+	To   string // digits only
+	Text string
+}
+
+// SendResult is what the network answered to a send.
+type SendResult struct {
+	WAMessageID string
+	Timestamp   time.Time
+}
+
+// Receipt is a delivery or read report for a message this session sent.
+type Receipt struct {
+	WAMessageIDs []string
+	Kind         string // ReceiptDelivered or ReceiptRead
+	Timestamp    time.Time
+}
+
+// Inbound is a message this session received.
+type Inbound struct {
+	WAMessageID string
+	From        string // phone number, digits only; empty when only FromLID is known
+	FromLID     string // set when WhatsApp addressed the sender by an unmapped LID
+	Type        string // "text", "image", "video", "audio", "document", "sticker", …
+	Text        string
+	Caption     string
+	Timestamp   time.Time
+}
+
+// StatusChange is a session status transition with a reason where known.
+type StatusChange struct {
+	Status string
+	Reason string
+}
+
+// Handler receives a session's events. Implementations must be safe for
+// concurrent use and must not block for long: the transport calls them from
+// its own goroutines.
+type Handler interface {
+	OnStatus(StatusChange)
+	OnReceipt(Receipt)
+	OnInbound(Inbound)
+}
+
+// InboundSimulator is implemented by transports of simulated networks (the
+// sandbox): it makes the session receive a text message as if from a contact.
+type InboundSimulator interface {
+	SimulateInbound(from, text string) error
+}

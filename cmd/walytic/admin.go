@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+)
+
+// adminClient talks to a running server over its admin socket.
+type adminClient struct {
+	socket string
+	http   *http.Client
+}
+
+func newAdminClient(g globals) *adminClient {
+	sock := g.socketPath()
+	return &adminClient{socket: sock, http: &http.Client{
+		Timeout: 60 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}},
+	}}
+}
+
+// call sends a request and decodes a 2xx JSON answer into out (if non-nil).
+// A non-2xx answer becomes an error carrying the server's message.
+func (c *adminClient) call(method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://walytic"+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) || errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("cannot reach the server's admin socket %s: start it with `walytic serve` (same --data-dir), or point --admin-socket at it", c.socket)
+		}
+		return fmt.Errorf("admin request: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read admin response: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(data, &e) == nil && e.Error.Message != "" {
+			return errors.New(e.Error.Message)
+		}
+		return fmt.Errorf("server answered %s", resp.Status)
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode admin response: %w", err)
+		}
+	}
+	return nil
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func workspacesCmd(g globals, args []string) error {
+	if len(args) == 0 {
+		return usagef("workspaces needs a subcommand: create, list or set-quota")
+	}
+	c := newAdminClient(g)
+	switch args[0] {
+	case "create":
+		fs := flag.NewFlagSet("workspaces create", flag.ContinueOnError)
+		quota := fs.Int64("monthly-quota", 0, "messages per UTC month; 0 = unlimited")
+		pos, err := parseInterspersed(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usagef("workspaces create takes one NAME")
+		}
+		var out json.RawMessage
+		if err := c.call("POST", "/admin/v1/workspaces", map[string]any{"name": pos[0], "monthlyQuota": *quota}, &out); err != nil {
+			return err
+		}
+		return printJSON(out)
+	case "list":
+		if len(args) != 1 {
+			return usagef("workspaces list takes no arguments")
+		}
+		var out struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if err := c.call("GET", "/admin/v1/workspaces", nil, &out); err != nil {
+			return err
+		}
+		return printJSON(out.Data)
+	case "set-quota":
+		if len(args) != 3 {
+			return usagef("workspaces set-quota takes NAME and N")
+		}
+		n, err := strconv.ParseInt(args[2], 10, 64)
+		if err != nil || n < 0 {
+			return usagef("the quota must be a whole number ≥ 0 (0 = unlimited), got %q", args[2])
+		}
+		var out json.RawMessage
+		if err := c.call("PATCH", "/admin/v1/workspaces/"+url.PathEscape(args[1]), map[string]any{"monthlyQuota": n}, &out); err != nil {
+			return err
+		}
+		return printJSON(out)
+	}
+	return usagef("unknown workspaces subcommand %q", args[0])
+}
+
+type keyOut struct {
+	ID            string `json:"id"`
+	Key           string `json:"key"`
+	Workspace     string `json:"workspace"`
+	Name          string `json:"name"`
+	Last4         string `json:"last4"`
+	RatePerMinute int    `json:"ratePerMinute"`
+	Burst         int    `json:"burst"`
+}
+
+func keysCmd(g globals, args []string) error {
+	if len(args) == 0 {
+		return usagef("keys needs a subcommand: create, list, rotate or revoke")
+	}
+	c := newAdminClient(g)
+	switch args[0] {
+	case "create":
+		fs := flag.NewFlagSet("keys create", flag.ContinueOnError)
+		ws := fs.String("workspace", "default", "workspace the key belongs to")
+		name := fs.String("name", "", "a label for the key")
+		rate := fs.Int("rate-per-minute", 0, "requests per minute (default 60)")
+		burst := fs.Int("burst", 0, "burst size (default 100)")
+		pos, err := parseInterspersed(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 0 {
+			return usagef("keys create takes no arguments; label the key with --name")
+		}
+		body := map[string]any{"name": *name}
+		if *rate != 0 {
+			body["ratePerMinute"] = *rate
+		}
+		if *burst != 0 {
+			body["burst"] = *burst
+		}
+		var k keyOut
+		if err := c.call("POST", "/admin/v1/workspaces/"+url.PathEscape(*ws)+"/keys", body, &k); err != nil {
+			return err
+		}
+		fmt.Println(k.Key)
+		fmt.Fprintf(os.Stderr, "created key %s in workspace %s (name %q, %d/min, burst %d); the key is shown only now\n",
+			k.ID, k.Workspace, k.Name, k.RatePerMinute, k.Burst)
+		return nil
+	case "list":
+		fs := flag.NewFlagSet("keys list", flag.ContinueOnError)
+		ws := fs.String("workspace", "default", "workspace whose keys to list")
+		pos, err := parseInterspersed(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 0 {
+			return usagef("keys list takes no arguments")
+		}
+		var out struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if err := c.call("GET", "/admin/v1/workspaces/"+url.PathEscape(*ws)+"/keys", nil, &out); err != nil {
+			return err
+		}
+		return printJSON(out.Data)
+	case "rotate":
+		if len(args) != 2 {
+			return usagef("keys rotate takes one KEY_ID (see `walytic keys list`)")
+		}
+		var k keyOut
+		if err := c.call("POST", "/admin/v1/keys/"+url.PathEscape(args[1])+"/rotate", nil, &k); err != nil {
+			return err
+		}
+		fmt.Println(k.Key)
+		fmt.Fprintf(os.Stderr, "rotated key %s: the old secret no longer works\n", k.ID)
+		return nil
+	case "revoke":
+		if len(args) != 2 {
+			return usagef("keys revoke takes one KEY_ID (see `walytic keys list`)")
+		}
+		return c.call("DELETE", "/admin/v1/keys/"+url.PathEscape(args[1]), nil, nil)
+	}
+	return usagef("unknown keys subcommand %q", args[0])
+}
+
+func sessionsCmd(g globals, args []string) error {
+	if len(args) == 0 {
+		return usagef("sessions needs a subcommand: list")
+	}
+	c := newAdminClient(g)
+	switch args[0] {
+	case "list":
+		fs := flag.NewFlagSet("sessions list", flag.ContinueOnError)
+		ws := fs.String("workspace", "default", "workspace whose sessions to list")
+		pos, err := parseInterspersed(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 0 {
+			return usagef("sessions list takes no arguments")
+		}
+		var out struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if err := c.call("GET", "/admin/v1/workspaces/"+url.PathEscape(*ws)+"/sessions", nil, &out); err != nil {
+			return err
+		}
+		return printJSON(out.Data)
+	case "pair":
+		return errors.New("pairing a WhatsApp number needs the whatsmeow driver, which this build does not include yet; sandbox sessions need no pairing (POST /v1/sessions with \"driver\":\"sandbox\")")
+	}
+	return usagef("unknown sessions subcommand %q", args[0])
+}

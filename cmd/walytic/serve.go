@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/walytic/appliance/appliance"
+	"github.com/walytic/appliance/appliance/whatsapp"
+	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
+	"github.com/walytic/appliance/httpfast"
+	"github.com/walytic/appliance/storage"
+)
+
+type serveConfig struct {
+	listen         string
+	adminTokenFile string
+	logLevel       string
+	checkOnly      bool
+}
+
+func serveFlags(c *serveConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address of the public API")
+	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "file holding a token that unlocks /admin/v1 on --listen")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.checkOnly, "check-config", false, "check the configuration and exit")
+	return fs
+}
+
+// applyConfigFile sets flags from a file of "name = value" lines (the flag
+// names of `walytic serve`, '#' starts a comment). Flags given on the command
+// line win, because they are parsed after.
+func applyConfigFile(fs *flag.FlagSet, g *globals, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read config file: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, val, ok := strings.Cut(line, "=")
+		name, val = strings.TrimSpace(name), strings.Trim(strings.TrimSpace(val), `"`)
+		if !ok {
+			return fmt.Errorf("%s:%d: want \"name = value\", got %q", path, n, line)
+		}
+		switch name {
+		case "data-dir":
+			g.dataDir = val
+			continue
+		case "admin-socket":
+			g.adminSocket = val
+			continue
+		case "config", "check-config":
+			return fmt.Errorf("%s:%d: %q cannot be set in a config file", path, n, name)
+		}
+		if fs.Lookup(name) == nil {
+			return fmt.Errorf("%s:%d: unknown setting %q (settings are the flags of `walytic serve`)", path, n, name)
+		}
+		if err := fs.Set(name, val); err != nil {
+			return fmt.Errorf("%s:%d: %s: %w", path, n, name, err)
+		}
+	}
+	return sc.Err()
+}
+
+func serve(g globals, args []string) error {
+	var c serveConfig
+	fs := serveFlags(&c)
+	// --config is read first so the command line can override the file.
+	cfgFile := ""
+	for i, a := range args {
+		if a == "--config" || a == "-config" {
+			if i+1 >= len(args) {
+				return usagef("--config needs a file")
+			}
+			cfgFile = args[i+1]
+		} else if v, ok := strings.CutPrefix(a, "--config="); ok {
+			cfgFile = v
+		}
+	}
+	var configArg string
+	fs.StringVar(&configArg, "config", "", "file of settings, one \"name = value\" per line")
+	if cfgFile != "" {
+		if err := applyConfigFile(fs, &g, cfgFile); err != nil {
+			return err
+		}
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("serve takes no arguments, got %q", pos[0])
+	}
+	level, err := parseLevel(c.logLevel)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if _, _, err := net.SplitHostPort(c.listen); err != nil {
+		return usagef("--listen %q: want host:port, for example 127.0.0.1:8080", c.listen)
+	}
+	adminToken := ""
+	if c.adminTokenFile != "" {
+		b, err := os.ReadFile(c.adminTokenFile)
+		if err != nil {
+			return fmt.Errorf("read --admin-token-file: %w", err)
+		}
+		adminToken = strings.TrimSpace(string(b))
+		if len(adminToken) < 16 {
+			return fmt.Errorf("the admin token in %s is shorter than 16 characters: use a long random one (openssl rand -hex 32)", c.adminTokenFile)
+		}
+	}
+	if c.checkOnly {
+		fmt.Printf("configuration OK: data dir %s, listen %s, admin socket %s\n", g.dataDir, c.listen, g.socketPath())
+		return nil
+	}
+
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	db, err := storage.Open(g.dataDir)
+	if err != nil {
+		if strings.Contains(err.Error(), "lock") {
+			return fmt.Errorf("%w (is another walytic serve using --data-dir %s?)", err, g.dataDir)
+		}
+		return err
+	}
+	defer db.Close()
+	state, err := storage.OpenLocalState(db)
+	if err != nil {
+		return err
+	}
+	app, err := appliance.Open(appliance.Config{
+		DB:      db,
+		State:   state,
+		Drivers: []whatsapp.Driver{sandbox.New(sandbox.Options{})},
+		Logger:  log,
+	})
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+
+	srv := httpfast.New(httpfast.Config{App: app, Logger: log, AdminToken: adminToken})
+	adminLn, err := listenAdminSocket(g.socketPath())
+	if err != nil {
+		return err
+	}
+	publicLn, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		_ = adminLn.Close()
+		return fmt.Errorf("listen on %s: %w (is the port in use? pick another with --listen)", c.listen, err)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.ServePublic(publicLn) }()
+	go func() { errc <- srv.ServeAdmin(adminLn) }()
+	log.Info("walytic serving", "version", version, "listen", publicLn.Addr().String(), "adminSocket", g.socketPath(), "dataDir", g.dataDir)
+	if app.FirstStart {
+		fmt.Fprintf(os.Stderr, "walytic: new data directory %s. Create an API key:  walytic --data-dir %s keys create\n", g.dataDir, g.dataDir)
+		fmt.Fprintf(os.Stderr, "walytic: then a sandbox session:  curl -X POST http://%s/v1/sessions -H \"Authorization: Bearer $KEY\" -d '{\"sessionId\":\"919876543210\",\"driver\":\"sandbox\"}'\n", publicLn.Addr().String())
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining requests in flight")
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	_ = os.Remove(g.socketPath())
+	log.Info("stopped")
+	return nil
+}
+
+// listenAdminSocket opens the admin unix socket with mode 0600, replacing a
+// stale socket file left by a crash but never a live one.
+func listenAdminSocket(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create admin socket directory: %w", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("another walytic serve is already listening on %s", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale admin socket: %w", err)
+		}
+	}
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on admin socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("chmod admin socket: %w", err)
+	}
+	return ln, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, errors.New("--log-level must be debug, info, warn or error")
+	}
+	return l, nil
+}

@@ -1,0 +1,71 @@
+package httpfast
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/walytic/appliance/appliance"
+)
+
+// decodeBody reads a JSON object into v (a pointer to a struct whose fields
+// are pointers, so absent fields are nil). It rejects unknown fields, wrong
+// types and trailing data with an invalid_request naming the field.
+func decodeBody(body []byte, v any, example string) error {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return appliance.Invalid("", "the request body must be a JSON object, for example %s", example)
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err, example)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return appliance.Invalid("", "the request body must hold exactly one JSON object, for example %s", example)
+	}
+	return nil
+}
+
+func jsonError(err error, example string) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			return appliance.Invalid("", "the request body must be a JSON object, for example %s", example)
+		}
+		return appliance.Invalid(field, "%s must be %s, not a JSON %s; for example %s", field, describeType(typeErr.Type.String()), typeErr.Value, example)
+	case errors.As(err, &syntaxErr):
+		return appliance.Invalid("", "the request body is not valid JSON (at byte %d): %v; for example %s", syntaxErr.Offset, syntaxErr, example)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return appliance.Invalid(field, "unknown field %q: the accepted fields are those of %s", field, example)
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return appliance.Invalid("", "the request body ends before the JSON object does; for example %s", example)
+	}
+	return appliance.Invalid("", "the request body could not be read as JSON: %v; for example %s", err, example)
+}
+
+func describeType(goType string) string {
+	switch strings.TrimPrefix(goType, "*") {
+	case "string":
+		return "a string"
+	case "int", "int64":
+		return "a whole number"
+	case "bool":
+		return "true or false"
+	case "[]string":
+		return "an array of strings"
+	}
+	return fmt.Sprintf("of type %s", goType)
+}
+
+// required reports a missing field.
+func required(param, example string) error {
+	return appliance.Invalid(param, "%s is required; for example %s", param, example)
+}

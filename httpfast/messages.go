@@ -1,0 +1,244 @@
+package httpfast
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+	"github.com/walytic/appliance/appliance"
+	"github.com/walytic/appliance/storage"
+)
+
+const sendExample = `{"sessionId":"919876543210","to":"919999999999","text":"Your order #1042 has shipped"}`
+
+type sendBody struct {
+	SessionID *string `json:"sessionId"`
+	To        *string `json:"to"`
+	Text      *string `json:"text"`
+}
+
+type queuedJSON struct {
+	ID        string `json:"id"`
+	Status    string `json:"status"`
+	SessionID string `json:"sessionId"`
+	To        string `json:"to"`
+	CreatedAt int64  `json:"createdAt"`
+}
+
+func (s *Server) sendMessage(ctx *fasthttp.RequestCtx, ws string) {
+	var body sendBody
+	if err := decodeBody(ctx.PostBody(), &body, sendExample); err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	switch {
+	case body.SessionID == nil:
+		s.writeError(ctx, required("sessionId", sendExample))
+		return
+	case body.To == nil:
+		s.writeError(ctx, required("to", sendExample))
+		return
+	case body.Text == nil:
+		s.writeError(ctx, required("text", sendExample))
+		return
+	}
+	in := appliance.SendInput{SessionID: *body.SessionID, To: *body.To, Text: *body.Text,
+		IdempotencyKey: string(ctx.Request.Header.Peek("Idempotency-Key"))}
+	m, replay, err := s.app.Send(ctx, ws, in)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	if replay {
+		ctx.Response.Header.Set("Idempotent-Replayed", "true")
+	} else {
+		s.metrics.messagesAccepted.Add(1)
+	}
+	writeJSON(ctx, 202, queuedJSON{ID: m.ID, Status: appliance.StatusQueued, SessionID: m.SessionID, To: m.To, CreatedAt: m.CreatedAt})
+}
+
+type messageJSON struct {
+	ID          string                `json:"id"`
+	Direction   string                `json:"direction"`
+	SessionID   string                `json:"sessionId"`
+	To          *string               `json:"to"`
+	From        *string               `json:"from"`
+	FromLID     string                `json:"fromLid,omitempty"`
+	Type        string                `json:"type"`
+	Text        string                `json:"text"`
+	Caption     string                `json:"caption,omitempty"`
+	Status      string                `json:"status"`
+	WAMessageID *string               `json:"waMessageId"`
+	Error       *storage.MessageError `json:"error"`
+	CreatedAt   int64                 `json:"createdAt"`
+	UpdatedAt   int64                 `json:"updatedAt"`
+}
+
+func strOrNil(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func toMessageJSON(m *storage.Message) messageJSON {
+	out := messageJSON{
+		ID: m.ID, Direction: m.Direction, SessionID: m.SessionID,
+		To: strOrNil(m.To), From: strOrNil(m.From), FromLID: m.FromLID,
+		Type: m.Type, Text: m.Text, Caption: m.Caption, Status: m.Status,
+		Error: m.Error, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt,
+	}
+	if out.Type == "" {
+		out.Type = "text"
+	}
+	if m.Sent {
+		out.WAMessageID = strOrNil(m.WAID)
+	}
+	return out
+}
+
+func (s *Server) getMessage(ctx *fasthttp.RequestCtx, ws, id string) {
+	m, err := s.app.Message(ws, id)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	writeJSON(ctx, 200, toMessageJSON(m))
+}
+
+type messageListJSON struct {
+	Data       []messageJSON `json:"data"`
+	NextCursor *string       `json:"nextCursor"`
+}
+
+func (s *Server) listMessages(ctx *fasthttp.RequestCtx, ws string) {
+	f, limit, err := parseMessageQuery(ctx.QueryArgs())
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	if strings.Contains(string(ctx.Request.Header.Peek("Accept")), "application/x-ndjson") {
+		s.exportMessages(ctx, ws, f)
+		return
+	}
+	out := messageListJSON{Data: make([]messageJSON, 0, min(limit, 128))}
+	var last string
+	more := false
+	err = s.app.Messages(ws, f, func(m *storage.Message) bool {
+		if len(out.Data) == limit {
+			more = true
+			return false
+		}
+		out.Data = append(out.Data, toMessageJSON(m))
+		last = m.ID
+		return true
+	})
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	if more {
+		c := base64.RawURLEncoding.EncodeToString([]byte(last))
+		out.NextCursor = &c
+	}
+	writeJSON(ctx, 200, out)
+	compressBody(ctx)
+}
+
+// exportMessages streams every match as NDJSON, compressed when asked.
+func (s *Server) exportMessages(ctx *fasthttp.RequestCtx, ws string, f appliance.MessageFilter) {
+	enc := encodingFor(ctx)
+	ctx.SetStatusCode(200)
+	ctx.SetContentType("application/x-ndjson")
+	ctx.Response.Header.Add("Vary", "Accept-Encoding")
+	if enc != "" {
+		ctx.Response.Header.Set("Content-Encoding", enc)
+	}
+	app, log, rid := s.app, s.log, requestID(ctx)
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		out, finish := encodeStream(enc, w)
+		je := json.NewEncoder(out)
+		n := 0
+		err := app.Messages(ws, f, func(m *storage.Message) bool {
+			if je.Encode(toMessageJSON(m)) != nil {
+				return false
+			}
+			n++
+			if n%1000 == 0 {
+				_ = w.Flush()
+			}
+			return true
+		})
+		if err != nil {
+			log.Error("export messages", "requestId", rid, "err", err)
+		}
+		_ = finish()
+		_ = w.Flush()
+	})
+}
+
+var validStatuses = map[string]bool{"queued": true, "sent": true, "delivered": true, "read": true, "failed": true, "received": true}
+
+func parseMessageQuery(q *fasthttp.Args) (appliance.MessageFilter, int, error) {
+	var f appliance.MessageFilter
+	limit := 100
+	var err error
+	q.VisitAll(func(k, v []byte) {
+		if err != nil {
+			return
+		}
+		val := string(v)
+		switch string(k) {
+		case "sessionId":
+			if e := appliance.ValidateSessionID("sessionId", val); e != nil {
+				err = e
+			}
+			f.SessionID = val
+		case "direction":
+			if val != "inbound" && val != "outbound" {
+				err = appliance.Invalid("direction", "direction must be \"inbound\" or \"outbound\"")
+			}
+			f.Direction = val
+		case "status":
+			if !validStatuses[val] {
+				err = appliance.Invalid("status", "status must be one of queued, sent, delivered, read, failed, received")
+			}
+			f.Status = val
+		case "to":
+			f.To = val
+		case "from":
+			f.From = val
+		case "since", "until":
+			n, e := strconv.ParseInt(val, 10, 64)
+			if e != nil || n < 0 {
+				err = appliance.Invalid(string(k), "%s must be a Unix time in seconds, for example 1714602000", k)
+				return
+			}
+			if string(k) == "since" {
+				f.Since = n
+			} else {
+				f.Until = n
+			}
+		case "limit":
+			n, e := strconv.Atoi(val)
+			if e != nil || n < 1 || n > 1000 {
+				err = appliance.Invalid("limit", "limit must be a whole number from 1 to 1000 (default 100)")
+				return
+			}
+			limit = n
+		case "cursor":
+			raw, e := base64.RawURLEncoding.DecodeString(val)
+			if e != nil || !strings.HasPrefix(string(raw), "msg_") || len(raw) != 24 {
+				err = appliance.Invalid("cursor", "cursor is not one this API returned: pass nextCursor from the previous page unchanged")
+				return
+			}
+			f.Before = string(raw)
+		default:
+			err = appliance.Invalid(string(k), "unknown query parameter %q: use sessionId, direction, status, to, from, since, until, limit or cursor", k)
+		}
+	})
+	return f, limit, err
+}

@@ -1,0 +1,50 @@
+package httpfast
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
+)
+
+func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
+	writeJSON(ctx, 200, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+	if err := s.app.Ready(); err != nil {
+		writeJSON(ctx, 503, map[string]string{"status": "unavailable", "reason": err.Error()})
+		return
+	}
+	writeJSON(ctx, 200, map[string]string{"status": "ready"})
+}
+
+// metrics are the process's counters, exposed in Prometheus text format.
+type metrics struct {
+	responses        [6]atomic.Uint64 // by status class: 1xx … 5xx (index 1–5)
+	messagesAccepted atomic.Uint64
+}
+
+func (m *metrics) countResponse(status int) {
+	if c := status / 100; c >= 1 && c <= 5 {
+		m.responses[c].Add(1)
+	}
+}
+
+func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/plain; version=0.0.4")
+	w := ctx
+	fmt.Fprintln(w, "# HELP walytic_http_responses_total HTTP responses by status class.")
+	fmt.Fprintln(w, "# TYPE walytic_http_responses_total counter")
+	for c := 1; c <= 5; c++ {
+		fmt.Fprintf(w, "walytic_http_responses_total{class=\"%dxx\"} %d\n", c, s.metrics.responses[c].Load())
+	}
+	fmt.Fprintln(w, "# HELP walytic_messages_accepted_total Outbound messages accepted (202) by POST /v1/messages.")
+	fmt.Fprintln(w, "# TYPE walytic_messages_accepted_total counter")
+	fmt.Fprintf(w, "walytic_messages_accepted_total %d\n", s.metrics.messagesAccepted.Load())
+	fmt.Fprintln(w, "# HELP walytic_session_queue_depth Messages waiting in each session's send queue.")
+	fmt.Fprintln(w, "# TYPE walytic_session_queue_depth gauge")
+	for _, v := range s.app.Sessions("") {
+		fmt.Fprintf(w, "walytic_session_queue_depth{workspace=%q,session=%q} %d\n", v.Workspace, v.ID, v.QueueDepth)
+	}
+}

@@ -1,0 +1,173 @@
+package httpfast
+
+import (
+	"strings"
+
+	"github.com/valyala/fasthttp"
+	"github.com/walytic/appliance/appliance"
+	"github.com/walytic/appliance/storage"
+)
+
+// handlePublic routes the public listener.
+func (s *Server) handlePublic(ctx *fasthttp.RequestCtx) {
+	path := string(ctx.Path())
+	switch path {
+	case "/healthz":
+		s.healthz(ctx)
+		return
+	case "/readyz":
+		s.readyz(ctx)
+		return
+	case "/metrics":
+		s.metricsHandler(ctx)
+		return
+	}
+	if strings.HasPrefix(path, "/admin/") {
+		if !s.adminAuthorized(ctx) {
+			s.writeError(ctx, &appliance.Error{Code: appliance.CodeMissingAPIKey, Type: "authentication_error",
+				Message: "the admin API needs the admin token (`Authorization: Bearer <token>`) and is served on this port only when walytic serve runs with --admin-token-file; otherwise use the admin socket (the walytic CLI)"})
+			return
+		}
+		s.routeAdmin(ctx, path)
+		return
+	}
+	if !strings.HasPrefix(path, "/v1/") {
+		s.notFound(ctx)
+		return
+	}
+	key, ok := s.authenticate(ctx)
+	if !ok {
+		return
+	}
+	s.routeV1(ctx, key, strings.Split(strings.Trim(path[len("/v1/"):], "/"), "/"))
+}
+
+func (s *Server) routeV1(ctx *fasthttp.RequestCtx, key storage.APIKey, seg []string) {
+	m := string(ctx.Method())
+	ws := key.Workspace
+	switch {
+	case len(seg) == 1 && seg[0] == "messages":
+		switch m {
+		case "POST":
+			s.sendMessage(ctx, ws)
+		case "GET":
+			s.listMessages(ctx, ws)
+		default:
+			s.methodNotAllowed(ctx, "GET, POST")
+		}
+	case len(seg) == 2 && seg[0] == "messages":
+		s.only(ctx, "GET", func() { s.getMessage(ctx, ws, seg[1]) })
+	case len(seg) == 1 && seg[0] == "sessions":
+		switch m {
+		case "POST":
+			s.createSession(ctx, ws)
+		case "GET":
+			s.listSessions(ctx, ws)
+		default:
+			s.methodNotAllowed(ctx, "GET, POST")
+		}
+	case len(seg) == 2 && seg[0] == "sessions":
+		switch m {
+		case "GET":
+			s.getSession(ctx, ws, seg[1])
+		case "DELETE":
+			s.deleteSession(ctx, ws, seg[1])
+		default:
+			s.methodNotAllowed(ctx, "GET, DELETE")
+		}
+	case len(seg) == 3 && seg[0] == "sessions" && (seg[2] == "qr" || seg[2] == "qr.png"):
+		s.only(ctx, "GET", func() { s.sessionQR(ctx, ws, seg[1]) })
+	case len(seg) == 3 && seg[0] == "sessions" && seg[2] == "pairing-code":
+		s.only(ctx, "POST", func() { s.sessionQR(ctx, ws, seg[1]) })
+	case len(seg) == 4 && seg[0] == "sessions" && seg[2] == "sandbox" && seg[3] == "inbound":
+		s.only(ctx, "POST", func() { s.sandboxInbound(ctx, ws, seg[1]) })
+	case len(seg) == 2 && seg[0] == "numbers" && seg[1] == "check":
+		s.only(ctx, "POST", func() { s.checkNumbers(ctx, ws) })
+	case len(seg) == 1 && seg[0] == "usage":
+		s.only(ctx, "GET", func() { s.usage(ctx, ws) })
+	default:
+		s.notFound(ctx)
+	}
+}
+
+// handleAdmin routes the admin socket: every /admin/v1 route, no key.
+func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
+	path := string(ctx.Path())
+	if path == "/healthz" {
+		s.healthz(ctx)
+		return
+	}
+	s.routeAdmin(ctx, path)
+}
+
+func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx, path string) {
+	if !strings.HasPrefix(path, "/admin/v1/") {
+		s.notFound(ctx)
+		return
+	}
+	seg := strings.Split(strings.Trim(path[len("/admin/v1/"):], "/"), "/")
+	m := string(ctx.Method())
+	switch {
+	case len(seg) == 1 && seg[0] == "workspaces":
+		switch m {
+		case "POST":
+			s.adminCreateWorkspace(ctx)
+		case "GET":
+			s.adminListWorkspaces(ctx)
+		default:
+			s.methodNotAllowed(ctx, "GET, POST")
+		}
+	case len(seg) == 2 && seg[0] == "workspaces":
+		switch m {
+		case "GET":
+			s.adminGetWorkspace(ctx, seg[1])
+		case "PATCH":
+			s.adminPatchWorkspace(ctx, seg[1])
+		default:
+			s.methodNotAllowed(ctx, "GET, PATCH")
+		}
+	case len(seg) == 3 && seg[0] == "workspaces" && seg[2] == "keys":
+		switch m {
+		case "POST":
+			s.adminCreateKey(ctx, seg[1])
+		case "GET":
+			s.adminListKeys(ctx, seg[1])
+		default:
+			s.methodNotAllowed(ctx, "GET, POST")
+		}
+	case len(seg) == 3 && seg[0] == "workspaces" && seg[2] == "sessions":
+		s.only(ctx, "GET", func() { s.adminListSessions(ctx, seg[1]) })
+	case len(seg) == 2 && seg[0] == "keys":
+		switch m {
+		case "PATCH":
+			s.adminPatchKey(ctx, seg[1])
+		case "DELETE":
+			s.adminRevokeKey(ctx, seg[1])
+		default:
+			s.methodNotAllowed(ctx, "PATCH, DELETE")
+		}
+	case len(seg) == 3 && seg[0] == "keys" && seg[2] == "rotate":
+		s.only(ctx, "POST", func() { s.adminRotateKey(ctx, seg[1]) })
+	default:
+		s.notFound(ctx)
+	}
+}
+
+func (s *Server) only(ctx *fasthttp.RequestCtx, method string, h func()) {
+	if string(ctx.Method()) != method {
+		s.methodNotAllowed(ctx, method)
+		return
+	}
+	h()
+}
+
+func (s *Server) notFound(ctx *fasthttp.RequestCtx) {
+	writeJSON(ctx, 404, errorBody{Error: errorDetail{Type: "invalid_request_error", Code: "route_not_found",
+		Message: "no route " + string(ctx.Method()) + " " + string(ctx.Path()) + ": see /documentation for the API"}})
+}
+
+func (s *Server) methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
+	ctx.Response.Header.Set("Allow", allow)
+	writeJSON(ctx, 405, errorBody{Error: errorDetail{Type: "invalid_request_error", Code: "method_not_allowed",
+		Message: string(ctx.Method()) + " is not allowed on " + string(ctx.Path()) + "; allowed: " + allow}})
+}

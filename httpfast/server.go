@@ -1,0 +1,178 @@
+package httpfast
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/walytic/appliance/appliance"
+	"github.com/walytic/appliance/storage"
+)
+
+// MaxBodySize is the largest request body accepted; larger ones get 413.
+const MaxBodySize = 1 << 20
+
+// Config wires a Server.
+type Config struct {
+	App    *appliance.Appliance
+	Logger *slog.Logger
+	// AdminToken, when set, serves the admin plane on the public listener to
+	// requests bearing it. Empty: the admin plane is on the socket only.
+	AdminToken string
+}
+
+// Server serves the public API and the admin plane.
+type Server struct {
+	app        *appliance.Appliance
+	log        *slog.Logger
+	adminToken []byte
+	public     *fasthttp.Server
+	admin      *fasthttp.Server
+	reqPrefix  string
+	reqSeq     atomic.Uint64
+	metrics    metrics
+}
+
+// New builds a Server; call ServePublic and ServeAdmin with listeners.
+func New(cfg Config) *Server {
+	s := &Server{app: cfg.App, log: cfg.Logger, adminToken: []byte(cfg.AdminToken)}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	var p [6]byte
+	_, _ = rand.Read(p[:])
+	s.reqPrefix = "req_" + hex.EncodeToString(p[:])
+	s.public = s.newFastServer("walytic", s.handlePublic)
+	s.admin = s.newFastServer("walytic-admin", s.handleAdmin)
+	return s
+}
+
+func (s *Server) newFastServer(name string, h fasthttp.RequestHandler) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                       s.withRequestID(h),
+		Name:                          name,
+		MaxRequestBodySize:            MaxBodySize,
+		ReadTimeout:                   30 * time.Second,
+		WriteTimeout:                  120 * time.Second,
+		IdleTimeout:                   120 * time.Second,
+		ErrorHandler:                  s.parseError,
+		NoDefaultServerHeader:         true,
+		NoDefaultDate:                 false,
+		DisableHeaderNamesNormalizing: false,
+		CloseOnShutdown:               true,
+		ReduceMemoryUsage:             false,
+		StreamRequestBody:             false,
+	}
+}
+
+// ServePublic serves the /v1 API on ln until Shutdown.
+func (s *Server) ServePublic(ln net.Listener) error { return s.public.Serve(ln) }
+
+// ServeAdmin serves the admin plane on ln (the unix socket) until Shutdown.
+func (s *Server) ServeAdmin(ln net.Listener) error { return s.admin.Serve(ln) }
+
+// Shutdown stops accepting connections and waits for requests in flight.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err1 := s.public.ShutdownWithContext(ctx)
+	err2 := s.admin.ShutdownWithContext(ctx)
+	return errors.Join(err1, err2)
+}
+
+// parseError answers requests fasthttp could not read (too large, malformed).
+func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
+	s.setRequestID(ctx)
+	var e *appliance.Error
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		e = &appliance.Error{Code: appliance.CodePayloadTooLarge, Type: "invalid_request_error",
+			Message: "the request body is over 1 MiB: send less per request"}
+	} else {
+		e = appliance.Invalid("", "the HTTP request could not be read: %v", err)
+	}
+	s.writeError(ctx, e)
+	ctx.SetConnectionClose()
+}
+
+func (s *Server) withRequestID(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		s.setRequestID(ctx)
+		h(ctx)
+		s.metrics.countResponse(ctx.Response.StatusCode())
+	}
+}
+
+// setRequestID echoes a sane client X-Request-Id or makes one.
+func (s *Server) setRequestID(ctx *fasthttp.RequestCtx) {
+	in := ctx.Request.Header.Peek("X-Request-Id")
+	if len(in) > 0 && len(in) <= 128 && saneID(in) {
+		ctx.Response.Header.SetBytesV("X-Request-Id", in)
+		return
+	}
+	n := s.reqSeq.Add(1)
+	buf := make([]byte, 0, len(s.reqPrefix)+21)
+	buf = append(buf, s.reqPrefix...)
+	buf = append(buf, '_')
+	buf = strconv.AppendUint(buf, n, 10)
+	ctx.Response.Header.SetBytesV("X-Request-Id", buf)
+}
+
+func requestID(ctx *fasthttp.RequestCtx) string {
+	return string(ctx.Response.Header.Peek("X-Request-Id"))
+}
+
+func saneID(b []byte) bool {
+	for _, c := range b {
+		ok := (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == ':'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// authenticate resolves the bearer key and charges the rate limit, setting
+// the RateLimit-* headers. It answers the request itself on failure.
+func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (storage.APIKey, bool) {
+	k, err := s.app.Authenticate(bearer(ctx))
+	if err != nil {
+		s.writeError(ctx, err)
+		return k, false
+	}
+	d := s.app.Admit(k)
+	h := &ctx.Response.Header
+	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
+	h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
+	h.Set("RateLimit-Reset", strconv.Itoa(d.ResetSeconds()))
+	if !d.Allowed {
+		wait := d.RetryAfterSeconds()
+		s.writeError(ctx, &appliance.Error{Code: appliance.CodeRateLimited, Type: "rate_limit_error", RetryAfter: wait,
+			Message: "this API key is over its rate limit of " + strconv.Itoa(appliance.EffectiveLimits(k).PerMinute) +
+				" requests per minute (bursts of " + strconv.Itoa(d.Limit) + "): retry after " + strconv.Itoa(wait) + " s, or ask for a higher limit"})
+		return k, false
+	}
+	return k, true
+}
+
+var bearerPrefix = []byte("bearer ")
+
+// bearer returns the token of an "Authorization: Bearer …" header, or nil.
+func bearer(ctx *fasthttp.RequestCtx) []byte {
+	v := ctx.Request.Header.Peek("Authorization")
+	if len(v) < len(bearerPrefix) || !bytes.EqualFold(v[:len(bearerPrefix)], bearerPrefix) {
+		return v[:0:0]
+	}
+	return bytes.TrimSpace(v[len(bearerPrefix):])
+}
+
+func (s *Server) adminAuthorized(ctx *fasthttp.RequestCtx) bool {
+	tok := bearer(ctx)
+	return len(s.adminToken) > 0 && len(tok) > 0 && subtle.ConstantTimeCompare(tok, s.adminToken) == 1
+}

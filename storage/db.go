@@ -1,0 +1,223 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// ErrNotFound is returned by look-ups of records that do not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrDiskFull is returned when a write failed because the disk is full.
+var ErrDiskFull = errors.New("disk full")
+
+const schemaVersion = "1"
+
+// DB is the node's Pebble database.
+type DB struct {
+	pdb *pebble.DB
+	dir string
+}
+
+// Open opens (creating if needed) the database in dir.
+func Open(dir string) (*DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", dir, err)
+	}
+	opts := &pebble.Options{
+		Merger:       counterMerger,
+		MemTableSize: 32 << 20,
+		Logger:       quietLogger{},
+	}
+	pdb, err := pebble.Open(filepath.Join(dir, "pebble"), opts)
+	if err != nil {
+		return nil, fmt.Errorf("open pebble database in %s: %w", dir, err)
+	}
+	db := &DB{pdb: pdb, dir: dir}
+	if err := db.checkSchema(); err != nil {
+		_ = pdb.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func (db *DB) checkSchema() error {
+	v, err := db.get([]byte("meta/schema"))
+	if errors.Is(err, ErrNotFound) {
+		return db.pdb.Set([]byte("meta/schema"), []byte(schemaVersion), pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if string(v) != schemaVersion {
+		return fmt.Errorf("data directory %s holds schema %q, this binary reads %q: upgrade walytic", db.dir, v, schemaVersion)
+	}
+	return nil
+}
+
+// Close flushes and closes the database.
+func (db *DB) Close() error {
+	if err := db.pdb.Close(); err != nil {
+		return fmt.Errorf("close pebble database: %w", err)
+	}
+	return nil
+}
+
+// get returns a copy of the value at key, or ErrNotFound.
+func (db *DB) get(key []byte) ([]byte, error) {
+	v, closer, err := db.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	_ = closer.Close()
+	return out, nil
+}
+
+// Batch collects writes that commit atomically.
+type Batch struct {
+	b *pebble.Batch
+}
+
+// NewBatch starts an empty batch.
+func (db *DB) NewBatch() *Batch { return &Batch{b: db.pdb.NewBatch()} }
+
+// Set writes a raw value; for packages (such as the webhook outbox) that keep
+// their own table under a prefix this package reserves for them.
+func (b *Batch) Set(key, value []byte) { _ = b.b.Set(key, value, nil) }
+
+// Delete removes a raw key.
+func (b *Batch) Delete(key []byte) { _ = b.b.Delete(key, nil) }
+
+// Empty reports whether nothing was written to the batch.
+func (b *Batch) Empty() bool { return b.b.Empty() }
+
+// CommitSync writes the batch and waits for the WAL fsync.
+func (db *DB) CommitSync(b *Batch) error {
+	defer b.b.Close()
+	return wrapWriteErr(b.b.Commit(pebble.Sync))
+}
+
+// CommitNoSync writes the batch in order without waiting for an fsync.
+func (db *DB) CommitNoSync(b *Batch) error {
+	defer b.b.Close()
+	return wrapWriteErr(b.b.Commit(pebble.NoSync))
+}
+
+// Discard drops a batch without writing it.
+func (b *Batch) Discard() { _ = b.b.Close() }
+
+func wrapWriteErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("%w: %v", ErrDiskFull, err)
+	}
+	return fmt.Errorf("commit batch: %w", err)
+}
+
+// Get reads a raw value (for packages with a reserved prefix).
+func (db *DB) Get(key []byte) ([]byte, error) { return db.get(key) }
+
+// Scan calls fn for each key in [lower, upper) in order (reverse if reverse),
+// stopping when fn returns false. The slices are only valid during the call.
+func (db *DB) Scan(lower, upper []byte, reverse bool, fn func(key, value []byte) bool) error {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("open iterator: %w", err)
+	}
+	var ok bool
+	if reverse {
+		ok = it.Last()
+	} else {
+		ok = it.First()
+	}
+	for ; ok; ok = step(it, reverse) {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("read value: %w", err)
+		}
+		if !fn(it.Key(), v) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("iterate: %w", err)
+	}
+	return nil
+}
+
+func step(it *pebble.Iterator, reverse bool) bool {
+	if reverse {
+		return it.Prev()
+	}
+	return it.Next()
+}
+
+// prefixEnd returns the first key after every key starting with p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// counterMerger adds little-endian int64 operands; the quota counters use it
+// so concurrent batches increment without read-modify-write.
+var counterMerger = &pebble.Merger{
+	Name: "walytic.counter.v1",
+	Merge: func(_, value []byte) (pebble.ValueMerger, error) {
+		m := &counterValue{}
+		return m, m.MergeNewer(value)
+	},
+}
+
+type counterValue struct{ n int64 }
+
+func (c *counterValue) MergeNewer(v []byte) error {
+	if len(v) != 8 {
+		return fmt.Errorf("counter operand has %d bytes, want 8", len(v))
+	}
+	c.n += int64(binary.LittleEndian.Uint64(v))
+	return nil
+}
+
+func (c *counterValue) MergeOlder(v []byte) error { return c.MergeNewer(v) }
+
+func (c *counterValue) Finish(bool) ([]byte, io.Closer, error) {
+	return encodeCounter(c.n), nil, nil
+}
+
+func encodeCounter(n int64) []byte {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(n))
+	return b[:]
+}
+
+// quietLogger keeps Pebble's informational chatter out of the JSON log.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{}) {}
+func (quietLogger) Errorf(format string, args ...interface{}) {
+	slog.Error("pebble", "detail", fmt.Sprintf(format, args...))
+}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf(format, args...))
+}

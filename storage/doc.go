@@ -1,0 +1,35 @@
+// Package storage owns the node's embedded Pebble database: the keyspace, the
+// record codecs, iterators and zstd-compressed values. It knows nothing of
+// HTTP, of WhatsApp or of the domain's rules; it stores what the domain hands
+// it, atomically and in order, and reads it back.
+//
+// # Keyspace
+//
+// Every key starts with a short prefix naming its table. Workspace names are
+// [a-z0-9_-], session ids are digits, record ids are sortable base32 strings,
+// so "/" is a safe separator. Idempotency keys are caller-supplied and always
+// last in their key.
+//
+//	prefix                          value                     written by / read for
+//	meta/schema                     "1"                       Open; refuses unknown newer schemas
+//	ws/<workspace>                  Workspace (JSON)          State; loaded into memory at Open
+//	key/<keyID>                     APIKey (JSON, hash only)  State; loaded into memory at Open
+//	sess/<ws>/<sessionID>           Session                   session create/status/delete
+//	msg/<ws>/<msgID>                Message (JSON, zstd>512B) send/inbound/status; list newest first = reverse scan
+//	ms/<ws>/<sessionID>/<msgID>     empty                     secondary index: messages of one session
+//	q/<ws>/<sessionID>/<msgID>      empty                     the session's send queue, FIFO (ids are time-ordered)
+//	wa/<ws>/<sessionID>/<waID>      msgID                     receipt look-up: WhatsApp id → our message
+//	idem/<ws>/<idempotencyKey>      Idempotency               24 h replay of POST /v1/messages
+//	quota/<ws>/<YYYY-MM>            int64 counter (merge)     accepted outbound messages in that UTC month
+//	ev/<eventID>                    Event (JSON)              reserved for the webhook outbox (events staged with their cause)
+//
+// Message ids begin with their creation time, so ranges of time are key ranges
+// and "newest first" is a reverse scan.
+//
+// # Durability
+//
+// CommitSync writes a batch and fsyncs the WAL before returning; Pebble joins
+// concurrent commits into one fsync (group commit), which is what lets many
+// concurrent sends share the cost. CommitNoSync is for status changes whose
+// loss on a crash is repaired by the transport reporting them again.
+package storage

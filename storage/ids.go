@@ -1,0 +1,115 @@
+package storage
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"sync/atomic"
+	"time"
+)
+
+// sortable32 is Crockford's base32 alphabet in lower case; it is in ASCII
+// order, so encoded ids sort like the bytes they encode.
+const sortable32 = "0123456789abcdefghjkmnpqrstvwxyz"
+
+// idClock makes ids strictly increasing within the process even when many
+// are made in the same nanosecond or the wall clock steps back.
+var idClock atomic.Int64
+
+// NewID returns prefix + a 20-character id that sorts by creation time:
+// 8 bytes of Unix nanoseconds (strictly increasing in this process) and 4
+// random bytes (so ids made on different nodes do not collide).
+func NewID(prefix string, now time.Time) string {
+	n := now.UnixNano()
+	for {
+		last := idClock.Load()
+		if n <= last {
+			n = last + 1
+		}
+		if idClock.CompareAndSwap(last, n) {
+			break
+		}
+		n = now.UnixNano()
+	}
+	var raw [12]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(n))
+	_, _ = rand.Read(raw[8:])
+	return prefix + encodeSortable(raw)
+}
+
+// IDBound returns the smallest id (with prefix) made at or after t, for
+// turning a time range into a key range.
+func IDBound(prefix string, t time.Time) string {
+	var raw [12]byte
+	n := t.UnixNano()
+	if n < 0 {
+		n = 0
+	}
+	binary.BigEndian.PutUint64(raw[:8], uint64(n))
+	return prefix + encodeSortable(raw)
+}
+
+// IDTime returns the creation time encoded in an id made by NewID.
+func IDTime(prefix, id string) (time.Time, bool) {
+	if len(id) != len(prefix)+20 || id[:len(prefix)] != prefix {
+		return time.Time{}, false
+	}
+	raw, ok := decodeSortable(id[len(prefix):])
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(raw[:8]))), true
+}
+
+func encodeSortable(raw [12]byte) string {
+	// 96 bits → 20 symbols of 5 bits (the last symbol carries 1 padding bit... 100 bits in all).
+	var out [20]byte
+	var acc uint64
+	bits := 0
+	j := 0
+	for _, b := range raw {
+		acc = acc<<8 | uint64(b)
+		bits += 8
+		for bits >= 5 {
+			bits -= 5
+			out[j] = sortable32[(acc>>uint(bits))&31]
+			j++
+		}
+	}
+	if bits > 0 {
+		out[j] = sortable32[(acc<<uint(5-bits))&31]
+	}
+	return string(out[:])
+}
+
+func decodeSortable(s string) ([12]byte, bool) {
+	var raw [12]byte
+	if len(s) != 20 {
+		return raw, false
+	}
+	var acc uint64
+	bits := 0
+	j := 0
+	for i := 0; i < len(s); i++ {
+		v := indexSortable(s[i])
+		if v < 0 {
+			return raw, false
+		}
+		acc = acc<<5 | uint64(v)
+		bits += 5
+		if bits >= 8 && j < 12 {
+			bits -= 8
+			raw[j] = byte(acc >> uint(bits))
+			j++
+		}
+	}
+	return raw, j == 12
+}
+
+func indexSortable(c byte) int {
+	for i := 0; i < len(sortable32); i++ {
+		if sortable32[i] == c {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,228 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+func msgKey(ws, id string) []byte         { return []byte("msg/" + ws + "/" + id) }
+func msgIdxKey(ws, sid, id string) []byte { return []byte("ms/" + ws + "/" + sid + "/" + id) }
+func queueKey(ws, sid, id string) []byte  { return []byte("q/" + ws + "/" + sid + "/" + id) }
+func waKey(ws, sid, waID string) []byte   { return []byte("wa/" + ws + "/" + sid + "/" + waID) }
+func idemKey(ws, key string) []byte       { return []byte("idem/" + ws + "/" + key) }
+func quotaKey(ws, period string) []byte   { return []byte("quota/" + ws + "/" + period) }
+
+// StageNewMessage adds a new message to b: its record, its session index
+// entry, its WhatsApp-id index entry and, when enqueue is set, its place at
+// the end of the session's send queue.
+func (b *Batch) StageNewMessage(m *Message, enqueue bool) error {
+	v, err := encode(m)
+	if err != nil {
+		return err
+	}
+	b.Set(msgKey(m.Workspace, m.ID), v)
+	b.Set(msgIdxKey(m.Workspace, m.SessionID, m.ID), nil)
+	if m.WAID != "" {
+		b.Set(waKey(m.Workspace, m.SessionID, m.WAID), []byte(m.ID))
+	}
+	if enqueue {
+		b.Set(queueKey(m.Workspace, m.SessionID, m.ID), nil)
+	}
+	return nil
+}
+
+// StageMessageUpdate rewrites an existing message record.
+func (b *Batch) StageMessageUpdate(m *Message) error {
+	v, err := encode(m)
+	if err != nil {
+		return err
+	}
+	b.Set(msgKey(m.Workspace, m.ID), v)
+	return nil
+}
+
+// StageDequeue removes a message from its session's send queue.
+func (b *Batch) StageDequeue(ws, sessionID, msgID string) {
+	b.Delete(queueKey(ws, sessionID, msgID))
+}
+
+// StageIdempotency records which message an Idempotency-Key created.
+func (b *Batch) StageIdempotency(ws string, rec *Idempotency) error {
+	v, err := encode(rec)
+	if err != nil {
+		return err
+	}
+	b.Set(idemKey(ws, rec.Key), v)
+	return nil
+}
+
+// StageDeleteIdempotency forgets an expired Idempotency-Key.
+func (b *Batch) StageDeleteIdempotency(ws, key string) { b.Delete(idemKey(ws, key)) }
+
+// StageQuotaUse adds n to the workspace's counter for a UTC month ("2026-11").
+func (b *Batch) StageQuotaUse(ws, period string, n int64) {
+	_ = b.b.Merge(quotaKey(ws, period), encodeCounter(n), nil)
+}
+
+// Message reads one message of a workspace.
+func (db *DB) Message(ws, id string) (*Message, error) {
+	v, err := db.get(msgKey(ws, id))
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("read message %s: %w", id, err)
+	}
+	m := &Message{}
+	if err := decode(v, m); err != nil {
+		return nil, fmt.Errorf("message %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// MessageIDByWAID finds the message a session sent or received under a
+// WhatsApp id.
+func (db *DB) MessageIDByWAID(ws, sessionID, waID string) (string, error) {
+	v, err := db.get(waKey(ws, sessionID, waID))
+	if err != nil {
+		return "", err
+	}
+	return string(v), nil
+}
+
+// Idempotency reads the record of an Idempotency-Key, or ErrNotFound.
+func (db *DB) Idempotency(ws, key string) (*Idempotency, error) {
+	v, err := db.get(idemKey(ws, key))
+	if err != nil {
+		return nil, err
+	}
+	rec := &Idempotency{}
+	if err := decode(v, rec); err != nil {
+		return nil, fmt.Errorf("idempotency record: %w", err)
+	}
+	return rec, nil
+}
+
+// ExpiredIdempotency calls fn for each idempotency record of every workspace
+// created before cutoff (Unix seconds).
+func (db *DB) ExpiredIdempotency(cutoff int64, fn func(ws string, rec *Idempotency) bool) error {
+	p := []byte("idem/")
+	var decErr error
+	err := db.Scan(p, prefixEnd(p), false, func(k, v []byte) bool {
+		rec := &Idempotency{}
+		if decErr = decode(v, rec); decErr != nil {
+			return false
+		}
+		if rec.CreatedAt >= cutoff {
+			return true
+		}
+		rest := string(k[len(p):])
+		ws := rest[:len(rest)-len(rec.Key)-1]
+		return fn(ws, rec)
+	})
+	if err == nil {
+		err = decErr
+	}
+	return err
+}
+
+// QuotaUsed returns the workspace's counter for a UTC month.
+func (db *DB) QuotaUsed(ws, period string) (int64, error) {
+	v, err := db.get(quotaKey(ws, period))
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read quota counter: %w", err)
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("quota counter has %d bytes", len(v))
+	}
+	return int64(leUint64(v)), nil
+}
+
+func leUint64(b []byte) uint64 {
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// Queue returns up to n message ids from the front of a session's send
+// queue, oldest first, starting after the id after ("" = from the front).
+func (db *DB) Queue(ws, sessionID, after string, n int) ([]string, error) {
+	p := []byte("q/" + ws + "/" + sessionID + "/")
+	lower := p
+	if after != "" {
+		lower = append(append([]byte(nil), p...), after...)
+		lower = append(lower, 0)
+	}
+	var ids []string
+	err := db.Scan(lower, prefixEnd(p), false, func(k, _ []byte) bool {
+		ids = append(ids, string(k[len(p):]))
+		return len(ids) < n
+	})
+	return ids, err
+}
+
+// QueueLen counts a session's queued messages (used once per session at start).
+func (db *DB) QueueLen(ws, sessionID string) (int, error) {
+	p := []byte("q/" + ws + "/" + sessionID + "/")
+	n := 0
+	err := db.Scan(p, prefixEnd(p), false, func(_, _ []byte) bool { n++; return true })
+	return n, err
+}
+
+// MessageRange bounds a scan of the message log.
+type MessageRange struct {
+	SessionID string // "" = every session of the workspace
+	After     string // exclusive lower bound on the id ("" = none)
+	Before    string // exclusive upper bound on the id ("" = none)
+}
+
+// Messages calls fn for each message in the range, newest first, until fn
+// returns false.
+func (db *DB) Messages(ws string, r MessageRange, fn func(*Message) bool) error {
+	var p []byte
+	if r.SessionID != "" {
+		p = []byte("ms/" + ws + "/" + r.SessionID + "/")
+	} else {
+		p = []byte("msg/" + ws + "/")
+	}
+	lower, upper := p, prefixEnd(p)
+	if r.After != "" {
+		lower = append(append(append([]byte(nil), p...), r.After...), 0)
+	}
+	if r.Before != "" {
+		upper = append(append([]byte(nil), p...), r.Before...)
+	}
+	var inner error
+	err := db.Scan(lower, upper, true, func(k, v []byte) bool {
+		m := &Message{}
+		if r.SessionID != "" {
+			id := string(k[len(p):])
+			got, err := db.Message(ws, id)
+			if err != nil {
+				inner = err
+				return false
+			}
+			m = got
+		} else if err := decode(v, m); err != nil {
+			inner = fmt.Errorf("message %s: %w", k, err)
+			return false
+		}
+		return fn(m)
+	})
+	if err == nil {
+		err = inner
+	}
+	return err
+}
+
+// Period formats a UTC month as used in quota keys ("2026-11").
+func Period(year int, month int) string {
+	m := strconv.Itoa(month)
+	if month < 10 {
+		m = "0" + m
+	}
+	return strconv.Itoa(year) + "-" + m
+}

@@ -1,0 +1,138 @@
+package storage
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Workspace is a tenant: keys, sessions, messages and quota belong to one.
+type Workspace struct {
+	Name         string `json:"name"`
+	MonthlyQuota int64  `json:"monthlyQuota"` // 0 = unlimited
+	CreatedAt    int64  `json:"createdAt"`
+}
+
+// APIKey is a key record. Only the SHA-256 of the plaintext is kept.
+type APIKey struct {
+	ID            string `json:"id"`
+	Workspace     string `json:"workspace"`
+	Name          string `json:"name"`
+	Hash          string `json:"hash"` // lowercase hex SHA-256 of the plaintext key
+	Last4         string `json:"last4"`
+	RatePerMinute int    `json:"ratePerMinute,omitempty"` // 0 = default
+	Burst         int    `json:"burst,omitempty"`         // 0 = default
+	CreatedAt     int64  `json:"createdAt"`
+	RotatedAt     int64  `json:"rotatedAt,omitempty"`
+}
+
+// Session is a WhatsApp number connected to a workspace.
+type Session struct {
+	Workspace    string `json:"workspace"`
+	ID           string `json:"sessionId"`
+	Driver       string `json:"driver"`
+	Status       string `json:"status"`
+	StatusReason string `json:"statusReason,omitempty"`
+	Paired       bool   `json:"paired"`
+	CreatedAt    int64  `json:"createdAt"`
+	ConnectedAt  int64  `json:"connectedAt,omitempty"`
+}
+
+// MessageError is why a message failed.
+type MessageError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Message is one entry of the message log, inbound or outbound.
+type Message struct {
+	ID          string        `json:"id"`
+	Workspace   string        `json:"workspace"`
+	Direction   string        `json:"direction"` // "outbound" | "inbound"
+	SessionID   string        `json:"sessionId"`
+	To          string        `json:"to,omitempty"`
+	From        string        `json:"from,omitempty"`
+	FromLID     string        `json:"fromLid,omitempty"`
+	Type        string        `json:"type,omitempty"`
+	Text        string        `json:"text"`
+	Caption     string        `json:"caption,omitempty"`
+	Status      string        `json:"status"`
+	WAID        string        `json:"waId,omitempty"` // WhatsApp id chosen at queue time (outbound) or received (inbound)
+	Sent        bool          `json:"sent,omitempty"` // the network accepted it; WAID is then public
+	Error       *MessageError `json:"error,omitempty"`
+	CreatedAt   int64         `json:"createdAt"`
+	UpdatedAt   int64         `json:"updatedAt"`
+	Fingerprint string        `json:"fp,omitempty"` // idempotency fingerprint of the request that created it
+}
+
+// Idempotency remembers the message an Idempotency-Key created.
+type Idempotency struct {
+	Key         string `json:"key"`
+	Fingerprint string `json:"fingerprint"`
+	MessageID   string `json:"messageId"`
+	CreatedAt   int64  `json:"createdAt"`
+}
+
+// Value encodings: a one-byte tag, then the payload.
+const (
+	tagJSON = 'j'
+	tagZstd = 'z'
+	// compressAbove is the encoded size above which values are zstd-compressed:
+	// below it the frame overhead eats the gain.
+	compressAbove = 512
+)
+
+var (
+	zencOnce sync.Once
+	zenc     *zstd.Encoder
+	zdec     *zstd.Decoder
+)
+
+func zstdCodec() (*zstd.Encoder, *zstd.Decoder) {
+	zencOnce.Do(func() {
+		zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
+	})
+	return zenc, zdec
+}
+
+func encode(v any) ([]byte, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode record: %w", err)
+	}
+	if len(raw) <= compressAbove {
+		out := make([]byte, 0, len(raw)+1)
+		out = append(out, tagJSON)
+		return append(out, raw...), nil
+	}
+	enc, _ := zstdCodec()
+	out := make([]byte, 1, len(raw)/2+16)
+	out[0] = tagZstd
+	return enc.EncodeAll(raw, out), nil
+}
+
+func decode(b []byte, v any) error {
+	if len(b) == 0 {
+		return fmt.Errorf("decode record: empty value")
+	}
+	payload := b[1:]
+	switch b[0] {
+	case tagJSON:
+	case tagZstd:
+		_, dec := zstdCodec()
+		raw, err := dec.DecodeAll(payload, nil)
+		if err != nil {
+			return fmt.Errorf("decompress record: %w", err)
+		}
+		payload = raw
+	default:
+		return fmt.Errorf("decode record: unknown value tag %q", b[0])
+	}
+	if err := json.Unmarshal(payload, v); err != nil {
+		return fmt.Errorf("decode record: %w", err)
+	}
+	return nil
+}
