@@ -410,9 +410,9 @@ func TestBatching(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if el := time.Since(start); el > 40*time.Millisecond {
-		t.Skipf("sending took %v: too slow a machine to test batching", el)
-	}
+	// Receipts are reported at most once per tick, so sends spanning el fall
+	// due in at most el/tick+2 reports per kind, however slow the machine.
+	maxCalls := 2 + int(time.Since(start)/(50*time.Millisecond))
 	rec.waitRead(t, n, 2*time.Second)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -420,10 +420,9 @@ func TestBatching(t *testing.T) {
 	for _, rc := range rec.receipts {
 		calls[rc.Kind]++
 	}
-	// Sends spanning < 40 ms fall due within one tick of the first report.
 	for _, kind := range []string{whatsapp.ReceiptDelivered, whatsapp.ReceiptRead} {
-		if calls[kind] < 1 || calls[kind] > 2 {
-			t.Errorf("%d %s receipts for %d messages, want 1 or 2", calls[kind], kind, n)
+		if calls[kind] < 1 || calls[kind] > maxCalls {
+			t.Errorf("%d %s receipts for %d messages, want 1 to %d", calls[kind], kind, n, maxCalls)
 		}
 	}
 	if len(rec.delivered) != n || len(rec.read) != n {

@@ -1,0 +1,561 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/walytic/appliance/appliance/whatsapp"
+	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
+	"github.com/walytic/appliance/storage"
+)
+
+const (
+	sess = "919876543210"
+	rcpt = "919999999999"
+)
+
+// recordingSink keeps every staged event and checks each was staged into a
+// batch that then committed.
+type recordingSink struct {
+	mu     sync.Mutex
+	staged []*Event
+	commit atomic.Int64
+}
+
+func (s *recordingSink) Stage(b *storage.Batch, ev *Event) error {
+	if b == nil {
+		return errors.New("event staged without a batch")
+	}
+	s.mu.Lock()
+	s.staged = append(s.staged, ev)
+	s.mu.Unlock()
+	return nil
+}
+func (s *recordingSink) Committed() { s.commit.Add(1) }
+
+func (s *recordingSink) types(msgID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, e := range s.staged {
+		if e.MessageID == msgID {
+			out = append(out, e.Type)
+		}
+	}
+	return out
+}
+
+type harness struct {
+	t      *testing.T
+	dir    string
+	db     *storage.DB
+	app    *Appliance
+	events *recordingSink
+	clock  atomic.Value // func() time.Time
+}
+
+// setNow swaps the harness clock; safe while the appliance runs.
+func (h *harness) setNow(f func() time.Time) { h.clock.Store(f) }
+
+func (h *harness) now() time.Time { return h.clock.Load().(func() time.Time)() }
+
+func fastSandbox() whatsapp.Driver {
+	return sandbox.New(sandbox.Options{DeliveredAfter: 5 * time.Millisecond, ReadAfter: 10 * time.Millisecond, Tick: sandbox.NoDelay})
+}
+
+func newHarness(t *testing.T, drivers ...whatsapp.Driver) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: t.TempDir(), events: &recordingSink{}}
+	h.setNow(time.Now)
+	if len(drivers) == 0 {
+		drivers = []whatsapp.Driver{fastSandbox()}
+	}
+	h.open(drivers...)
+	t.Cleanup(h.close)
+	return h
+}
+
+func (h *harness) open(drivers ...whatsapp.Driver) {
+	h.t.Helper()
+	db, err := storage.Open(h.dir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	st, err := storage.OpenLocalState(db)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	app, err := Open(Config{DB: db, State: st, Drivers: drivers, Events: h.events, Now: h.now,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.db, h.app = db, app
+}
+
+func (h *harness) close() {
+	if h.app != nil {
+		h.app.Close()
+		_ = h.db.Close()
+		h.app, h.db = nil, nil
+	}
+}
+
+func (h *harness) mustSession(ws, id, driver string) {
+	h.t.Helper()
+	if _, err := h.app.CreateSession(ws, id, driver); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) mustSend(ws string, in SendInput) *storage.Message {
+	h.t.Helper()
+	m, _, err := h.app.Send(context.Background(), ws, in)
+	if err != nil {
+		h.t.Fatalf("send %+v: %v", in, err)
+	}
+	return m
+}
+
+func (h *harness) waitStatus(ws, id, status string) *storage.Message {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, err := h.app.Message(ws, id)
+		if err == nil && m.Status == status {
+			return m
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("message %s: status %v (err %v), want %s", id, m, err, status)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func codeOf(err error) string {
+	if e, ok := AsError(err); ok {
+		return e.Code + "/" + e.Param
+	}
+	if err == nil {
+		return "ok"
+	}
+	return "untyped: " + err.Error()
+}
+
+func TestSendValidationAndCheckOrder(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	cases := []struct {
+		name string
+		in   SendInput
+		want string
+	}{
+		{"bad session id", SendInput{SessionID: "+91 98765", To: rcpt, Text: "x"}, "invalid_session_id/sessionId"},
+		{"session id with plus", SendInput{SessionID: "+919876543210", To: rcpt, Text: "x"}, "invalid_session_id/sessionId"},
+		{"short recipient", SendInput{SessionID: sess, To: "1234567", Text: "x"}, "invalid_recipient/to"},
+		{"long recipient", SendInput{SessionID: sess, To: "1234567890123456", Text: "x"}, "invalid_recipient/to"},
+		{"empty text", SendInput{SessionID: sess, To: rcpt, Text: ""}, "invalid_request/text"},
+		{"text too long", SendInput{SessionID: sess, To: rcpt, Text: strings.Repeat("a", 4097)}, "text_too_long/text"},
+		{"4096 multibyte ok", SendInput{SessionID: sess, To: rcpt, Text: strings.Repeat("é", 4096)}, "ok"},
+		{"long idempotency key", SendInput{SessionID: sess, To: rcpt, Text: "x", IdempotencyKey: strings.Repeat("k", 256)}, "invalid_request/Idempotency-Key"},
+		// Validation runs before existence: a bad recipient on an unknown session is a 400.
+		{"validation before existence", SendInput{SessionID: "919800000000", To: "12", Text: "x"}, "invalid_recipient/to"},
+		{"unknown session", SendInput{SessionID: "919800000000", To: rcpt, Text: "x"}, "session_not_found/sessionId"},
+		{"not on whatsapp", SendInput{SessionID: sess, To: "919999990000", Text: "x"}, "recipient_not_on_whatsapp/to"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := h.app.Send(context.Background(), DefaultWorkspace, c.in)
+			if got := codeOf(err); got != c.want {
+				t.Fatalf("got %s, want %s", got, c.want)
+			}
+			if e, ok := AsError(err); ok && e.Message == "" {
+				t.Fatal("error without a message")
+			}
+		})
+	}
+	u, _ := h.app.Usage(DefaultWorkspace)
+	if u.Used != 1 {
+		t.Fatalf("used = %d after one accepted send, want 1", u.Used)
+	}
+}
+
+func TestLifecycleEventsAndStatuses(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	ok := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "order shipped"})
+	bad := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: "919999990001", Text: "x"})
+	if ok.Status != StatusQueued {
+		t.Fatalf("new message status %s", ok.Status)
+	}
+	m := h.waitStatus(DefaultWorkspace, ok.ID, StatusRead)
+	if !m.Sent || !strings.HasPrefix(m.WAID, "3EB0") {
+		t.Fatalf("read message %+v has no WhatsApp id", m)
+	}
+	f := h.waitStatus(DefaultWorkspace, bad.ID, StatusFailed)
+	if f.Error == nil || f.Error.Code != "send_failed" || f.Sent {
+		t.Fatalf("failed message %+v", f)
+	}
+	if got := fmt.Sprint(h.events.types(ok.ID)); got != "[message.sent message.delivered message.read]" {
+		t.Fatalf("events of a good send = %s", got)
+	}
+	if got := fmt.Sprint(h.events.types(bad.ID)); got != "[message.failed]" {
+		t.Fatalf("events of a failed send = %s (no message.sent before a failure)", got)
+	}
+	h.waitQueueEmpty(DefaultWorkspace, sess)
+	if v, _ := h.app.Session(DefaultWorkspace, sess); v.Status != "connected" {
+		t.Fatalf("session after drain: %+v", v)
+	}
+}
+
+func TestInboundIsLoggedWithEvent(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	if err := h.app.SimulateInbound(DefaultWorkspace, sess, rcpt, "is my order on its way?"); err != nil {
+		t.Fatal(err)
+	}
+	var got *storage.Message
+	deadline := time.Now().Add(5 * time.Second)
+	for got == nil && time.Now().Before(deadline) {
+		_ = h.app.Messages(DefaultWorkspace, MessageFilter{Direction: "inbound"}, func(m *storage.Message) bool { got = m; return false })
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got == nil || got.From != rcpt || got.To != sess || got.Status != StatusReceived || got.Text != "is my order on its way?" {
+		t.Fatalf("inbound = %+v", got)
+	}
+	if fmt.Sprint(h.events.types(got.ID)) != "[message.received]" {
+		t.Fatalf("inbound events = %v", h.events.types(got.ID))
+	}
+}
+
+func TestIdempotency(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	in := SendInput{SessionID: sess, To: rcpt, Text: "x", IdempotencyKey: "order-1042"}
+	first := h.mustSend(DefaultWorkspace, in)
+	again, replay, err := h.app.Send(context.Background(), DefaultWorkspace, in)
+	if err != nil || !replay || again.ID != first.ID {
+		t.Fatalf("replay = %v %v %v, want the first message", again, replay, err)
+	}
+	in.Text = "y"
+	if _, _, err := h.app.Send(context.Background(), DefaultWorkspace, in); codeOf(err) != "idempotency_key_reused/Idempotency-Key" {
+		t.Fatalf("different body: %s", codeOf(err))
+	}
+	// Concurrent first uses of one key store exactly one message.
+	var wg sync.WaitGroup
+	ids := make(chan string, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, _, err := h.app.Send(context.Background(), DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "z", IdempotencyKey: "race"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids <- m.ID
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		seen[id] = true
+	}
+	if len(seen) != 1 {
+		t.Fatalf("20 concurrent sends with one key made %d messages", len(seen))
+	}
+	if u, _ := h.app.Usage(DefaultWorkspace); u.Used != 2 {
+		t.Fatalf("used = %d, want 2", u.Used)
+	}
+	// After 24 h the key may be used again for a new message.
+	h.setNow(func() time.Time { return time.Now().Add(IdempotencyTTL + time.Minute) })
+	in.Text = "after a day"
+	if m, replay, err := h.app.Send(context.Background(), DefaultWorkspace, in); err != nil || replay || m.ID == first.ID {
+		t.Fatalf("after TTL: %v %v %v", m, replay, err)
+	}
+}
+
+func TestQuotaIsExactUnderConcurrency(t *testing.T) {
+	h := newHarness(t)
+	h.setNow(func() time.Time { return time.Date(2026, 11, 30, 23, 59, 0, 0, time.UTC) })
+	if _, err := h.app.CreateWorkspace("acme", 50); err != nil {
+		t.Fatal(err)
+	}
+	h.mustSession("acme", sess, "sandbox")
+	var accepted, refused atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				_, _, err := h.app.Send(context.Background(), "acme", SendInput{SessionID: sess, To: rcpt, Text: "x"})
+				switch e, _ := AsError(err); {
+				case err == nil:
+					accepted.Add(1)
+				case e != nil && e.Code == CodeQuotaExceeded:
+					if e.RetryAfter != 60 {
+						t.Errorf("Retry-After %d at 23:59 on the last day, want 60", e.RetryAfter)
+					}
+					refused.Add(1)
+				default:
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if accepted.Load() != 50 || refused.Load() != 110 {
+		t.Fatalf("accepted %d refused %d, want exactly 50 and 110", accepted.Load(), refused.Load())
+	}
+	n := 0
+	_ = h.app.Messages("acme", MessageFilter{}, func(*storage.Message) bool { n++; return true })
+	if n != 50 {
+		t.Fatalf("%d messages stored, want 50", n)
+	}
+	u, _ := h.app.Usage("acme")
+	if u.Used != 50 || u.Period != "2026-11" || u.ResetsAt != time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).Unix() {
+		t.Fatalf("usage = %+v", u)
+	}
+	// The month turns: the budget is whole again, and the count survives a restart.
+	h.setNow(func() time.Time { return time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC) })
+	h.mustSend("acme", SendInput{SessionID: sess, To: rcpt, Text: "december"})
+	h.close()
+	h.open(fastSandbox())
+	if u, _ := h.app.Usage("acme"); u.Used != 1 || u.Period != "2026-12" {
+		t.Fatalf("after restart: %+v", u)
+	}
+	h.setNow(func() time.Time { return time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC) })
+	if u, _ := h.app.Usage("acme"); u.Used != 50 {
+		t.Fatalf("november count after restart = %d, want 50", u.Used)
+	}
+}
+
+// gatedDriver is a transport whose sends fail as "not connected" until
+// opened, so messages stay queued.
+type gatedDriver struct {
+	open    atomic.Bool
+	sent    sync.Map // WA id → count
+	handler atomic.Value
+}
+
+func (d *gatedDriver) Name() string { return "gated" }
+func (d *gatedDriver) Open(_ context.Context, _ whatsapp.SessionRef, h whatsapp.Handler) (whatsapp.Transport, error) {
+	h.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
+	d.handler.Store(h)
+	return &gatedTransport{d: d}, nil
+}
+
+type gatedTransport struct{ d *gatedDriver }
+
+func (t *gatedTransport) Send(_ context.Context, r whatsapp.SendRequest) (whatsapp.SendResult, error) {
+	if !t.d.open.Load() {
+		return whatsapp.SendResult{}, &whatsapp.SendError{Code: CodeSessionNotConnected, Message: "gate closed"}
+	}
+	v, _ := t.d.sent.LoadOrStore(r.ID, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+	return whatsapp.SendResult{WAMessageID: r.ID, Timestamp: time.Now()}, nil
+}
+func (t *gatedTransport) CheckNumbers(_ context.Context, n []string) ([]bool, error) {
+	return make([]bool, len(n)), nilOrTrue(n)
+}
+func (t *gatedTransport) Close() error                 { return nil }
+func (t *gatedTransport) Logout(context.Context) error { return nil }
+
+func nilOrTrue([]string) error { return nil }
+
+func TestRestartResumesQueueWithoutDuplicates(t *testing.T) {
+	gate := &gatedDriver{}
+	h := newHarness(t, gate)
+	h.mustSession(DefaultWorkspace, sess, "gated")
+	// The gated transport says nobody is on WhatsApp; answer from the cache instead.
+	rt, _ := h.app.runtime(DefaultWorkspace, sess)
+	rt.numbers.m[rcpt] = numberEntry{on: true, expires: time.Now().Add(time.Hour)}
+	var ids []string
+	for i := 0; i < 40; i++ {
+		ids = append(ids, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: fmt.Sprint("m", i)}).ID)
+	}
+	if v, _ := h.app.Session(DefaultWorkspace, sess); v.QueueDepth != 40 {
+		t.Fatalf("queue depth %d, want 40", v.QueueDepth)
+	}
+	h.close()
+
+	gate.open.Store(true)
+	h.open(gate)
+	for _, id := range ids {
+		h.waitStatus(DefaultWorkspace, id, StatusSent)
+	}
+	n := 0
+	gate.sent.Range(func(_, v any) bool {
+		n++
+		if c := v.(*atomic.Int64).Load(); c != 1 {
+			t.Errorf("a message was sent %d times", c)
+		}
+		return true
+	})
+	if n != 40 {
+		t.Fatalf("%d distinct messages sent, want 40", n)
+	}
+	h.waitQueueEmpty(DefaultWorkspace, sess)
+}
+
+func (h *harness) waitQueueEmpty(ws, id string) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v, _ := h.app.Session(ws, id)
+		if v.QueueDepth == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("queue depth stays %d", v.QueueDepth)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDeleteSessionFailsQueuedMessages(t *testing.T) {
+	gate := &gatedDriver{}
+	h := newHarness(t, gate)
+	h.mustSession(DefaultWorkspace, sess, "gated")
+	rt, _ := h.app.runtime(DefaultWorkspace, sess)
+	rt.numbers.m[rcpt] = numberEntry{on: true, expires: time.Now().Add(time.Hour)}
+	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
+	if err := h.app.DeleteSession(context.Background(), DefaultWorkspace, sess); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := h.app.Message(DefaultWorkspace, m.ID)
+	if got.Status != StatusFailed || got.Error == nil || got.Error.Code != CodeSessionNotConnected {
+		t.Fatalf("queued message after delete: %+v", got)
+	}
+	if _, err := h.app.Session(DefaultWorkspace, sess); codeOf(err) != "session_not_found/sessionId" {
+		t.Fatalf("deleted session: %s", codeOf(err))
+	}
+	// The id is free again.
+	h.mustSession(DefaultWorkspace, sess, "gated")
+}
+
+func TestSessionsAreUniquePerWorkspaceAndIsolated(t *testing.T) {
+	h := newHarness(t)
+	if _, err := h.app.CreateWorkspace("other", 0); err != nil {
+		t.Fatal(err)
+	}
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	if _, err := h.app.CreateSession(DefaultWorkspace, sess, "sandbox"); codeOf(err) != "session_exists/sessionId" {
+		t.Fatalf("duplicate session: %s", codeOf(err))
+	}
+	if _, err := h.app.CreateSession(DefaultWorkspace, "919876543211", "telepathy"); codeOf(err) != "invalid_request/driver" {
+		t.Fatalf("unknown driver: %s", codeOf(err))
+	}
+	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
+	if _, err := h.app.Message("other", m.ID); codeOf(err) != "message_not_found/id" {
+		t.Fatalf("other workspace reads message: %s", codeOf(err))
+	}
+	if _, _, err := h.app.Send(context.Background(), "other", SendInput{SessionID: sess, To: rcpt, Text: "x"}); codeOf(err) != "session_not_found/sessionId" {
+		t.Fatalf("other workspace sends through session: %s", codeOf(err))
+	}
+	if len(h.app.Sessions("other")) != 0 {
+		t.Fatal("other workspace lists our session")
+	}
+	// The same number may be a session in another workspace.
+	h.mustSession("other", sess, "sandbox")
+}
+
+func TestKeysRotateAndRevokeTakeEffectAtOnce(t *testing.T) {
+	h := newHarness(t)
+	plain, k, err := h.app.CreateKey(DefaultWorkspace, "backend", KeyLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.app.Authenticate([]byte(plain)); err != nil || got.ID != k.ID {
+		t.Fatalf("fresh key: %v", err)
+	}
+	if strings.Contains(fmt.Sprintf("%+v", k), plain) {
+		t.Fatal("key record holds the plaintext")
+	}
+	newPlain, _, err := h.app.RotateKey(k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.app.Authenticate([]byte(plain)); codeOf(err) != "invalid_api_key/" {
+		t.Fatalf("old key after rotation: %s", codeOf(err))
+	}
+	if _, err := h.app.Authenticate([]byte(newPlain)); err != nil {
+		t.Fatalf("new key: %v", err)
+	}
+	if err := h.app.RevokeKey(k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.app.Authenticate([]byte(newPlain)); codeOf(err) != "invalid_api_key/" {
+		t.Fatalf("revoked key: %s", codeOf(err))
+	}
+	if _, err := h.app.Authenticate(nil); codeOf(err) != "missing_api_key/" {
+		t.Fatalf("no key: %s", codeOf(err))
+	}
+	if _, err := h.app.Authenticate([]byte("wlt_live_typo")); codeOf(err) != "invalid_api_key/" {
+		t.Fatalf("malformed key: %s", codeOf(err))
+	}
+	if _, _, err := h.app.CreateKey("nope", "", KeyLimits{}); codeOf(err) != "not_found/workspace" {
+		t.Fatalf("key in missing workspace: %s", codeOf(err))
+	}
+	zero := 0
+	if _, _, err := h.app.CreateKey(DefaultWorkspace, "", KeyLimits{Burst: &zero}); codeOf(err) != "invalid_request/burst" {
+		t.Fatalf("burst 0: %s", codeOf(err))
+	}
+}
+
+func TestLimitOverridesApplyToNextRequest(t *testing.T) {
+	h := newHarness(t)
+	frozen := time.Now()
+	h.setNow(func() time.Time { return frozen })
+	h.close()
+	h.open(fastSandbox()) // the limiter takes the frozen clock
+	three := 3
+	_, k, err := h.app.CreateKey(DefaultWorkspace, "", KeyLimits{Burst: &three})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admitted := 0
+	for i := 0; i < 5; i++ {
+		if h.app.Admit(k).Allowed {
+			admitted++
+		}
+	}
+	if admitted != 3 {
+		t.Fatalf("burst 3 admitted %d", admitted)
+	}
+	ten := 10
+	k, _ = h.app.SetKeyLimits(k.ID, KeyLimits{Burst: &ten})
+	if d := h.app.Admit(k); !d.Allowed || d.Limit != 10 {
+		t.Fatalf("after raising burst: %+v", d)
+	}
+}
+
+func FuzzValidateSend(f *testing.F) {
+	f.Add(sess, rcpt, "hello", "")
+	f.Add("+919876543210", "91 999", "", "k")
+	f.Add("00000000", "999999999999999", strings.Repeat("x", 4097), strings.Repeat("k", 256))
+	f.Add(sess, rcpt, "\xff\xfe", "\x00")
+	f.Fuzz(func(t *testing.T, sid, to, text, idem string) {
+		err := ValidateSend(SendInput{SessionID: sid, To: to, Text: text, IdempotencyKey: idem})
+		if err == nil {
+			if !validNumber(sid) || !validNumber(to) || text == "" || len([]rune(text)) > MaxTextRunes || len(idem) > MaxIdempotencyKey {
+				t.Fatalf("accepted invalid send %q %q %q", sid, to, text)
+			}
+			return
+		}
+		e, ok := AsError(err)
+		if !ok || e.Code == "" || e.Message == "" || e.Param == "" {
+			t.Fatalf("validation error without code, message or param: %v", err)
+		}
+	})
+}

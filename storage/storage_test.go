@@ -1,0 +1,295 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func mustOpen(t *testing.T, dir string) *DB {
+	t.Helper()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return db
+}
+
+func mustCommit(t *testing.T, db *DB, b *Batch) {
+	t.Helper()
+	if err := db.CommitSync(b); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+}
+
+func TestIDsSortByTimeAndRoundTrip(t *testing.T) {
+	base := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	var prev string
+	for i := 0; i < 2000; i++ {
+		// Same instant many times, and a clock that steps back: still increasing.
+		now := base.Add(time.Duration(i%7-3) * time.Millisecond)
+		id := NewID("msg_", now)
+		if len(id) != 24 {
+			t.Fatalf("id %q has %d chars, want 24", id, len(id))
+		}
+		if id <= prev {
+			t.Fatalf("id %q not after %q", id, prev)
+		}
+		prev = id
+		if _, ok := IDTime("msg_", id); !ok {
+			t.Fatalf("IDTime rejects %q", id)
+		}
+	}
+	later := NewID("msg_", base.Add(time.Hour))
+	got, _ := IDTime("msg_", later)
+	if !got.Equal(base.Add(time.Hour)) && got.Before(base.Add(time.Hour)) {
+		t.Fatalf("IDTime = %v, want ≥ %v", got, base.Add(time.Hour))
+	}
+	if b := IDBound("msg_", base.Add(2*time.Hour)); b <= later {
+		t.Fatalf("bound %q for a later time sorts before id %q", b, later)
+	}
+}
+
+func FuzzIDTime(f *testing.F) {
+	f.Add("msg_00000000000000000000")
+	f.Add(NewID("msg_", time.Now()))
+	f.Add("msg_zzzzzzzzzzzzzzzzzzzz")
+	f.Add("msg_")
+	f.Fuzz(func(t *testing.T, s string) {
+		ts, ok := IDTime("msg_", s)
+		if !ok {
+			return
+		}
+		// Whatever parses must encode back to a bound at or below itself.
+		if b := IDBound("msg_", ts); b > s {
+			t.Fatalf("IDBound(IDTime(%q)) = %q sorts after it", s, b)
+		}
+	})
+}
+
+func TestCodecCompressesLargeValues(t *testing.T) {
+	small := &Message{ID: "msg_a", Text: "hi"}
+	big := &Message{ID: "msg_b", Text: strings.Repeat("order confirmed ", 200)}
+	for _, m := range []*Message{small, big} {
+		v, err := encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantTag := byte(tagJSON)
+		if m == big {
+			wantTag = tagZstd
+			if len(v) > len(big.Text)/4 {
+				t.Errorf("big value is %d bytes, compression did not help", len(v))
+			}
+		}
+		if v[0] != wantTag {
+			t.Errorf("%s: tag %q, want %q", m.ID, v[0], wantTag)
+		}
+		var back Message
+		if err := decode(v, &back); err != nil || back.Text != m.Text {
+			t.Fatalf("round trip of %s: %v", m.ID, err)
+		}
+	}
+	if err := decode([]byte("x{}"), &Message{}); err == nil {
+		t.Error("unknown tag accepted")
+	}
+}
+
+func newMsg(ws, sid string, at time.Time, i int) *Message {
+	return &Message{ID: NewID("msg_", at), Workspace: ws, Direction: "outbound", SessionID: sid,
+		To: "919999999999", Text: fmt.Sprint("m", i), Status: "queued", WAID: fmt.Sprintf("3EB0%018d", i), CreatedAt: at.Unix()}
+}
+
+func TestMessagesNewestFirstWithRangesAndIndex(t *testing.T) {
+	db := mustOpen(t, t.TempDir())
+	defer db.Close()
+	base := time.Unix(1_800_000_000, 0)
+	var ids []string
+	b := db.NewBatch()
+	for i := 0; i < 30; i++ {
+		sid := "919876543210"
+		if i%3 == 0 {
+			sid = "919876543211"
+		}
+		m := newMsg("acme", sid, base.Add(time.Duration(i)*time.Second), i)
+		ids = append(ids, m.ID)
+		if err := b.StageNewMessage(m, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another workspace whose name extends the first: must never leak in.
+	if err := b.StageNewMessage(newMsg("acme2", "919876543210", base, 99), true); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, db, b)
+
+	var got []string
+	if err := db.Messages("acme", MessageRange{}, func(m *Message) bool { got = append(got, m.ID); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 30 || got[0] != ids[29] || got[29] != ids[0] {
+		t.Fatalf("scan gave %d messages, first %v; want 30 newest first", len(got), got[:1])
+	}
+	got = got[:0]
+	r := MessageRange{SessionID: "919876543211", Before: ids[20], After: ids[2]}
+	_ = db.Messages("acme", r, func(m *Message) bool { got = append(got, m.ID); return true })
+	want := []string{ids[18], ids[15], ids[12], ids[9], ids[6], ids[3]}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("session range = %v, want %v", got, want)
+	}
+	q, err := db.Queue("acme", "919876543210", "", 5)
+	if err != nil || len(q) != 5 || q[0] != ids[1] || q[1] != ids[2] {
+		t.Fatalf("queue front = %v (%v), want oldest first from %s", q, err, ids[1])
+	}
+	q2, _ := db.Queue("acme", "919876543210", q[4], 100)
+	if n, _ := db.QueueLen("acme", "919876543210"); n != 20 || len(q2) != 15 {
+		t.Fatalf("queue len %d, rest %d; want 20 and 15", n, len(q2))
+	}
+	if id, err := db.MessageIDByWAID("acme", "919876543211", fmt.Sprintf("3EB0%018d", 3)); err != nil || id != ids[3] {
+		t.Fatalf("wa index: %q %v", id, err)
+	}
+}
+
+func TestQuotaCounterMergesConcurrently(t *testing.T) {
+	dir := t.TempDir()
+	db := mustOpen(t, dir)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				b := db.NewBatch()
+				b.StageQuotaUse("acme", "2026-11", 1)
+				if err := db.CommitSync(b); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n, err := db.QuotaUsed("acme", "2026-11"); err != nil || n != 400 {
+		t.Fatalf("used = %d, %v; want 400", n, err)
+	}
+	if n, _ := db.QuotaUsed("acme", "2026-12"); n != 0 {
+		t.Fatalf("next month used = %d, want 0", n)
+	}
+	_ = db.Close()
+	db = mustOpen(t, dir)
+	defer db.Close()
+	if n, _ := db.QuotaUsed("acme", "2026-11"); n != 400 {
+		t.Fatalf("after reopen used = %d, want 400", n)
+	}
+}
+
+func TestLocalStateRotationAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	db := mustOpen(t, dir)
+	st, err := OpenLocalState(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateWorkspace(Workspace{Name: "acme", MonthlyQuota: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateWorkspace(Workspace{Name: "acme"}); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate workspace: %v", err)
+	}
+	h1 := strings.Repeat("ab", 32)
+	h2 := strings.Repeat("cd", 32)
+	if err := st.PutKey(APIKey{ID: "key_1", Workspace: "acme", Hash: h1}); err != nil {
+		t.Fatal(err)
+	}
+	p1, _ := parseHash(h1)
+	p2, _ := parseHash(h2)
+	if _, ok := st.KeyByHash(p1); !ok {
+		t.Fatal("key not found by hash")
+	}
+	// Rotation: same id, new hash; the old hash stops matching at once.
+	if err := st.PutKey(APIKey{ID: "key_1", Workspace: "acme", Hash: h2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.KeyByHash(p1); ok {
+		t.Fatal("old hash still matches after rotation")
+	}
+	if err := st.PutKey(APIKey{ID: "key_2", Workspace: "other", Hash: strings.Repeat("ef", 32)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutKey(APIKey{ID: "bad", Hash: "nothex"}); err == nil {
+		t.Fatal("malformed hash accepted")
+	}
+	_ = db.Close()
+
+	db = mustOpen(t, dir)
+	defer db.Close()
+	st, err = OpenLocalState(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := st.KeyByHash(p2); !ok || k.ID != "key_1" {
+		t.Fatal("rotated key lost on reopen")
+	}
+	if w, ok := st.Workspace("acme"); !ok || w.MonthlyQuota != 5 {
+		t.Fatalf("workspace lost on reopen: %+v", w)
+	}
+	if got := st.Keys("acme"); len(got) != 1 {
+		t.Fatalf("Keys(acme) = %d keys, want 1", len(got))
+	}
+	if err := st.DeleteKey("key_1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.KeyByHash(p2); ok {
+		t.Fatal("deleted key still matches")
+	}
+	if err := st.DeleteKey("key_1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
+
+func TestSessionsAndIdempotency(t *testing.T) {
+	db := mustOpen(t, t.TempDir())
+	defer db.Close()
+	b := db.NewBatch()
+	for _, s := range []*Session{{Workspace: "a", ID: "919876543210", Driver: "sandbox"}, {Workspace: "b", ID: "919876543210"}} {
+		if err := b.StageSession(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.StageIdempotency("a", &Idempotency{Key: "k/with/slashes", MessageID: "msg_x", CreatedAt: 10}); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, db, b)
+	if all, _ := db.Sessions(""); len(all) != 2 {
+		t.Fatalf("%d sessions, want 2", len(all))
+	}
+	if only, _ := db.Sessions("a"); len(only) != 1 || only[0].Driver != "sandbox" {
+		t.Fatalf("sessions of a = %+v", only)
+	}
+	if _, err := db.Session("c", "919876543210"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing session: %v", err)
+	}
+	rec, err := db.Idempotency("a", "k/with/slashes")
+	if err != nil || rec.MessageID != "msg_x" {
+		t.Fatalf("idempotency: %+v %v", rec, err)
+	}
+	var expired []string
+	_ = db.ExpiredIdempotency(11, func(ws string, r *Idempotency) bool { expired = append(expired, ws+"|"+r.Key); return true })
+	if fmt.Sprint(expired) != "[a|k/with/slashes]" {
+		t.Fatalf("expired = %v", expired)
+	}
+}
+
+func TestSchemaGuard(t *testing.T) {
+	dir := t.TempDir()
+	db := mustOpen(t, dir)
+	b := db.NewBatch()
+	b.Set([]byte("meta/schema"), []byte("99"))
+	mustCommit(t, db, b)
+	_ = db.Close()
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "upgrade walytic") {
+		t.Fatalf("newer schema opened: %v", err)
+	}
+}
