@@ -1,0 +1,130 @@
+package httpfast
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+	"github.com/walytic/appliance/appliance"
+)
+
+func TestEveryDomainCodeHasAStatus(t *testing.T) {
+	codes := []string{
+		appliance.CodeMissingAPIKey, appliance.CodeInvalidAPIKey, appliance.CodeInvalidRequest,
+		appliance.CodeInvalidSessionID, appliance.CodeInvalidRecipient, appliance.CodeTextTooLong,
+		appliance.CodeSessionNotFound, appliance.CodeMessageNotFound, appliance.CodeSessionNotConnected,
+		appliance.CodeSessionExists, appliance.CodeSessionNotPairing, appliance.CodeIdempotencyKeyReused,
+		appliance.CodeRecipientNotOnWhatsApp, appliance.CodeRateLimited, appliance.CodeQuotaExceeded,
+		appliance.CodePayloadTooLarge, appliance.CodeNotFound, appliance.CodeConflict,
+		appliance.CodeInsufficientDisk, appliance.CodeInternal,
+	}
+	want := map[string]int{"missing_api_key": 401, "invalid_api_key": 401, "invalid_request": 400,
+		"invalid_session_id": 400, "invalid_recipient": 400, "text_too_long": 400, "session_not_found": 404,
+		"message_not_found": 404, "session_not_connected": 409, "session_exists": 409, "session_not_pairing": 409,
+		"idempotency_key_reused": 409, "recipient_not_on_whatsapp": 422, "rate_limited": 429, "quota_exceeded": 429,
+		"payload_too_large": 413, "insufficient_storage": 507}
+	for _, c := range codes {
+		got, ok := statusOf[c]
+		if !ok {
+			t.Errorf("code %s has no HTTP status", c)
+		}
+		if w, pinned := want[c]; pinned && got != w {
+			t.Errorf("%s → %d, the contract says %d", c, got, w)
+		}
+	}
+}
+
+func TestDecodeBodyNamesTheField(t *testing.T) {
+	cases := []struct {
+		body, param, contains string
+	}{
+		{``, "", "JSON object"},
+		{`[]`, "", "JSON object"},
+		{`{"sessionId":1}`, "sessionId", "a string"},
+		{`{"text":["a"]}`, "text", "a string"},
+		{`{"to":"1","extra":true}`, "extra", "unknown field"},
+		{`{"to":"1"} {}`, "", "exactly one"},
+		{`{"to":`, "", "ends before"},
+		{`{"to":"1",}`, "", "not valid JSON"},
+	}
+	for _, c := range cases {
+		var b sendBody
+		err := decodeBody([]byte(c.body), &b, sendExample)
+		e, ok := appliance.AsError(err)
+		if !ok || e.Code != appliance.CodeInvalidRequest || e.Param != c.param || !strings.Contains(e.Message, c.contains) {
+			t.Errorf("%q: got %+v, want invalid_request param %q mentioning %q", c.body, e, c.param, c.contains)
+		}
+	}
+	var b sendBody
+	if err := decodeBody([]byte(` {"sessionId":"919876543210","to":"919999999999","text":"hi"} `), &b, sendExample); err != nil || *b.Text != "hi" {
+		t.Fatalf("valid body: %v", err)
+	}
+}
+
+func FuzzDecodeSendBody(f *testing.F) {
+	f.Add([]byte(sendExample))
+	f.Add([]byte(`{"sessionId":null,"to":1e400,"text":{"a":[[[[]]]]}}`))
+	f.Add([]byte(strings.Repeat("[", 10000)))
+	f.Add([]byte("{\"text\":\"\xff\"}"))
+	f.Add([]byte(`{"text":"a","text":"b"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var b sendBody
+		err := decodeBody(body, &b, sendExample)
+		if err == nil {
+			return
+		}
+		e, ok := appliance.AsError(err)
+		if !ok || e.Code != appliance.CodeInvalidRequest || e.Message == "" {
+			t.Fatalf("decode error is not an invalid_request: %v", err)
+		}
+	})
+}
+
+func TestEncodingNegotiation(t *testing.T) {
+	cases := map[string]string{
+		"":                  "",
+		"gzip":              "gzip",
+		"gzip, zstd":        "zstd",
+		"zstd;q=0, gzip":    "gzip",
+		"br, deflate":       "",
+		"GZIP;q=0.5":        "gzip",
+		"zstd;q=0.1,gzip":   "zstd",
+		"identity, *;q=0.1": "",
+	}
+	for in, want := range cases {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.Set("Accept-Encoding", in)
+		if got := encodingFor(&ctx); got != want {
+			t.Errorf("Accept-Encoding %q → %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestMessageQueryValidation(t *testing.T) {
+	cases := map[string]string{
+		"limit=0":            "limit",
+		"limit=1001":         "limit",
+		"limit=x":            "limit",
+		"direction=sideways": "direction",
+		"status=lost":        "status",
+		"since=-1":           "since",
+		"until=yesterday":    "until",
+		"cursor=%%%":         "cursor",
+		"sessionId=12":       "sessionId",
+		"colour=blue":        "colour",
+	}
+	for q, param := range cases {
+		var args fasthttp.Args
+		args.Parse(q)
+		_, _, err := parseMessageQuery(&args)
+		if e, ok := appliance.AsError(err); !ok || e.Param != param {
+			t.Errorf("%s: got %v, want an error on %s", q, err, param)
+		}
+	}
+	var args fasthttp.Args
+	args.Parse("limit=1000&direction=inbound&status=received&since=1&until=2")
+	f, limit, err := parseMessageQuery(&args)
+	if err != nil || limit != 1000 || f.Direction != "inbound" || f.Since != 1 || f.Until != 2 {
+		t.Fatalf("valid query: %+v %d %v", f, limit, err)
+	}
+}
