@@ -186,9 +186,9 @@ func parseMessageQuery(q *fasthttp.Args) (appliance.MessageFilter, int, error) {
 	var f appliance.MessageFilter
 	limit := 100
 	var err error
-	q.VisitAll(func(k, v []byte) {
+	for k, v := range q.All() {
 		if err != nil {
-			return
+			break
 		}
 		val := string(v)
 		switch string(k) {
@@ -215,7 +215,7 @@ func parseMessageQuery(q *fasthttp.Args) (appliance.MessageFilter, int, error) {
 			n, e := strconv.ParseInt(val, 10, 64)
 			if e != nil || n < 0 {
 				err = appliance.Invalid(string(k), "%s must be a Unix time in seconds, for example 1714602000", k)
-				return
+				continue
 			}
 			if string(k) == "since" {
 				f.Since = n
@@ -226,19 +226,19 @@ func parseMessageQuery(q *fasthttp.Args) (appliance.MessageFilter, int, error) {
 			n, e := strconv.Atoi(val)
 			if e != nil || n < 1 || n > 1000 {
 				err = appliance.Invalid("limit", "limit must be a whole number from 1 to 1000 (default 100)")
-				return
+				continue
 			}
 			limit = n
 		case "cursor":
 			raw, e := base64.RawURLEncoding.DecodeString(val)
 			if e != nil || !strings.HasPrefix(string(raw), "msg_") || len(raw) != 24 {
 				err = appliance.Invalid("cursor", "cursor is not one this API returned: pass nextCursor from the previous page unchanged")
-				return
+				continue
 			}
 			f.Before = string(raw)
 		default:
 			err = appliance.Invalid(string(k), "unknown query parameter %q: use sessionId, direction, status, to, from, since, until, limit or cursor", k)
 		}
-	})
+	}
 	return f, limit, err
 }

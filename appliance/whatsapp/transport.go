@@ -130,3 +130,19 @@ type Handler interface {
 type InboundSimulator interface {
 	SimulateInbound(from, text string) error
 }
+
+// Pairer is implemented by transports of networks that need a device to be
+// linked before use (whatsmeow). While pairing, the transport reports status
+// "pairing"; when the codes run out without a scan, "pairing_timeout".
+type Pairer interface {
+	// QR returns the QR code currently on offer (the string to encode in the
+	// image) and when it expires. It fails if the session is not pairing.
+	QR() (code string, expiresAt time.Time, err error)
+	// PairingCode asks for an 8-character code ("ABCD-EFGH") that the user
+	// types on their phone instead of scanning, for the session's own number.
+	PairingCode(ctx context.Context) (string, error)
+}
+
+// ErrNotPairing is returned by Pairer methods when the session is not
+// waiting to be paired.
+var ErrNotPairing = errors.New("session is not pairing")
