@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/walytic/appliance/appliance/limiter"
+	"github.com/walytic/appliance/appliance/webhook"
 	"github.com/walytic/appliance/appliance/whatsapp"
 	"github.com/walytic/appliance/storage"
 )
@@ -30,9 +31,13 @@ type State interface {
 	UpdateWorkspace(w storage.Workspace) error // storage.ErrNotFound if missing
 	Key(id string) (storage.APIKey, bool)
 	KeyByHash(h [32]byte) (storage.APIKey, bool)
-	Keys(workspace string) []storage.APIKey // "" = all
-	PutKey(k storage.APIKey) error          // insert or replace by id
-	DeleteKey(id string) error              // storage.ErrNotFound if missing
+	Keys(workspace string) []storage.APIKey      // "" = all
+	PutKey(k storage.APIKey) error               // insert or replace by id
+	DeleteKey(id string) error                   // storage.ErrNotFound if missing
+	Webhooks(workspace string) []storage.Webhook // shared slice: do not modify
+	Webhook(id string) (storage.Webhook, bool)
+	PutWebhook(w storage.Webhook) error
+	DeleteWebhook(id string) error // storage.ErrNotFound if missing
 }
 
 // Config wires an Appliance.
@@ -40,9 +45,14 @@ type Config struct {
 	DB      *storage.DB
 	State   State
 	Drivers []whatsapp.Driver
-	Events  EventSink        // nil: events are dropped
-	Now     func() time.Time // nil: time.Now
-	Logger  *slog.Logger     // nil: slog.Default()
+	// Webhooks stages events in the outbox and delivers them; nil drops
+	// events (Events, if set, receives them instead).
+	Webhooks *webhook.Service
+	// WebhookAllowPrivate lets webhook URLs point at loopback and private networks.
+	WebhookAllowPrivate bool
+	Events              EventSink        // for tests: a sink other than the webhook service
+	Now                 func() time.Time // nil: time.Now
+	Logger              *slog.Logger     // nil: slog.Default()
 }
 
 // Appliance is the running domain.
@@ -52,10 +62,13 @@ type Appliance struct {
 	drivers map[string]whatsapp.Driver
 	events  EventSink
 	now     func() time.Time
-	log     *slog.Logger
-	limiter *limiter.Limiter
-	quota   *quotaTracker
-	idem    keyedMutex
+
+	webhooks            *webhook.Service
+	webhookAllowPrivate bool
+	log                 *slog.Logger
+	limiter             *limiter.Limiter
+	quota               *quotaTracker
+	idem                keyedMutex
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -85,6 +98,10 @@ func Open(cfg Config) (*Appliance, error) {
 		now:      cfg.Now,
 		log:      cfg.Logger,
 		sessions: map[sessionKey]*sessionRuntime{},
+	}
+	a.webhooks, a.webhookAllowPrivate = cfg.Webhooks, cfg.WebhookAllowPrivate
+	if a.events == nil && a.webhooks != nil {
+		a.events = a.webhooks
 	}
 	if a.events == nil {
 		a.events = discardEvents{}

@@ -14,25 +14,9 @@ const (
 	EventSessionLoggedOut    = "session.logged_out"
 )
 
-// Event is something a workspace's webhooks may be told about. Fields are set
-// per type as the contract's payload table says.
-type Event struct {
-	ID          string
-	Type        string
-	Workspace   string
-	SessionID   string
-	Timestamp   int64 // Unix seconds
-	MessageID   string
-	From        string
-	FromLID     string
-	To          string
-	Text        string
-	MsgType     string
-	Caption     string
-	WAMessageID string
-	Error       *storage.MessageError
-	Reason      string
-}
+// Event is an alias of the stored event record, so the domain and the
+// outbox share one shape.
+type Event = storage.Event
 
 // EventSink receives the domain's events.
 //

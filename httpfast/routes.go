@@ -83,6 +83,32 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, key storage.APIKey, seg []str
 		s.only(ctx, "POST", func() { s.sandboxInbound(ctx, ws, seg[1]) })
 	case len(seg) == 2 && seg[0] == "numbers" && seg[1] == "check":
 		s.only(ctx, "POST", func() { s.checkNumbers(ctx, ws) })
+	case len(seg) == 1 && seg[0] == "webhooks":
+		switch m {
+		case "POST":
+			s.createWebhook(ctx, ws)
+		case "GET":
+			s.listWebhooks(ctx, ws)
+		default:
+			s.methodNotAllowed(ctx, "GET, POST")
+		}
+	case len(seg) == 2 && seg[0] == "webhooks":
+		switch m {
+		case "GET":
+			s.getWebhook(ctx, ws, seg[1])
+		case "PATCH":
+			s.patchWebhook(ctx, ws, seg[1])
+		case "DELETE":
+			s.deleteWebhook(ctx, ws, seg[1])
+		default:
+			s.methodNotAllowed(ctx, "GET, PATCH, DELETE")
+		}
+	case len(seg) == 3 && seg[0] == "webhooks" && seg[2] == "rotate-secret":
+		s.only(ctx, "POST", func() { s.rotateWebhookSecret(ctx, ws, seg[1]) })
+	case len(seg) == 3 && seg[0] == "webhooks" && seg[2] == "deliveries":
+		s.only(ctx, "GET", func() { s.listDeliveries(ctx, ws, seg[1]) })
+	case len(seg) == 4 && seg[0] == "webhooks" && seg[1] == "deliveries" && seg[3] == "redeliver":
+		s.only(ctx, "POST", func() { s.redeliver(ctx, ws, seg[2]) })
 	case len(seg) == 1 && seg[0] == "usage":
 		s.only(ctx, "GET", func() { s.usage(ctx, ws) })
 	default:

@@ -21,7 +21,11 @@
 //	wa/<ws>/<sessionID>/<waID>      msgID                     receipt look-up: WhatsApp id → our message
 //	idem/<ws>/<idempotencyKey>      Idempotency               24 h replay of POST /v1/messages
 //	quota/<ws>/<YYYY-MM>            int64 counter (merge)     accepted outbound messages in that UTC month
-//	ev/<eventID>                    Event (JSON)              reserved for the webhook outbox (events staged with their cause)
+//	wh/<endpointID>                 Webhook (JSON)            State; endpoint config, loaded into memory at Open
+//	dlv/<deliveryID>                Delivery (body inside)    webhook outbox: staged in the batch of the change that caused the event
+//	due/<nextAt:8 bytes BE>/<dlvID> empty                     pending deliveries by next attempt time
+//	att/<endpointID>/<attemptID>    Attempt                   the deliveries log, newest first = reverse scan
+//	whf/<endpointID>                int64 Unix seconds        since when an endpoint has failed every attempt
 //
 // Message ids begin with their creation time, so ranges of time are key ranges
 // and "newest first" is a reverse scan.

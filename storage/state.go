@@ -12,8 +12,8 @@ import (
 // ErrExists is returned when creating a record whose name is taken.
 var ErrExists = errors.New("already exists")
 
-// LocalState is the single-node home of replicated state (workspaces and API
-// keys with their limit overrides and quota budgets): written through to
+// LocalState is the single-node home of replicated state (workspaces, API
+// keys with their limit overrides, quota budgets and webhook endpoints): written through to
 // Pebble, served from an immutable in-memory snapshot so the per-request key
 // look-up takes no lock. A cluster replaces it with its raft FSM.
 type LocalState struct {
@@ -26,6 +26,20 @@ type stateSnapshot struct {
 	workspaces map[string]Workspace
 	keys       map[string]APIKey   // by id
 	byHash     map[[32]byte]string // hash → key id
+	webhooks   map[string]Webhook  // by id
+	// webhooksOf indexes webhooks by workspace, rebuilt on every webhook
+	// write, so the per-event look-up allocates nothing.
+	webhooksOf map[string][]Webhook
+}
+
+func (s *stateSnapshot) indexWebhooks() {
+	s.webhooksOf = make(map[string][]Webhook, len(s.webhooks))
+	for _, w := range s.webhooks {
+		s.webhooksOf[w.Workspace] = append(s.webhooksOf[w.Workspace], w)
+	}
+	for _, list := range s.webhooksOf {
+		sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	}
 }
 
 func (s *stateSnapshot) clone() *stateSnapshot {
@@ -33,6 +47,8 @@ func (s *stateSnapshot) clone() *stateSnapshot {
 		workspaces: make(map[string]Workspace, len(s.workspaces)+1),
 		keys:       make(map[string]APIKey, len(s.keys)+1),
 		byHash:     make(map[[32]byte]string, len(s.byHash)+1),
+		webhooks:   make(map[string]Webhook, len(s.webhooks)+1),
+		webhooksOf: s.webhooksOf,
 	}
 	for k, v := range s.workspaces {
 		n.workspaces[k] = v
@@ -43,6 +59,9 @@ func (s *stateSnapshot) clone() *stateSnapshot {
 	for k, v := range s.byHash {
 		n.byHash[k] = v
 	}
+	for k, v := range s.webhooks {
+		n.webhooks[k] = v
+	}
 	return n
 }
 
@@ -52,6 +71,7 @@ func OpenLocalState(db *DB) (*LocalState, error) {
 		workspaces: map[string]Workspace{},
 		keys:       map[string]APIKey{},
 		byHash:     map[[32]byte]string{},
+		webhooks:   map[string]Webhook{},
 	}
 	var decErr error
 	err := db.Scan([]byte("ws/"), prefixEnd([]byte("ws/")), false, func(_, v []byte) bool {
@@ -78,12 +98,23 @@ func OpenLocalState(db *DB) (*LocalState, error) {
 			return true
 		})
 	}
+	if err == nil && decErr == nil {
+		err = db.Scan([]byte("wh/"), prefixEnd([]byte("wh/")), false, func(_, v []byte) bool {
+			var w Webhook
+			if decErr = decode(v, &w); decErr != nil {
+				return false
+			}
+			snap.webhooks[w.ID] = w
+			return true
+		})
+	}
 	if err == nil {
 		err = decErr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load workspaces and keys: %w", err)
+		return nil, fmt.Errorf("load workspaces, keys and webhooks: %w", err)
 	}
+	snap.indexWebhooks()
 	s := &LocalState{db: db}
 	s.snap.Store(snap)
 	return s, nil

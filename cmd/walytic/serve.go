@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/walytic/appliance/appliance"
+	"github.com/walytic/appliance/appliance/webhook"
 	"github.com/walytic/appliance/appliance/whatsapp"
 	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
 	"github.com/walytic/appliance/httpfast"
@@ -27,6 +28,10 @@ type serveConfig struct {
 	adminTokenFile string
 	logLevel       string
 	checkOnly      bool
+
+	webhookAllowPrivate bool
+	webhookSchedule     string
+	webhookRetention    time.Duration
 }
 
 func serveFlags(c *serveConfig) *flag.FlagSet {
@@ -35,6 +40,9 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "file holding a token that unlocks /admin/v1 on --listen")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.checkOnly, "check-config", false, "check the configuration and exit")
+	fs.BoolVar(&c.webhookAllowPrivate, "webhook-allow-private", false, "allow webhook URLs on loopback and private networks")
+	fs.StringVar(&c.webhookSchedule, "webhook-retry-schedule", "", "delays before each webhook retry, e.g. 5s,5m,30m (default: about 3 days)")
+	fs.DurationVar(&c.webhookRetention, "webhook-retention", 30*24*time.Hour, "how long the webhook deliveries log is kept")
 	return fs
 }
 
@@ -125,6 +133,15 @@ func serve(g globals, args []string) error {
 			return fmt.Errorf("the admin token in %s is shorter than 16 characters: use a long random one (openssl rand -hex 32)", c.adminTokenFile)
 		}
 	}
+	schedule := webhook.DefaultSchedule
+	if c.webhookSchedule != "" {
+		if schedule, err = webhook.ParseSchedule(c.webhookSchedule); err != nil {
+			return usagef("--webhook-retry-schedule: %v", err)
+		}
+	}
+	if c.webhookRetention < time.Hour {
+		return usagef("--webhook-retention must be at least 1h, got %s", c.webhookRetention)
+	}
 	if c.checkOnly {
 		fmt.Printf("configuration OK: data dir %s, listen %s, admin socket %s\n", g.dataDir, c.listen, g.socketPath())
 		return nil
@@ -145,11 +162,19 @@ func serve(g globals, args []string) error {
 	if err != nil {
 		return err
 	}
+	hooks := webhook.New(webhook.Options{
+		DB: db, Endpoints: state, Schedule: schedule, AllowPrivate: c.webhookAllowPrivate,
+		Retention: c.webhookRetention, Logger: log,
+	})
+	hooks.Start()
+	defer hooks.Close()
 	app, err := appliance.Open(appliance.Config{
-		DB:      db,
-		State:   state,
-		Drivers: []whatsapp.Driver{sandbox.New(sandbox.Options{})},
-		Logger:  log,
+		DB:                  db,
+		State:               state,
+		Drivers:             []whatsapp.Driver{sandbox.New(sandbox.Options{})},
+		Webhooks:            hooks,
+		WebhookAllowPrivate: c.webhookAllowPrivate,
+		Logger:              log,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,20 @@
+// Package webhook owns the outbound event stream: the event payload format,
+// signing (X-Walytic-Signature and Standard Webhooks), the URL guard, the
+// durable outbox in Pebble and the deliverer that drains it with retries.
+//
+// Events enter through Service.Stage, inside the storage batch of the state
+// change that caused them, so a change and its event commit together or not
+// at all. The deliverer then POSTs each delivery (one event for one endpoint)
+// until a 2xx, on the retry schedule, logging every attempt.
+//
+// Ordering: deliveries to one endpoint for one session ("a lane") are started
+// one at a time in the order their events were staged, so first attempts
+// arrive in order. A failed delivery waits for its retry while later events
+// of the lane go on, so a retried event can arrive after newer ones: order
+// by the payload's timestamp and the message status rank, and de-duplicate
+// on the event id. Different lanes are independent, at most MaxInFlight
+// deliveries per endpoint at once, so one slow receiver never delays another.
+//
+// It must not import the domain (package appliance) or HTTP server code; it
+// reads endpoint configuration through the Endpoints interface.
+package webhook

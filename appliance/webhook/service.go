@@ -1,0 +1,194 @@
+package webhook
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/walytic/appliance/storage"
+)
+
+// Endpoints is where endpoint configuration lives (replicated state). Reads
+// must not block on I/O: Webhooks is called for every event.
+type Endpoints interface {
+	// Webhooks returns a workspace's endpoints; the slice must not be modified.
+	Webhooks(workspace string) []storage.Webhook
+	Webhook(id string) (storage.Webhook, bool)
+	PutWebhook(storage.Webhook) error
+}
+
+// Options configure a Service. Zero values take the defaults.
+type Options struct {
+	DB        *storage.DB
+	Endpoints Endpoints
+	// Schedule is the delay before each retry (DefaultSchedule).
+	Schedule []time.Duration
+	// AllowPrivate lets deliveries reach loopback and private addresses.
+	AllowPrivate bool
+	// Retention is how long the deliveries log is kept (30 days).
+	Retention time.Duration
+	// DisableAfter disables an endpoint that failed every attempt that long (5 days).
+	DisableAfter time.Duration
+	// Timeout bounds one attempt, connection to last byte (10 s).
+	Timeout time.Duration
+	// MaxInFlight bounds concurrent deliveries per endpoint (8).
+	MaxInFlight int
+	Now         func() time.Time
+	Logger      *slog.Logger
+	// Transport overrides the HTTP transport (tests); nil builds one whose
+	// dialer refuses forbidden addresses after DNS resolution.
+	Transport http.RoundTripper
+}
+
+// Service stages events into the outbox and delivers them.
+type Service struct {
+	opts   Options
+	db     *storage.DB
+	eps    Endpoints
+	client *http.Client
+	now    func() time.Time
+	log    *slog.Logger
+	rand   func() float64
+
+	wake    chan struct{}
+	results chan result
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started bool
+}
+
+// New builds a Service; call Start to begin delivering.
+func New(o Options) *Service {
+	if o.Schedule == nil {
+		o.Schedule = DefaultSchedule
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
+	}
+	if o.DisableAfter <= 0 {
+		o.DisableAfter = 5 * 24 * time.Hour
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 8
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	tr := o.Transport
+	if tr == nil {
+		dialer := NewDialer(o.AllowPrivate, o.Timeout)
+		tr = &http.Transport{
+			Proxy:                 nil, // a proxy would bypass the address guard
+			DialContext:           dialer.DialContext,
+			MaxIdleConnsPerHost:   o.MaxInFlight,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   o.Timeout,
+			ResponseHeaderTimeout: o.Timeout,
+			DisableCompression:    true,
+			ForceAttemptHTTP2:     true,
+		}
+	}
+	return &Service{
+		opts:    o,
+		db:      o.DB,
+		eps:     o.Endpoints,
+		client:  &http.Client{Transport: tr, Timeout: o.Timeout, CheckRedirect: noRedirects},
+		now:     o.Now,
+		log:     o.Logger,
+		rand:    rand.Float64,
+		wake:    make(chan struct{}, 1),
+		results: make(chan result, 1024),
+	}
+}
+
+// noRedirects: a redirect could lead to an address the guard refuses, and
+// receivers are expected to answer the URL they registered.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// Stage writes one delivery per subscribed, enabled endpoint of the event's
+// workspace into b. It takes no lock and does no I/O outside b.
+func (s *Service) Stage(b *storage.Batch, ev *storage.Event) error {
+	eps := s.eps.Webhooks(ev.Workspace)
+	if len(eps) == 0 {
+		return nil
+	}
+	var body []byte
+	now := s.now()
+	for i := range eps {
+		ep := &eps[i]
+		if !ep.Enabled || !subscribed(ep, ev.Type) {
+			continue
+		}
+		if body == nil {
+			var err error
+			if body, err = Body(ev); err != nil {
+				return err
+			}
+		}
+		d := &storage.Delivery{
+			ID: storage.NewID("dlv_", now), EventID: ev.ID, EventType: ev.Type, SessionID: ev.SessionID,
+			Workspace: ev.Workspace, EndpointID: ep.ID, Body: body, State: statePending,
+			NextAt: now.UnixNano(), CreatedAt: now.Unix(), UpdatedAt: now.Unix(),
+		}
+		if err := b.StageDelivery(d, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Committed wakes the deliverer after staged deliveries became durable.
+func (s *Service) Committed() { s.kick() }
+
+func (s *Service) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start begins delivering in the background.
+func (s *Service) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.started = true
+	s.wg.Add(1)
+	go s.run(ctx)
+}
+
+// Close stops delivering; attempts in flight are abandoned and stay pending,
+// to be retried after the next start.
+func (s *Service) Close() {
+	if !s.started {
+		return
+	}
+	s.cancel()
+	s.wg.Wait()
+}
+
+const (
+	statePending   = "pending"
+	stateDelivered = "delivered"
+	stateFailed    = "failed"
+)
+
+// liveSecrets are the secrets that sign now: the current one and any
+// rotated-out one still inside its grace period.
+func liveSecrets(ep *storage.Webhook, now time.Time) []string {
+	out := make([]string, 0, len(ep.Secrets))
+	for _, sec := range ep.Secrets {
+		if sec.ExpiresAt == 0 || now.Unix() < sec.ExpiresAt {
+			out = append(out, sec.Secret)
+		}
+	}
+	return out
+}

@@ -1,0 +1,320 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// Event is something a workspace's webhooks may be told about. Fields are set
+// per type as the contract's payload table says.
+type Event struct {
+	ID          string
+	Type        string
+	Workspace   string
+	SessionID   string
+	Timestamp   int64 // Unix seconds
+	MessageID   string
+	From        string
+	FromLID     string
+	To          string
+	Text        string
+	MsgType     string // "text", "image", … for message.received
+	Caption     string
+	WAMessageID string
+	Error       *MessageError
+	Reason      string
+}
+
+// WebhookSecret is one signing secret of an endpoint. ExpiresAt is 0 for the
+// current secret and the Unix time at which a rotated-out secret stops
+// signing.
+type WebhookSecret struct {
+	Secret    string `json:"secret"`
+	ExpiresAt int64  `json:"expiresAt,omitempty"`
+}
+
+// Webhook is an endpoint configuration (replicated state).
+type Webhook struct {
+	ID             string          `json:"id"`
+	Workspace      string          `json:"workspace"`
+	URL            string          `json:"url"`
+	Events         []string        `json:"events"`
+	Enabled        bool            `json:"enabled"`
+	DisabledReason string          `json:"disabledReason,omitempty"`
+	Secrets        []WebhookSecret `json:"secrets"`
+	CreatedAt      int64           `json:"createdAt"`
+	UpdatedAt      int64           `json:"updatedAt"`
+}
+
+// Delivery is one event owed to one endpoint, with its body as it is sent on
+// every attempt.
+type Delivery struct {
+	ID         string `json:"id"`
+	EventID    string `json:"eventId"`
+	EventType  string `json:"event"`
+	SessionID  string `json:"sessionId"`
+	Workspace  string `json:"workspace"`
+	EndpointID string `json:"endpointId"`
+	Body       []byte `json:"body"`
+	State      string `json:"state"`    // "pending" | "delivered" | "failed"
+	Attempts   int    `json:"attempts"` // attempts in the current run of the schedule
+	Total      int    `json:"total"`    // attempts ever
+	NextAt     int64  `json:"nextAt"`   // Unix nanoseconds of the next attempt, while pending
+	LastStatus int    `json:"lastStatus,omitempty"`
+	LastError  string `json:"lastError,omitempty"`
+	CreatedAt  int64  `json:"createdAt"`
+	UpdatedAt  int64  `json:"updatedAt"`
+}
+
+// Attempt is one HTTP POST of a delivery, for the deliveries log.
+type Attempt struct {
+	ID          string `json:"id"`
+	DeliveryID  string `json:"deliveryId"`
+	EventID     string `json:"eventId"`
+	EventType   string `json:"event"`
+	EndpointID  string `json:"endpointId"`
+	Number      int    `json:"attempt"`
+	At          int64  `json:"attemptedAt"` // Unix milliseconds
+	StatusCode  int    `json:"statusCode,omitempty"`
+	LatencyMs   int64  `json:"latencyMs"`
+	Error       string `json:"error,omitempty"`
+	NextRetryAt int64  `json:"nextRetryAt,omitempty"` // Unix seconds; 0 = none
+	State       string `json:"state"`
+}
+
+func deliveryKey(id string) []byte { return []byte("dlv/" + id) }
+func attemptKey(endpointID, id string) []byte {
+	return []byte("att/" + endpointID + "/" + id)
+}
+func failingKey(endpointID string) []byte { return []byte("whf/" + endpointID) }
+
+// dueKey orders pending deliveries by the time of their next attempt.
+func dueKey(nextAt int64, id string) []byte {
+	k := make([]byte, 0, 4+8+1+len(id))
+	k = append(k, "due/"...)
+	k = binary.BigEndian.AppendUint64(k, uint64(nextAt))
+	k = append(k, '/')
+	return append(k, id...)
+}
+
+// StageDelivery writes a delivery and, while it is pending, its place in the
+// due index. prevNextAt is the due time it was indexed under before (0 if
+// none), so a rescheduled delivery leaves no stale index entry.
+func (b *Batch) StageDelivery(d *Delivery, prevNextAt int64) error {
+	v, err := encode(d)
+	if err != nil {
+		return err
+	}
+	b.Set(deliveryKey(d.ID), v)
+	if prevNextAt != 0 && (d.State != "pending" || prevNextAt != d.NextAt) {
+		b.Delete(dueKey(prevNextAt, d.ID))
+	}
+	if d.State == "pending" {
+		b.Set(dueKey(d.NextAt, d.ID), nil)
+	}
+	return nil
+}
+
+// StageAttempt logs one attempt.
+func (b *Batch) StageAttempt(a *Attempt) error {
+	v, err := encode(a)
+	if err != nil {
+		return err
+	}
+	b.Set(attemptKey(a.EndpointID, a.ID), v)
+	return nil
+}
+
+// StageEndpointFailing records since when (Unix seconds) an endpoint has
+// failed every attempt; 0 clears it.
+func (b *Batch) StageEndpointFailing(endpointID string, since int64) {
+	if since == 0 {
+		b.Delete(failingKey(endpointID))
+		return
+	}
+	b.Set(failingKey(endpointID), encodeCounter(since))
+}
+
+// EndpointFailingSince reads what StageEndpointFailing wrote (0 if nothing).
+func (db *DB) EndpointFailingSince(endpointID string) (int64, error) {
+	v, err := db.get(failingKey(endpointID))
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil || len(v) != 8 {
+		return 0, fmt.Errorf("read endpoint failure time: %v", err)
+	}
+	return int64(leUint64(v)), nil
+}
+
+// Delivery reads one delivery, or ErrNotFound.
+func (db *DB) Delivery(id string) (*Delivery, error) {
+	v, err := db.get(deliveryKey(id))
+	if err != nil {
+		return nil, err
+	}
+	d := &Delivery{}
+	if err := decode(v, d); err != nil {
+		return nil, fmt.Errorf("delivery %s: %w", id, err)
+	}
+	return d, nil
+}
+
+// DueDeliveries calls fn with the id and due time of pending deliveries due
+// at or before now (Unix nanoseconds), earliest first, until fn returns false.
+// It returns the due time of the first delivery not yet due (0 if none).
+func (db *DB) DueDeliveries(now int64, fn func(id string, nextAt int64) bool) (int64, error) {
+	p := []byte("due/")
+	var next int64
+	err := db.Scan(p, prefixEnd(p), false, func(k, _ []byte) bool {
+		if len(k) < len(p)+9 {
+			return true
+		}
+		at := int64(binary.BigEndian.Uint64(k[len(p) : len(p)+8]))
+		if at > now {
+			next = at
+			return false
+		}
+		return fn(string(k[len(p)+9:]), at)
+	})
+	return next, err
+}
+
+// Attempts calls fn for an endpoint's attempts, newest first, starting below
+// the attempt id before ("" = newest), until fn returns false.
+func (db *DB) Attempts(endpointID, before string, fn func(*Attempt) bool) error {
+	p := []byte("att/" + endpointID + "/")
+	upper := prefixEnd(p)
+	if before != "" {
+		upper = append(append([]byte(nil), p...), before...)
+	}
+	var inner error
+	err := db.Scan(p, upper, true, func(_, v []byte) bool {
+		a := &Attempt{}
+		if inner = decode(v, a); inner != nil {
+			return false
+		}
+		return fn(a)
+	})
+	if err == nil {
+		err = inner
+	}
+	return err
+}
+
+// PruneWebhookLog deletes attempts and finished deliveries created before
+// cutoffID (a time-ordered id bound), returning how many records it removed.
+// Pending deliveries are kept whatever their age.
+func (db *DB) PruneWebhookLog(attemptCutoff, deliveryCutoff string) (int, error) {
+	b := db.NewBatch()
+	n := 0
+	p := []byte("att/")
+	err := db.Scan(p, prefixEnd(p), false, func(k, _ []byte) bool {
+		// att/<endpoint>/<attemptID>: ids sort by time within each endpoint.
+		rest := k[len(p):]
+		for i := len(rest) - 1; i >= 0; i-- {
+			if rest[i] == '/' {
+				if string(rest[i+1:]) < attemptCutoff {
+					b.Delete(append([]byte(nil), k...))
+					n++
+				}
+				break
+			}
+		}
+		return n < 100_000
+	})
+	if err != nil {
+		b.Discard()
+		return 0, err
+	}
+	dp := []byte("dlv/")
+	upper := append(append([]byte(nil), dp...), deliveryCutoff...)
+	var decErr error
+	err = db.Scan(dp, upper, false, func(k, v []byte) bool {
+		d := &Delivery{}
+		if decErr = decode(v, d); decErr != nil {
+			return false
+		}
+		if d.State != "pending" {
+			b.Delete(append([]byte(nil), k...))
+			n++
+		}
+		return n < 200_000
+	})
+	if err == nil {
+		err = decErr
+	}
+	if err != nil || n == 0 {
+		b.Discard()
+		return 0, err
+	}
+	return n, db.CommitNoSync(b)
+}
+
+// Webhooks of the LocalState (replicated state).
+
+// Webhooks returns a workspace's endpoints ("" = every workspace) in id
+// order. For one workspace it returns a shared slice: callers must not
+// modify it.
+func (s *LocalState) Webhooks(workspace string) []Webhook {
+	snap := s.snap.Load()
+	if workspace != "" {
+		return snap.webhooksOf[workspace]
+	}
+	out := make([]Webhook, 0, len(snap.webhooks))
+	for _, w := range snap.webhooks {
+		out = append(out, w)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Webhook returns one endpoint.
+func (s *LocalState) Webhook(id string) (Webhook, bool) {
+	w, ok := s.snap.Load().webhooks[id]
+	return w, ok
+}
+
+// PutWebhook inserts or replaces an endpoint; every reader sees it on return.
+func (s *LocalState) PutWebhook(w Webhook) error {
+	v, err := encode(w)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	b.Set([]byte("wh/"+w.ID), v)
+	if err := s.db.CommitSync(b); err != nil {
+		return fmt.Errorf("store webhook %s: %w", w.ID, err)
+	}
+	n := s.snap.Load().clone()
+	n.webhooks[w.ID] = w
+	n.indexWebhooks()
+	s.snap.Store(n)
+	return nil
+}
+
+// DeleteWebhook removes an endpoint; ErrNotFound if missing.
+func (s *LocalState) DeleteWebhook(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.snap.Load().webhooks[id]; !ok {
+		return ErrNotFound
+	}
+	b := s.db.NewBatch()
+	b.Delete([]byte("wh/" + id))
+	if err := s.db.CommitSync(b); err != nil {
+		return fmt.Errorf("delete webhook %s: %w", id, err)
+	}
+	n := s.snap.Load().clone()
+	delete(n.webhooks, id)
+	n.indexWebhooks()
+	s.snap.Store(n)
+	return nil
+}
+
+// StageDeleteDue removes a stale entry of the due index.
+func (b *Batch) StageDeleteDue(nextAt int64, id string) { b.Delete(dueKey(nextAt, id)) }
