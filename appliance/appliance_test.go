@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/walytic/appliance/appliance/whatsapp"
 	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
@@ -548,7 +549,7 @@ func FuzzValidateSend(f *testing.F) {
 	f.Fuzz(func(t *testing.T, sid, to, text, idem string) {
 		err := ValidateSend(SendInput{SessionID: sid, To: to, Text: text, IdempotencyKey: idem})
 		if err == nil {
-			if !validNumber(sid) || !validNumber(to) || text == "" || len([]rune(text)) > MaxTextRunes || len(idem) > MaxIdempotencyKey {
+			if !validNumber(sid) || !validNumber(to) || text == "" || len([]rune(text)) > MaxTextRunes || utf8.RuneCountInString(idem) > MaxIdempotencyKey {
 				t.Fatalf("accepted invalid send %q %q %q", sid, to, text)
 			}
 			return
@@ -558,4 +559,25 @@ func FuzzValidateSend(f *testing.F) {
 			t.Fatalf("validation error without code, message or param: %v", err)
 		}
 	})
+}
+
+func TestSentMessagesGetTheirReceiptsAfterRestart(t *testing.T) {
+	slow := sandbox.New(sandbox.Options{DeliveredAfter: time.Hour, ReadAfter: time.Hour})
+	h := newHarness(t, slow)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	var ids []string
+	for i := 0; i < 20; i++ {
+		ids = append(ids, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: fmt.Sprint(i)}).ID)
+	}
+	for _, id := range ids {
+		h.waitStatus(DefaultWorkspace, id, StatusSent)
+	}
+	h.close() // the simulated network forgets the receipts it owed
+	h.open(fastSandbox())
+	for _, id := range ids {
+		h.waitStatus(DefaultWorkspace, id, StatusRead)
+	}
+	if n, _ := h.db.Awaiting(DefaultWorkspace, sess, 100); len(n) != 0 {
+		t.Fatalf("%d messages still marked as owing receipts", len(n))
+	}
 }

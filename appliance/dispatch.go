@@ -32,14 +32,19 @@ func statusRank(s string) int {
 	return 4 // failed, received: final
 }
 
-// sendOutcome is what the transport said about one queued message.
+// sendOutcome is what happened to one message taken from the queue. m is
+// nil for a queue entry whose message is gone or no longer queued: it is
+// only dequeued.
 type sendOutcome struct {
 	id  string
+	m   *storage.Message
 	res whatsapp.SendResult
 	err *storage.MessageError // nil: sent
 }
 
-// dispatchLoop drains the session's queue in order while it is connected.
+// dispatchLoop drains the session's queue in order while it is connected:
+// first what an earlier run left in storage (recovery), then what Send hands
+// over in memory, so the hot path reads nothing back from Pebble.
 func (rt *sessionRuntime) dispatchLoop() {
 	defer rt.wg.Done()
 	for {
@@ -52,7 +57,7 @@ func (rt *sessionRuntime) dispatchLoop() {
 			}
 			continue
 		}
-		ids, err := rt.a.db.Queue(rt.ws, rt.id, "", dispatchBatch)
+		batch, drops, err := rt.nextBatch()
 		if err != nil {
 			rt.a.log.Error("read send queue", "workspace", rt.ws, "sessionId", rt.id, "err", err)
 			if !rt.sleep(time.Second) {
@@ -60,13 +65,13 @@ func (rt *sessionRuntime) dispatchLoop() {
 			}
 			continue
 		}
-		if len(ids) == 0 {
+		if len(batch) == 0 && len(drops) == 0 {
 			if !rt.wait() {
 				return
 			}
 			continue
 		}
-		if err := rt.sendBatch(ids); err != nil {
+		if err := rt.sendBatch(batch, drops); err != nil {
 			if errors.Is(err, errStopped) {
 				return
 			}
@@ -78,79 +83,134 @@ func (rt *sessionRuntime) dispatchLoop() {
 	}
 }
 
-func (rt *sessionRuntime) wait() bool {
-	select {
-	case <-rt.wake:
-		return true
-	case <-rt.ctx.Done():
-		return false
-	}
+// enqueue hands a committed message to the dispatcher.
+func (rt *sessionRuntime) enqueue(m *storage.Message) {
+	rt.queueMu.Lock()
+	rt.memq = append(rt.memq, m)
+	rt.queueMu.Unlock()
+	rt.queueDepth.Add(1)
+	rt.kick()
 }
 
-func (rt *sessionRuntime) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-rt.wake:
-		return true
-	case <-rt.ctx.Done():
-		return false
-	}
-}
-
-// sendBatch sends queued messages and records their outcomes in one synced
-// batch. A message the transport could not attempt (session gone) stays
-// queued for the next connection.
-func (rt *sessionRuntime) sendBatch(ids []string) error {
-	tr := rt.transportNow()
-	if tr == nil {
-		return nil
-	}
-	outcomes := make([]sendOutcome, 0, len(ids))
-	for _, id := range ids {
-		m, err := rt.a.db.Message(rt.ws, id)
-		if errors.Is(err, storage.ErrNotFound) {
-			outcomes = append(outcomes, sendOutcome{id: id}) // dangling queue entry: drop it
-			continue
-		}
+// nextBatch takes the next messages to send. drops are queue entries to
+// remove without sending (their message is gone or already handled).
+func (rt *sessionRuntime) nextBatch() (batch []*storage.Message, drops []string, err error) {
+	if rt.recovering {
+		ids, err := rt.a.db.Queue(rt.ws, rt.id, rt.recoverAfter, dispatchBatch)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		if m.Status != StatusQueued {
-			outcomes = append(outcomes, sendOutcome{id: id})
-			continue
+		if len(ids) < dispatchBatch {
+			rt.recovering = false
+		}
+		for _, id := range ids {
+			if id > rt.recoverHigh {
+				rt.recovering = false
+				break
+			}
+			rt.recoverAfter = id
+			rt.msgMu.Lock()
+			_, dup := rt.live[id]
+			rt.msgMu.Unlock()
+			if dup {
+				continue
+			}
+			m, err := rt.a.db.Message(rt.ws, id)
+			switch {
+			case errors.Is(err, storage.ErrNotFound):
+				drops = append(drops, id)
+				continue
+			case err != nil:
+				return nil, nil, err
+			case m.Status != StatusQueued:
+				drops = append(drops, id)
+				continue
+			}
+			batch = append(batch, m)
+		}
+		if len(batch) > 0 || len(drops) > 0 {
+			rt.track(batch)
+			return batch, drops, nil
+		}
+	}
+	rt.queueMu.Lock()
+	n := min(dispatchBatch, len(rt.memq))
+	batch = append(batch, rt.memq[:n]...)
+	clear(rt.memq[:n])
+	rt.memq = rt.memq[n:]
+	if len(rt.memq) == 0 {
+		rt.memq = nil
+	}
+	rt.queueMu.Unlock()
+	rt.track(batch)
+	return batch, nil, nil
+}
+
+// track makes messages being sent findable by id.
+func (rt *sessionRuntime) track(batch []*storage.Message) {
+	rt.msgMu.Lock()
+	for _, m := range batch {
+		rt.live[m.ID] = m
+	}
+	rt.msgMu.Unlock()
+}
+
+// putBack returns messages the transport could not attempt to the front of
+// the queue, for the next connection.
+func (rt *sessionRuntime) putBack(ms []*storage.Message) {
+	rt.msgMu.Lock()
+	for _, m := range ms {
+		delete(rt.live, m.ID)
+	}
+	rt.msgMu.Unlock()
+	rt.queueMu.Lock()
+	rt.memq = append(append([]*storage.Message(nil), ms...), rt.memq...)
+	rt.queueMu.Unlock()
+}
+
+// sendBatch sends messages and records their outcomes in one synced batch.
+func (rt *sessionRuntime) sendBatch(batch []*storage.Message, drops []string) error {
+	outcomes := make([]sendOutcome, 0, len(batch)+len(drops))
+	for _, id := range drops {
+		outcomes = append(outcomes, sendOutcome{id: id})
+	}
+	tr := rt.transportNow()
+	for i, m := range batch {
+		if tr == nil {
+			rt.putBack(batch[i:])
+			break
 		}
 		res, err := tr.Send(rt.ctx, whatsapp.SendRequest{ID: m.WAID, To: m.To, Text: m.Text})
 		if err != nil {
-			if rt.ctx.Err() != nil {
-				break
-			}
 			var se *whatsapp.SendError
-			if errors.As(err, &se) && se.Code == CodeSessionNotConnected {
-				break // keep it queued; the next status change wakes us
+			if rt.ctx.Err() != nil || (errors.As(err, &se) && se.Code == CodeSessionNotConnected) {
+				rt.putBack(batch[i:]) // keep them queued; a status change wakes us
+				break
 			}
 			me := &storage.MessageError{Code: "send_failed", Message: err.Error()}
 			if se != nil {
 				me = &storage.MessageError{Code: se.Code, Message: se.Message}
 			}
-			outcomes = append(outcomes, sendOutcome{id: id, err: me})
+			outcomes = append(outcomes, sendOutcome{id: m.ID, m: m, err: me})
 			continue
 		}
-		outcomes = append(outcomes, sendOutcome{id: id, res: res})
+		outcomes = append(outcomes, sendOutcome{id: m.ID, m: m, res: res})
 	}
 	if len(outcomes) == 0 {
 		if rt.ctx.Err() != nil {
 			return errStopped
 		}
-		// Nothing could be attempted: wait for a status change.
-		if !rt.wait() {
+		if !rt.wait() { // nothing could be attempted: wait for a status change
 			return errStopped
 		}
 		return nil
 	}
 	return rt.recordOutcomes(outcomes)
+}
+
+type msgUpdate struct {
+	live *storage.Message // the shared record
+	next storage.Message  // its new value, applied once committed
 }
 
 func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
@@ -159,19 +219,14 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 	defer rt.msgMu.Unlock()
 	b := rt.a.db.NewBatch()
 	staged := false
+	updates := make([]msgUpdate, 0, len(outcomes))
 	for _, o := range outcomes {
 		b.StageDequeue(rt.ws, rt.id, o.id)
-		m, err := rt.a.db.Message(rt.ws, o.id)
-		if errors.Is(err, storage.ErrNotFound) {
+		if o.m == nil || o.m.Status != StatusQueued {
 			continue
 		}
-		if err != nil {
-			b.Discard()
-			return err
-		}
-		if m.Status != StatusQueued {
-			continue // already recorded (a receipt overtook us, or a replayed queue entry)
-		}
+		u := msgUpdate{live: o.m, next: *o.m}
+		m := &u.next
 		ev := &Event{ID: storage.NewID("evt_", now), Workspace: rt.ws, SessionID: rt.id, Timestamp: now.Unix(), MessageID: m.ID, To: m.To}
 		if o.err != nil {
 			m.Status = StatusFailed
@@ -179,13 +234,13 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 			ev.Type = EventMessageFailed
 			ev.Error = o.err
 		} else {
-			if o.res.WAMessageID != "" {
+			if o.res.WAMessageID != "" && o.res.WAMessageID != m.WAID {
 				m.WAID = o.res.WAMessageID
+				b.StageWAIndex(rt.ws, rt.id, m.WAID, m.ID)
 			}
 			m.Sent = true
-			if m.Status == StatusQueued {
-				m.Status = StatusSent
-			}
+			m.Status = StatusSent
+			b.StageAwaiting(rt.ws, rt.id, m.ID)
 			ev.Type = EventMessageSent
 			ev.WAMessageID = m.WAID
 		}
@@ -199,9 +254,23 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 			return err
 		}
 		staged = true
+		updates = append(updates, u)
 	}
 	if err := rt.a.db.CommitSync(b); err != nil {
 		return err
+	}
+	for _, u := range updates {
+		*u.live = u.next
+		if u.live.Status == StatusFailed {
+			delete(rt.live, u.live.ID)
+		} else {
+			rt.awaitReceipts(u.live)
+		}
+	}
+	for _, o := range outcomes {
+		if o.m == nil {
+			delete(rt.live, o.id)
+		}
 	}
 	rt.queueDepth.Add(-int64(len(outcomes)))
 	if staged {
@@ -209,6 +278,37 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 	}
 	return nil
 }
+
+// awaitReceipts indexes a sent message by its WhatsApp id, so receipts find
+// it without reading storage. The index is bounded: beyond liveMax the
+// oldest sent messages fall back to storage look-ups. msgMu is held.
+func (rt *sessionRuntime) awaitReceipts(m *storage.Message) {
+	rt.live[m.ID] = m
+	rt.byWA[m.WAID] = m
+	rt.awaitOrder = append(rt.awaitOrder, m)
+	for len(rt.byWA) > liveMax {
+		old := rt.awaitOrder[0]
+		rt.awaitOrder = rt.awaitOrder[1:]
+		if rt.byWA[old.WAID] == old {
+			delete(rt.byWA, old.WAID)
+			delete(rt.live, old.ID)
+		}
+	}
+	if len(rt.awaitOrder) > 2*len(rt.byWA)+1024 {
+		kept := rt.awaitOrder[:0]
+		for _, x := range rt.awaitOrder {
+			if rt.byWA[x.WAID] == x {
+				kept = append(kept, x)
+			}
+		}
+		clear(rt.awaitOrder[len(kept):])
+		rt.awaitOrder = kept
+	}
+}
+
+// liveMax bounds how many sent messages per session wait in memory for
+// their receipts.
+const liveMax = 100_000
 
 // eventLoop applies receipts and inbound messages in batches.
 func (rt *sessionRuntime) eventLoop() {
@@ -243,13 +343,14 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 	b := rt.a.db.NewBatch()
 	staged := 0
 	inbound := false
-	// Several receipts for one message may arrive in one batch; keep the
-	// record we already updated instead of re-reading a stale one.
-	touched := map[string]*storage.Message{}
+	// Several receipts for one message may arrive in one batch: later ones
+	// build on the pending update, not on the stored record.
+	touched := map[string]*msgUpdate{}
+	var order []*msgUpdate
 	for _, e := range evs {
 		switch {
 		case e.receipt != nil:
-			n, err := rt.stageReceipt(b, e.receipt, touched, now)
+			n, err := rt.stageReceipt(b, e.receipt, touched, &order, now)
 			if err != nil {
 				b.Discard()
 				return err
@@ -275,44 +376,69 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 	if err := commit(b); err != nil {
 		return err
 	}
+	for _, u := range order {
+		if u.live == nil {
+			continue
+		}
+		*u.live = u.next
+		if u.next.Status == StatusRead {
+			delete(rt.byWA, u.next.WAID)
+			delete(rt.live, u.next.ID)
+		}
+	}
 	if staged > 0 {
 		rt.a.events.Committed()
 	}
 	return nil
 }
 
-func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, touched map[string]*storage.Message, now time.Time) (int, error) {
+func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, touched map[string]*msgUpdate, order *[]*msgUpdate, now time.Time) (int, error) {
 	status, evType := StatusDelivered, EventMessageDelivered
 	if r.Kind == whatsapp.ReceiptRead {
 		status, evType = StatusRead, EventMessageRead
 	}
 	staged := 0
 	for _, waID := range r.WAMessageIDs {
-		id, err := rt.a.db.MessageIDByWAID(rt.ws, rt.id, waID)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue // not one of ours (sent from the phone)
-		}
-		if err != nil {
-			return staged, err
-		}
-		m := touched[id]
-		if m == nil {
-			if m, err = rt.a.db.Message(rt.ws, id); err != nil {
+		var u *msgUpdate
+		if m := rt.byWA[waID]; m != nil {
+			if u = touched[m.ID]; u == nil {
+				u = &msgUpdate{live: m, next: *m}
+			}
+		} else {
+			id, err := rt.a.db.MessageIDByWAID(rt.ws, rt.id, waID)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // not one of ours (sent from the phone)
+			}
+			if err != nil {
+				return staged, err
+			}
+			if u = touched[id]; u == nil {
+				m, err := rt.a.db.Message(rt.ws, id)
 				if errors.Is(err, storage.ErrNotFound) {
 					continue
 				}
-				return staged, err
+				if err != nil {
+					return staged, err
+				}
+				u = &msgUpdate{next: *m}
 			}
 		}
+		m := &u.next
 		if m.Direction != "outbound" || m.Status == StatusFailed || statusRank(m.Status) >= statusRank(status) {
 			continue
 		}
 		m.Status = status
 		m.Sent = true
 		m.UpdatedAt = now.Unix()
-		touched[id] = m
+		if touched[m.ID] == nil {
+			touched[m.ID] = u
+			*order = append(*order, u)
+		}
 		if err := b.StageMessageUpdate(m); err != nil {
 			return staged, err
+		}
+		if status == StatusRead {
+			b.StageAwaitDone(rt.ws, rt.id, m.ID)
 		}
 		ev := &Event{ID: storage.NewID("evt_", now), Type: evType, Workspace: rt.ws, SessionID: rt.id,
 			Timestamp: now.Unix(), MessageID: m.ID, To: m.To, WAMessageID: m.WAID}
@@ -364,22 +490,53 @@ func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, n
 	return rt.a.events.Stage(b, ev)
 }
 
-// failQueued marks every message still queued for the session failed.
+// failQueued marks every message still queued for the session failed. The
+// session's goroutines are stopped.
 func (rt *sessionRuntime) failQueued(code, reason string) error {
+	after := ""
 	for {
-		ids, err := rt.a.db.Queue(rt.ws, rt.id, "", 256)
+		ids, err := rt.a.db.Queue(rt.ws, rt.id, after, 256)
 		if err != nil {
 			return err
 		}
 		if len(ids) == 0 {
 			return nil
 		}
-		outcomes := make([]sendOutcome, len(ids))
-		for i, id := range ids {
-			outcomes[i] = sendOutcome{id: id, err: &storage.MessageError{Code: code, Message: reason}}
+		outcomes := make([]sendOutcome, 0, len(ids))
+		for _, id := range ids {
+			after = id
+			o := sendOutcome{id: id, err: &storage.MessageError{Code: code, Message: reason}}
+			if m, err := rt.a.db.Message(rt.ws, id); err == nil {
+				o.m = m
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			outcomes = append(outcomes, o)
 		}
 		if err := rt.recordOutcomes(outcomes); err != nil {
 			return err
 		}
+	}
+}
+
+func (rt *sessionRuntime) wait() bool {
+	select {
+	case <-rt.wake:
+		return true
+	case <-rt.ctx.Done():
+		return false
+	}
+}
+
+func (rt *sessionRuntime) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-rt.wake:
+		return true
+	case <-rt.ctx.Done():
+		return false
 	}
 }

@@ -16,7 +16,7 @@ import (
 // IdempotencyTTL is how long an Idempotency-Key replays its first answer.
 const IdempotencyTTL = 24 * time.Hour
 
-// MaxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
+// MaxIdempotencyKey is the longest Idempotency-Key accepted, in characters.
 const MaxIdempotencyKey = 255
 
 // SendInput is a validated-shape POST /v1/messages request.
@@ -38,8 +38,8 @@ func ValidateSend(in SendInput) error {
 	if err := ValidateText(in.Text); err != nil {
 		return err
 	}
-	if len(in.IdempotencyKey) > MaxIdempotencyKey || !utf8.ValidString(in.IdempotencyKey) {
-		return Invalid("Idempotency-Key", "the Idempotency-Key header must be at most %d bytes of UTF-8, for example a UUID or \"order-1042-confirmation\"", MaxIdempotencyKey)
+	if utf8.RuneCountInString(in.IdempotencyKey) > MaxIdempotencyKey || !utf8.ValidString(in.IdempotencyKey) {
+		return Invalid("Idempotency-Key", "the Idempotency-Key header must be at most %d characters of UTF-8, for example a UUID or \"order-1042-confirmation\"", MaxIdempotencyKey)
 	}
 	return nil
 }
@@ -141,9 +141,9 @@ func (a *Appliance) Send(ctx context.Context, workspace string, in SendInput) (m
 		a.quota.release(workspace, period)
 		return nil, false, storageErr("store message", err)
 	}
-	rt.queueDepth.Add(1)
-	rt.kick()
-	return m, false, nil
+	answer := *m // the dispatcher owns m from here on
+	rt.enqueue(m)
+	return &answer, false, nil
 }
 
 // Message returns one message of a workspace.

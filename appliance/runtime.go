@@ -28,9 +28,21 @@ type sessionRuntime struct {
 	rec storage.Session
 	tr  whatsapp.Transport
 
-	// msgMu serialises read-modify-write of this session's message records
-	// between the dispatcher and the event loop, so a status never regresses.
-	msgMu sync.Mutex
+	// msgMu serialises changes to this session's message records between
+	// the dispatcher and the event loop, so a status never regresses. It
+	// guards live, byWA and awaitOrder.
+	msgMu      sync.Mutex
+	live       map[string]*storage.Message // by id: being sent, or sent and owing receipts
+	byWA       map[string]*storage.Message // the sent ones, by WhatsApp id
+	awaitOrder []*storage.Message          // sent ones in send order, for bounding byWA
+
+	// queueMu guards memq: messages Send committed, in order, not yet taken.
+	queueMu sync.Mutex
+	memq    []*storage.Message
+	// Recovery of the queue an earlier run left in storage; dispatcher only.
+	recovering   bool
+	recoverAfter string
+	recoverHigh  string
 
 	queueDepth atomic.Int64
 	wake       chan struct{}
@@ -57,12 +69,25 @@ func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
 		events: make(chan sessionEvent, 4096),
 	}
 	rt.numbers.m = map[string]numberEntry{}
+	rt.live = map[string]*storage.Message{}
+	rt.byWA = map[string]*storage.Message{}
 	rt.ctx, rt.cancel = context.WithCancel(a.ctx)
 	return rt
 }
 
-// open starts the transport and the goroutines.
+// open starts the transport and the goroutines. Messages an earlier run left
+// queued are sent first; sent messages it left owing receipts are announced
+// to the transport.
 func (rt *sessionRuntime) open(d whatsapp.Driver) error {
+	high, err := rt.a.db.QueueLast(rt.ws, rt.id)
+	if err != nil {
+		return err
+	}
+	rt.recoverHigh, rt.recovering = high, high != ""
+	awaiting, err := rt.loadAwaiting()
+	if err != nil {
+		return err
+	}
 	rt.ready.Store(true)
 	rt.wg.Add(2)
 	go rt.dispatchLoop()
@@ -75,8 +100,35 @@ func (rt *sessionRuntime) open(d whatsapp.Driver) error {
 	rt.mu.Lock()
 	rt.tr = tr
 	rt.mu.Unlock()
+	if ra, ok := tr.(whatsapp.ReceiptAwaiter); ok && len(awaiting) > 0 {
+		ra.AwaitReceipts(awaiting)
+	}
 	rt.kick()
 	return nil
+}
+
+// loadAwaiting brings the sent messages that still owe receipts into memory
+// and returns their WhatsApp ids.
+func (rt *sessionRuntime) loadAwaiting() ([]string, error) {
+	ids, err := rt.a.db.Awaiting(rt.ws, rt.id, liveMax)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	waIDs := make([]string, 0, len(ids))
+	rt.msgMu.Lock()
+	defer rt.msgMu.Unlock()
+	for _, id := range ids {
+		m, err := rt.a.db.Message(rt.ws, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		rt.awaitReceipts(m)
+		waIDs = append(waIDs, m.WAID)
+	}
+	return waIDs, nil
 }
 
 // stop closes the transport and waits for the goroutines.
@@ -273,6 +325,8 @@ func (rt *sessionRuntime) checkNumbers(ctx context.Context, numbers []string) ([
 		rt.numbers.mu.Lock()
 		if len(rt.numbers.m) > numberCacheMax {
 			rt.numbers.m = map[string]numberEntry{}
+			rt.live = map[string]*storage.Message{}
+			rt.byWA = map[string]*storage.Message{}
 		}
 		for j, on := range got {
 			ttl := numberTTLOn

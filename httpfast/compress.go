@@ -3,6 +3,7 @@ package httpfast
 import (
 	"bytes"
 	"io"
+	"strconv"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -24,8 +25,7 @@ func encodingFor(ctx *fasthttp.RequestCtx) string {
 	for _, part := range bytes.Split(ae, []byte(",")) {
 		name, params, _ := bytes.Cut(bytes.TrimSpace(part), []byte(";"))
 		name = bytes.ToLower(bytes.TrimSpace(name))
-		refused := bytes.Contains(bytes.ReplaceAll(params, []byte(" "), nil), []byte("q=0")) &&
-			!bytes.Contains(params, []byte("q=0."))
+		refused := qualityZero(params)
 		switch string(name) {
 		case "zstd":
 			zstdOK = !refused
@@ -40,6 +40,20 @@ func encodingFor(ctx *fasthttp.RequestCtx) string {
 		return "gzip"
 	}
 	return ""
+}
+
+// qualityZero reports whether Accept-Encoding parameters carry q=0 (also
+// written 0.0, 0.000): "not acceptable".
+func qualityZero(params []byte) bool {
+	for _, p := range bytes.Split(params, []byte(";")) {
+		k, v, ok := bytes.Cut(bytes.TrimSpace(p), []byte("="))
+		if !ok || !bytes.EqualFold(bytes.TrimSpace(k), []byte("q")) {
+			continue
+		}
+		q, err := strconv.ParseFloat(string(bytes.TrimSpace(v)), 64)
+		return err == nil && q == 0
+	}
+	return false
 }
 
 var zstdEncoder = sync.OnceValue(func() *zstd.Encoder {

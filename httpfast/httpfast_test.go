@@ -82,14 +82,16 @@ func FuzzDecodeSendBody(f *testing.F) {
 
 func TestEncodingNegotiation(t *testing.T) {
 	cases := map[string]string{
-		"":                  "",
-		"gzip":              "gzip",
-		"gzip, zstd":        "zstd",
-		"zstd;q=0, gzip":    "gzip",
-		"br, deflate":       "",
-		"GZIP;q=0.5":        "gzip",
-		"zstd;q=0.1,gzip":   "zstd",
-		"identity, *;q=0.1": "",
+		"":                   "",
+		"gzip":               "gzip",
+		"gzip, zstd":         "zstd",
+		"zstd;q=0, gzip":     "gzip",
+		"zstd;q=0.0, gzip":   "gzip",
+		"zstd; q=0.000,gzip": "gzip",
+		"br, deflate":        "",
+		"GZIP;q=0.5":         "gzip",
+		"zstd;q=0.1,gzip":    "zstd",
+		"identity, *;q=0.1":  "",
 	}
 	for in, want := range cases {
 		var ctx fasthttp.RequestCtx

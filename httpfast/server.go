@@ -21,6 +21,12 @@ import (
 // MaxBodySize is the largest request body accepted; larger ones get 413.
 const MaxBodySize = 1 << 20
 
+// readBodyLimit is what fasthttp reads before giving up on a request. It is
+// above MaxBodySize so bodies a little over the limit are read whole and
+// answered with a 413 on a connection that stays usable; a client that is
+// still writing when the server closes would see a reset instead of the 413.
+const readBodyLimit = 8 << 20
+
 // Config wires a Server.
 type Config struct {
 	App    *appliance.Appliance
@@ -60,7 +66,8 @@ func (s *Server) newFastServer(name string, h fasthttp.RequestHandler) *fasthttp
 	return &fasthttp.Server{
 		Handler:                       s.withRequestID(h),
 		Name:                          name,
-		MaxRequestBodySize:            MaxBodySize,
+		MaxRequestBodySize:            readBodyLimit,
+		ReadBufferSize:                16 << 10, // room for long Idempotency-Key and Authorization headers
 		ReadTimeout:                   30 * time.Second,
 		WriteTimeout:                  120 * time.Second,
 		IdleTimeout:                   120 * time.Second,
@@ -90,21 +97,34 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // parseError answers requests fasthttp could not read (too large, malformed).
 func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 	s.setRequestID(ctx)
-	var e *appliance.Error
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		e = &appliance.Error{Code: appliance.CodePayloadTooLarge, Type: "invalid_request_error",
-			Message: "the request body is over 1 MiB: send less per request"}
-	} else {
-		e = appliance.Invalid("", "the HTTP request could not be read: %v", err)
+	// fasthttp's error text quotes the raw request, headers and all: never
+	// echo it, it would hand the caller's API key back into logs and proxies.
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		s.writeError(ctx, tooLarge())
+	case errors.As(err, &small):
+		writeJSON(ctx, 431, errorBody{Error: errorDetail{Type: "invalid_request_error", Code: appliance.CodeInvalidRequest,
+			Message: "the request headers are over 16 KiB: send shorter headers"}})
+	default:
+		s.writeError(ctx, appliance.Invalid("", "the HTTP request is malformed (request line, headers, Content-Length or chunked encoding) and could not be read"))
 	}
-	s.writeError(ctx, e)
 	ctx.SetConnectionClose()
+}
+
+func tooLarge() error {
+	return &appliance.Error{Code: appliance.CodePayloadTooLarge, Type: "invalid_request_error",
+		Message: "the request body is over 1 MiB: send less per request"}
 }
 
 func (s *Server) withRequestID(h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		s.setRequestID(ctx)
-		h(ctx)
+		if len(ctx.Request.Body()) > MaxBodySize {
+			s.writeError(ctx, tooLarge())
+		} else {
+			h(ctx)
+		}
 		s.metrics.countResponse(ctx.Response.StatusCode())
 	}
 }

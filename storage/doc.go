@@ -19,6 +19,7 @@
 //	ms/<ws>/<sessionID>/<msgID>     empty                     secondary index: messages of one session
 //	q/<ws>/<sessionID>/<msgID>      empty                     the session's send queue, FIFO (ids are time-ordered)
 //	wa/<ws>/<sessionID>/<waID>      msgID                     receipt look-up: WhatsApp id → our message
+//	aw/<ws>/<sessionID>/<msgID>     empty                     sent messages still owing a read receipt (re-announced after a restart)
 //	idem/<ws>/<idempotencyKey>      Idempotency               24 h replay of POST /v1/messages
 //	quota/<ws>/<YYYY-MM>            int64 counter (merge)     accepted outbound messages in that UTC month
 //	wh/<endpointID>                 Webhook (JSON)            State; endpoint config, loaded into memory at Open

@@ -226,3 +226,42 @@ func Period(year int, month int) string {
 	}
 	return strconv.Itoa(year) + "-" + m
 }
+
+func awaitKey(ws, sid, id string) []byte { return []byte("aw/" + ws + "/" + sid + "/" + id) }
+
+// StageAwaiting marks a sent message as still owing receipts.
+func (b *Batch) StageAwaiting(ws, sessionID, msgID string) {
+	b.Set(awaitKey(ws, sessionID, msgID), nil)
+}
+
+// StageAwaitDone clears that mark once the message is read (or failed).
+func (b *Batch) StageAwaitDone(ws, sessionID, msgID string) { b.Delete(awaitKey(ws, sessionID, msgID)) }
+
+// Awaiting lists, oldest first, up to n ids of a session's sent messages that
+// still owe receipts.
+func (db *DB) Awaiting(ws, sessionID string, n int) ([]string, error) {
+	p := []byte("aw/" + ws + "/" + sessionID + "/")
+	var ids []string
+	err := db.Scan(p, prefixEnd(p), false, func(k, _ []byte) bool {
+		ids = append(ids, string(k[len(p):]))
+		return len(ids) < n
+	})
+	return ids, err
+}
+
+// QueueLast returns the id at the end of a session's send queue ("" if empty).
+func (db *DB) QueueLast(ws, sessionID string) (string, error) {
+	p := []byte("q/" + ws + "/" + sessionID + "/")
+	last := ""
+	err := db.Scan(p, prefixEnd(p), true, func(k, _ []byte) bool {
+		last = string(k[len(p):])
+		return false
+	})
+	return last, err
+}
+
+// StageWAIndex points a WhatsApp id at a message (when the network chose
+// another id than the one indexed at queue time).
+func (b *Batch) StageWAIndex(ws, sessionID, waID, msgID string) {
+	b.Set(waKey(ws, sessionID, waID), []byte(msgID))
+}

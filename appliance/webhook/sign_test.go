@@ -442,9 +442,14 @@ func TestHeadersSetOn(t *testing.T) {
 func FuzzVerify(f *testing.F) {
 	f.Add([]byte(vecBody), []byte(vecBody), uint8(0), "", "", "", "", "")
 	f.Add([]byte(vecBody), []byte(vecBody+" "), uint8(0), "", "", "", "", "")
-	f.Add([]byte(vecBody), []byte(vecBody), uint8(0xff), vecEventID, "1714602000", vecV1Sig, vecXSig, "1714602000")
+	// Seeds carry well-formed but bogus signatures only: a genuine one for
+	// some body would let the fuzzer "forge" by copying it.
+	bogusV1 := "v1," + base64.StdEncoding.EncodeToString(make([]byte, 32))
+	bogusX := "sha256=" + strings.Repeat("0", 64)
+	f.Add([]byte(vecBody), []byte(vecBody), uint8(0xff), vecEventID, "1714602000", bogusV1, bogusX, "1714602000")
 	f.Add([]byte("1714602000.x"), []byte("x"), uint8(0b000001), "evt_test.1714602000", "", "", "", "")
-	f.Add([]byte(""), []byte(""), uint8(0b101010), "evt", "01714602000", "v1,"+vecV1Sig[3:]+" v1,", "sha256=,sha256=zz", "-1")
+	f.Add([]byte(""), []byte(""), uint8(0b101010), "evt", "01714602000", bogusV1+" v1,", "sha256=,sha256=zz", "-1")
+	f.Add([]byte(vecBody), []byte(vecBody), uint8(0b011000), "", "", "", bogusX+","+bogusX, "")
 	f.Add([]byte{0, 0xff}, []byte{0, 0xff}, uint8(0b010101), "", "", "", "", "")
 	secrets := []string{vecSecret, vecSecret2}
 	f.Fuzz(func(t *testing.T, signed, received []byte, mode uint8, wid, wts, wsig, xsig, xts string) {

@@ -146,3 +146,11 @@ type Pairer interface {
 // ErrNotPairing is returned by Pairer methods when the session is not
 // waiting to be paired.
 var ErrNotPairing = errors.New("session is not pairing")
+
+// ReceiptAwaiter is implemented by transports that must be told, after a
+// restart, which sent messages still await receipts. WhatsApp's servers keep
+// undelivered receipts themselves; the sandbox, whose network lives in this
+// process, needs the reminder.
+type ReceiptAwaiter interface {
+	AwaitReceipts(waMessageIDs []string)
+}

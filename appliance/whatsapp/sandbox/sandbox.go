@@ -195,16 +195,25 @@ func (t *transport) Send(ctx context.Context, req whatsapp.SendRequest) (whatsap
 	if !IsMessageID(id) {
 		id = NewMessageID()
 	}
-	ts := t.now()
+	ts, ok := t.track(id, t.now())
+	if !ok {
+		return whatsapp.SendResult{}, t.notConnected()
+	}
+	return whatsapp.SendResult{WAMessageID: id, Timestamp: ts}, nil
+}
 
+// track schedules the receipts of a sent id. It returns the time the id was
+// first sent (a re-sent id keeps its first time and owes no new receipts),
+// and false once the transport is closed.
+func (t *transport) track(id string, ts time.Time) (time.Time, bool) {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		return whatsapp.SendResult{}, t.notConnected()
+		return ts, false
 	}
 	if first, dup := t.inflight[id]; dup {
 		t.mu.Unlock()
-		return whatsapp.SendResult{WAMessageID: id, Timestamp: first}, nil
+		return first, true
 	}
 	t.inflight[id] = ts
 	// Keep q ordered by send time even when goroutines race to the lock.
@@ -221,7 +230,20 @@ func (t *transport) Send(ctx context.Context, req whatsapp.SendRequest) (whatsap
 		default:
 		}
 	}
-	return whatsapp.SendResult{WAMessageID: id, Timestamp: ts}, nil
+	return ts, true
+}
+
+// AwaitReceipts implements whatsapp.ReceiptAwaiter. The simulated network
+// lives in this process, so after a restart it has forgotten the receipts it
+// still owed; the appliance names those messages and they are reported again
+// (delivered, then read), as WhatsApp's servers would.
+func (t *transport) AwaitReceipts(ids []string) {
+	now := t.now()
+	for _, id := range ids {
+		if _, ok := t.track(id, now); !ok {
+			return
+		}
+	}
 }
 
 // CheckNumbers reports false for numbers ending in 0000 and true for others.

@@ -2,7 +2,6 @@ package loadbench
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strconv"
 	"testing"
@@ -88,7 +87,7 @@ func appendPadded(dst []byte, v uint64, width int) []byte {
 }
 
 // runLoad drives one measured run against addr's POST /v1/messages.
-func runLoad(b *testing.B, s *server, key string, p loadParams, run uint64) (*Result, time.Duration) {
+func runLoad(b *testing.B, s *server, key string, p loadParams, run uint64) (*Result, cpuUse) {
 	b.Helper()
 	cw := &cpuWindow{s: s}
 	cfg := Config{
@@ -111,8 +110,10 @@ func runLoad(b *testing.B, s *server, key string, p loadParams, run uint64) (*Re
 	if err != nil {
 		b.Fatalf("load %s: %v", s.name, err)
 	}
-	cpu, _ := cw.used()
-	b.Logf("%s: %s; server CPU %v (%.0f%% of one core)", s.name, res, cpu, 100*cpu.Seconds()/res.Duration.Seconds())
+	var cpu cpuUse
+	cpu.server, cpu.client, _ = cw.used()
+	b.Logf("%s: %s; CPU: server %v (%.0f%% of one core), load generator %v (%.0f%%)", s.name, res,
+		cpu.server, 100*cpu.server.Seconds()/res.Duration.Seconds(), cpu.client, 100*cpu.client.Seconds()/res.Duration.Seconds())
 	if res.Responses == 0 {
 		b.Fatalf("%s answered nothing in the measured window (first error: %v; log %s)", s.name, res.FirstError, s.logPath)
 	}
@@ -128,30 +129,36 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // report sets the benchmark's metrics. An op is one HTTP request: ns/op is
 // the measured window over the responses (1/throughput), B/op and allocs/op
 // the load generator's own allocations per request.
-func report(b *testing.B, r *Result, serverCPU time.Duration) {
+func report(b *testing.B, r *Result, cpu cpuUse) {
 	b.ReportMetric(r.RPS(), "req/s")
 	b.ReportMetric(ms(r.Latency.Quantile(0.50)), "p50-ms")
 	b.ReportMetric(ms(r.Latency.Quantile(0.99)), "p99-ms")
 	b.ReportMetric(float64(r.Duration.Nanoseconds())/float64(r.Responses), "ns/op")
 	b.ReportMetric(float64(r.ClientAllocs)/float64(r.Responses), "allocs/op")
 	b.ReportMetric(float64(r.ClientBytes)/float64(r.Responses), "B/op")
-	if serverCPU > 0 {
-		b.ReportMetric(float64(serverCPU.Microseconds())/float64(r.Responses), "srv-cpu-us/req")
+	if cpu.server > 0 {
+		b.ReportMetric(float64(cpu.server.Microseconds())/float64(r.Responses), "srv-cpu-us/req")
+		b.ReportMetric(float64(cpu.client.Microseconds())/float64(r.Responses), "gen-cpu-us/req")
 	}
 }
+
+// cpuUse is the CPU time the server and the load generator spent in a
+// measured window.
+type cpuUse struct{ server, client time.Duration }
 
 // measured is a target's merged result over the b.N runs.
 type measured struct {
 	res *Result
-	cpu time.Duration
+	cpu cpuUse
 }
 
-func (m *measured) add(r *Result, cpu time.Duration) {
+func (m *measured) add(r *Result, cpu cpuUse) {
 	if m.res == nil {
 		m.res = &Result{}
 	}
 	m.res.Merge(r)
-	m.cpu += cpu
+	m.cpu.server += cpu.server
+	m.cpu.client += cpu.client
 }
 
 // measureCeiling starts the ceiling process and runs the load n times.
@@ -224,6 +231,6 @@ func BenchmarkSendPath(b *testing.B) {
 		p99x := float64(m.res.Latency.Quantile(0.99)) / float64(base.res.Latency.Quantile(0.99))
 		b.ReportMetric(100*ratio, "%ceiling")
 		b.ReportMetric(p99x, "p99x")
-		b.Log(fmt.Sprintf("walytic at %.1f%% of the ceiling's req/s (target ≥ 70%%), p99 %.2f× the ceiling's (target ≤ 1.5×)", 100*ratio, p99x))
+		b.Logf("walytic at %.1f%% of the ceiling's req/s (target ≥ 70%%), p99 %.2f× the ceiling's (target ≤ 1.5×)", 100*ratio, p99x)
 	})
 }

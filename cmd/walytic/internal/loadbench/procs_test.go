@@ -122,10 +122,13 @@ func (s *server) stop() error {
 	}
 }
 
-// cpuTime is the process's user+system CPU time so far, from /proc (Linux);
+// cpuTime is the process's user+system CPU time so far.
+func (s *server) cpuTime() time.Duration { return cpuTimeOf(s.cmd.Process.Pid) }
+
+// cpuTimeOf is a process's user+system CPU time so far, from /proc (Linux);
 // zero where that is not available.
-func (s *server) cpuTime() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+func cpuTimeOf(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
@@ -203,29 +206,33 @@ func startCeiling(tb testing.TB) *server {
 	return s
 }
 
-// walyticBinary returns WALYTIC_BIN or builds bin/walytic's equivalent
-// (static, as `make build` does) into a temporary directory.
+// moduleRoot is the directory holding go.mod.
+func moduleRoot(tb testing.TB) string {
+	tb.Helper()
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
+		tb.Fatalf("find the module root with `go env GOMOD`: %v (or set WALYTIC_BIN to an absolute path)", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(gomod)))
+}
+
+// walyticBinary returns WALYTIC_BIN (a relative path is taken from the
+// module root, where `make` runs) or builds the binary as `make build` does
+// (static) into a temporary directory.
 func walyticBinary(tb testing.TB) string {
 	tb.Helper()
 	if p := os.Getenv("WALYTIC_BIN"); p != "" {
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			tb.Fatal(err)
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(moduleRoot(tb), p)
 		}
-		if _, err := os.Stat(abs); err != nil {
-			tb.Fatalf("WALYTIC_BIN=%s: %v (run `make build` first)", p, err)
+		if _, err := os.Stat(p); err != nil {
+			tb.Fatalf("WALYTIC_BIN: %v (run `make build` first)", err)
 		}
-		return abs
+		return p
 	}
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		tb.Fatalf("find the module root with `go env GOMOD`: %v (or set WALYTIC_BIN)", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	dir := tb.TempDir()
-	bin := filepath.Join(dir, "walytic")
+	bin := filepath.Join(tb.TempDir(), "walytic")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/walytic")
-	cmd.Dir = root
+	cmd.Dir = moduleRoot(tb)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("go build ./cmd/walytic: %v\n%s", err, out)
@@ -358,18 +365,26 @@ func apiCall(tb testing.TB, method, url, key, body string, want int) []byte {
 
 var errNoProc = errors.New("no /proc")
 
-// cpuWindow samples a server's CPU time at the edges of the measured window.
+// cpuWindow samples the server's and this process's (the load generator's)
+// CPU time at the edges of the measured window.
 type cpuWindow struct {
-	s          *server
-	start, end time.Duration
+	s                  *server
+	start, end         time.Duration
+	selfStart, selfEnd time.Duration
 }
 
-func (w *cpuWindow) atStart() { w.start = w.s.cpuTime() }
-func (w *cpuWindow) atEnd()   { w.end = w.s.cpuTime() }
+func (w *cpuWindow) atStart() {
+	w.start, w.selfStart = w.s.cpuTime(), cpuTimeOf(os.Getpid())
+}
 
-func (w *cpuWindow) used() (time.Duration, error) {
+func (w *cpuWindow) atEnd() {
+	w.end, w.selfEnd = w.s.cpuTime(), cpuTimeOf(os.Getpid())
+}
+
+// used returns the server's and the load generator's CPU time in the window.
+func (w *cpuWindow) used() (server, client time.Duration, err error) {
 	if w.start == 0 || w.end == 0 {
-		return 0, errNoProc
+		return 0, 0, errNoProc
 	}
-	return w.end - w.start, nil
+	return w.end - w.start, w.selfEnd - w.selfStart, nil
 }

@@ -1,0 +1,308 @@
+package whatsmeow
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mau.fi/whatsmeow"
+	waBinary "go.mau.fi/whatsmeow/binary"
+
+	"github.com/walytic/appliance/appliance/whatsapp"
+	"github.com/walytic/appliance/appliance/whatsapp/whatsmeow/fakewa"
+)
+
+func TestMain(m *testing.M) {
+	// Trust the fake server's certificate root instead of WhatsApp's.
+	whatsmeow.WACertPubKey = fakewa.RootPub()
+	os.Exit(m.Run())
+}
+
+func newFakeDriver(t *testing.T, srv *fakewa.Server, path string) *Driver {
+	t.Helper()
+	d, err := New(Options{
+		DBPath:     path,
+		HTTPClient: srv.HTTPClient(),
+		Backoff:    Backoff{Initial: 30 * time.Millisecond, Max: 200 * time.Millisecond},
+		Logger:     testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func nextConn(t *testing.T, srv *fakewa.Server) *fakewa.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := srv.NextConn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func noConn(t *testing.T, srv *fakewa.Server, within time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	if c, err := srv.NextConn(ctx); err == nil {
+		t.Fatalf("unexpected reconnect (user %q)", c.User())
+	}
+}
+
+// pair opens an unpaired session and links it by "scanning" its QR code.
+func pair(t *testing.T, srv *fakewa.Server, d *Driver, ref whatsapp.SessionRef) (whatsapp.Transport, *recorder, *fakewa.Conn) {
+	t.Helper()
+	rec := newRecorder()
+	tr, err := d.Open(context.Background(), ref, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := rec.snapshot(); len(st) == 0 || st[0].Status != whatsapp.StatusConnecting {
+		t.Fatalf("first status %+v, want connecting", st)
+	}
+	c := nextConn(t, srv)
+	if !c.Registration() {
+		t.Fatal("an unpaired device logged in")
+	}
+	rec.waitStatus(t, whatsapp.StatusPairing, 5*time.Second)
+	code, exp, err := tr.(whatsapp.Pairer).QR()
+	if err != nil || !strings.HasPrefix(code, "2@fakewa-ref-") || time.Until(exp) < 50*time.Second {
+		t.Fatalf("QR = %q %v %v", code, exp, err)
+	}
+	if err := srv.ScanQR(code, ref.SessionID, 5); err != nil {
+		t.Fatal(err)
+	}
+	login := nextConn(t, srv)
+	if login.User() != ref.SessionID {
+		t.Fatalf("logged in as %q", login.User())
+	}
+	st := rec.waitStatus(t, whatsapp.StatusConnected, 10*time.Second)
+	if !strings.Contains(st.Reason, ref.SessionID+":5@s.whatsapp.net") {
+		t.Errorf("connected reason %q", st.Reason)
+	}
+	return tr, rec, login
+}
+
+func TestFakeServerSessionLifecycle(t *testing.T) {
+	srv, err := fakewa.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.NotOnWhatsApp = func(n string) bool { return strings.HasSuffix(n, "0000") }
+	path := filepath.Join(t.TempDir(), "whatsmeow.db")
+	d := newFakeDriver(t, srv, path)
+	ref := whatsapp.SessionRef{Workspace: "default", SessionID: "919876543210"}
+	ctx := context.Background()
+
+	// Handshake, QR pairing, 515, login → connected.
+	tr, rec, conn := pair(t, srv, d, ref)
+	if jid, ok, _ := d.mappedJID(ctx, ref); !ok || jid.User != ref.SessionID || jid.Device != 5 {
+		t.Fatalf("mapping after pairing: %v %v", jid, ok)
+	}
+
+	// Receipts pushed by the server.
+	if err := conn.PushReceipt("919999999999", "", "3EB0000000000000000001", "3EB0000000000000000002"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.PushReceipt("919999999999", "read", "3EB0000000000000000001"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.PushReceipt("919999999999", "played", "3EB0000000000000000003"); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, "three receipts", 5*time.Second, func() bool { return len(rec.receiptList()) == 3 })
+	rs := rec.receiptList()
+	byKind := map[string][]string{}
+	for _, r := range rs {
+		byKind[r.Kind] = append(byKind[r.Kind], r.WAMessageIDs...)
+	}
+	if len(byKind[whatsapp.ReceiptDelivered]) != 2 || len(byKind[whatsapp.ReceiptRead]) != 2 {
+		t.Errorf("receipts %+v", rs)
+	}
+
+	// A text send with the id chosen at queue time; the ack's timestamp.
+	id := whatsapp.NewMessageID()
+	res, err := tr.Send(ctx, whatsapp.SendRequest{ID: id, To: "919999999999", Text: "order #1 shipped"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.WAMessageID != id || time.Since(res.Timestamp) > time.Minute {
+		t.Errorf("send result %+v", res)
+	}
+	if _, err := conn.WaitReceived(ctx, func(n *waBinary.Node) bool { return n.Tag == "message" && n.Attrs["id"] == id }); err != nil {
+		t.Fatal(err)
+	}
+	// A refused send keeps the server's code in the message.
+	srv.SendErrorCode.Store(463)
+	_, err = tr.Send(ctx, whatsapp.SendRequest{ID: whatsapp.NewMessageID(), To: "919999999999", Text: "x"})
+	var se *whatsapp.SendError
+	if !errors.As(err, &se) || se.Code != "send_failed" || !strings.Contains(se.Message, "server returned error 463") {
+		t.Errorf("refused send: %v", err)
+	}
+	srv.SendErrorCode.Store(0)
+
+	// Number checks in one usync query.
+	on, err := tr.CheckNumbers(ctx, []string{"919999999999", "919999990000", "14155550123"})
+	if err != nil || len(on) != 3 || !on[0] || on[1] || !on[2] {
+		t.Errorf("CheckNumbers = %v, %v", on, err)
+	}
+
+	// The server drops the socket: disconnected, then a reconnect on backoff.
+	conn.Drop()
+	st := rec.waitStatus(t, whatsapp.StatusDisconnected, 5*time.Second)
+	if !strings.Contains(st.Reason, "lost") {
+		t.Errorf("drop reason %q", st.Reason)
+	}
+	conn = nextConn(t, srv)
+	rec.waitStatus(t, whatsapp.StatusConnected, 5*time.Second)
+	// Sends while disconnected are kept queued by the appliance.
+	conn.Drop()
+	rec.waitStatus(t, whatsapp.StatusDisconnected, 5*time.Second)
+	conn = nextConn(t, srv)
+	rec.waitStatus(t, whatsapp.StatusConnected, 5*time.Second)
+
+	// Another client took over the device: stop, do not fight it.
+	conn.StreamError("", "replaced")
+	st = rec.waitStatus(t, whatsapp.StatusDisconnected, 5*time.Second)
+	if !strings.Contains(st.Reason, "another client") {
+		t.Errorf("replaced reason %q", st.Reason)
+	}
+	noConn(t, srv, 300*time.Millisecond)
+	if _, err := tr.Send(ctx, whatsapp.SendRequest{ID: whatsapp.NewMessageID(), To: "919999999999", Text: "x"}); !errors.As(err, &se) || se.Code != "session_not_connected" {
+		t.Errorf("send while stopped: %v", err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart: a new driver on the same file finds the device again.
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = newFakeDriver(t, srv, path)
+	defer d.Close()
+	reopen := func() (whatsapp.Transport, *recorder, *fakewa.Conn) {
+		rec := newRecorder()
+		tr, err := d.Open(ctx, ref, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := nextConn(t, srv)
+		if c.User() != ref.SessionID {
+			t.Fatalf("reopened session logged in as %q", c.User())
+		}
+		return tr, rec, c
+	}
+
+	// Temporary ban at login.
+	srv.LoginFailure.Store(402)
+	tr, rec, _ = reopen()
+	st = rec.waitStatus(t, whatsapp.StatusBanned, 5*time.Second)
+	if !strings.Contains(st.Reason, "banned") {
+		t.Errorf("ban reason %q", st.Reason)
+	}
+	noConn(t, srv, 200*time.Millisecond)
+	_ = tr.Close()
+
+	// Outdated client.
+	srv.LoginFailure.Store(405)
+	tr, rec, _ = reopen()
+	st = rec.waitStatus(t, whatsapp.StatusDisconnected, 5*time.Second)
+	if !strings.Contains(st.Reason, "outdated") {
+		t.Errorf("outdated reason %q", st.Reason)
+	}
+	noConn(t, srv, 200*time.Millisecond)
+	_ = tr.Close()
+
+	// Back to normal, then the phone unlinks the device.
+	srv.LoginFailure.Store(0)
+	tr, rec, conn = reopen()
+	rec.waitStatus(t, whatsapp.StatusConnected, 5*time.Second)
+	conn.StreamError("401", "device_removed")
+	st = rec.waitStatus(t, whatsapp.StatusLoggedOut, 5*time.Second)
+	if !strings.Contains(st.Reason, "pair the number again") {
+		t.Errorf("logged-out reason %q", st.Reason)
+	}
+	noConn(t, srv, 200*time.Millisecond)
+	_ = tr.Close()
+	rec.waitFor(t, "mapping gone", 2*time.Second, func() bool {
+		_, ok, _ := d.mappedJID(ctx, ref)
+		return !ok
+	})
+	dev, err := d.deviceFor(ctx, ref)
+	if err != nil || dev.ID != nil {
+		t.Fatalf("device after logout: %v %v", dev.ID, err)
+	}
+}
+
+func TestFakeServerLoginFailureLoggedOut(t *testing.T) {
+	srv, err := fakewa.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	d := newFakeDriver(t, srv, filepath.Join(t.TempDir(), "whatsmeow.db"))
+	defer d.Close()
+	ref := whatsapp.SessionRef{Workspace: "w", SessionID: "447700900123"}
+	tr, rec, conn := pair(t, srv, d, ref)
+	defer tr.Close()
+	// <failure reason="401"> on a live connection: logged out by WhatsApp.
+	conn.Failure(401, nil)
+	st := rec.waitStatus(t, whatsapp.StatusLoggedOut, 5*time.Second)
+	if !strings.Contains(st.Reason, "401") {
+		t.Errorf("reason %q", st.Reason)
+	}
+	noConn(t, srv, 200*time.Millisecond)
+}
+
+func TestFakeServerLogoutAndWrongPhone(t *testing.T) {
+	srv, err := fakewa.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	d := newFakeDriver(t, srv, filepath.Join(t.TempDir(), "whatsmeow.db"))
+	defer d.Close()
+	ctx := context.Background()
+	ref := whatsapp.SessionRef{Workspace: "w", SessionID: "5511987654321"}
+	tr, _, _ := pair(t, srv, d, ref)
+	if err := tr.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Logouts() != 1 {
+		t.Errorf("server saw %d logouts", srv.Logouts())
+	}
+	if dev, err := d.deviceFor(ctx, ref); err != nil || dev.ID != nil {
+		t.Fatalf("device after Logout: %v %v", dev.ID, err)
+	}
+
+	// Pair again, but the phone that scans is another number.
+	rec := newRecorder()
+	tr, err = d.Open(ctx, ref, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	nextConn(t, srv)
+	rec.waitStatus(t, whatsapp.StatusPairing, 5*time.Second)
+	code, _, _ := tr.(whatsapp.Pairer).QR()
+	if err := srv.ScanQR(code, "5511900000000", 2); err != nil {
+		t.Fatal(err)
+	}
+	st := rec.waitStatus(t, whatsapp.StatusLoggedOut, 5*time.Second)
+	if !strings.Contains(st.Reason, "+5511900000000") || !strings.Contains(st.Reason, "+5511987654321") {
+		t.Errorf("reason %q", st.Reason)
+	}
+	noConn(t, srv, 200*time.Millisecond)
+	if dev, err := d.deviceFor(ctx, ref); err != nil || dev.ID != nil {
+		t.Fatalf("a wrong phone left a device: %v %v", dev.ID, err)
+	}
+}

@@ -1,0 +1,169 @@
+package whatsmeow
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.mau.fi/whatsmeow/proto/waE2E"
+	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/types/events"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/walytic/appliance/appliance/whatsapp"
+)
+
+var (
+	pnAlice  = types.NewJID("919999999999", types.DefaultUserServer)
+	lidAlice = types.NewJID("123456789012345", types.HiddenUserServer)
+	lidBob   = types.NewJID("999888777666555", types.HiddenUserServer)
+	lidCarol = types.NewJID("111222333444555", types.HiddenUserServer)
+	pnCarol  = "14155550123"
+)
+
+func TestReceiptMapping(t *testing.T) {
+	ts := time.Unix(1_800_000_500, 0)
+	cases := []struct {
+		typ  types.ReceiptType
+		want string // "" = ignored
+	}{
+		{types.ReceiptTypeDelivered, whatsapp.ReceiptDelivered},
+		{types.ReceiptTypeRead, whatsapp.ReceiptRead},
+		{types.ReceiptTypePlayed, whatsapp.ReceiptRead},
+		{types.ReceiptTypeReadSelf, ""},
+		{types.ReceiptTypePlayedSelf, ""},
+		{types.ReceiptTypeSender, ""},
+		{types.ReceiptTypeRetry, ""},
+		{types.ReceiptTypeServerError, ""},
+		{types.ReceiptTypeInactive, ""},
+	}
+	for _, c := range cases {
+		clk := newFakeClock()
+		s, rec := newTestSession(t, newFakeConn(true), clk)
+		s.handleEvent(&events.Receipt{
+			MessageSource: types.MessageSource{Chat: pnAlice, Sender: pnAlice},
+			MessageIDs:    []types.MessageID{"3EB0000000000000000001", "3EB0000000000000000002"},
+			Timestamp:     ts,
+			Type:          c.typ,
+		})
+		got := rec.receiptList()
+		if c.want == "" {
+			if len(got) != 0 {
+				t.Errorf("type %q: got %+v, want none", c.typ, got)
+			}
+			continue
+		}
+		if len(got) != 1 || got[0].Kind != c.want || !got[0].Timestamp.Equal(ts) ||
+			len(got[0].WAMessageIDs) != 2 || got[0].WAMessageIDs[1] != "3EB0000000000000000002" {
+			t.Errorf("type %q: got %+v, want kind %s", c.typ, got, c.want)
+		}
+	}
+	// Our own devices' receipts are not the recipient's.
+	s, rec := newTestSession(t, newFakeConn(true), newFakeClock())
+	s.handleEvent(&events.Receipt{MessageSource: types.MessageSource{Chat: pnAlice, Sender: pnAlice, IsFromMe: true}, MessageIDs: []string{"x"}, Type: types.ReceiptTypeRead})
+	if len(rec.receiptList()) != 0 {
+		t.Error("own receipt reported")
+	}
+}
+
+func msgEvent(src types.MessageSource, m *waE2E.Message) *events.Message {
+	if src.Chat.IsEmpty() {
+		src.Chat = src.Sender
+	}
+	return &events.Message{
+		Info:    types.MessageInfo{MessageSource: src, ID: "3EB0FEEDFACE", Timestamp: time.Unix(1_800_000_900, 0), Type: "text"},
+		Message: m,
+	}
+}
+
+func TestInboundTypes(t *testing.T) {
+	from := types.MessageSource{Sender: pnAlice}
+	cases := []struct {
+		name          string
+		m             *waE2E.Message
+		typ, text, cp string
+	}{
+		{"conversation", &waE2E.Message{Conversation: proto.String("hello")}, "text", "hello", ""},
+		{"extended text", &waE2E.Message{ExtendedTextMessage: &waE2E.ExtendedTextMessage{Text: proto.String("link https://x.y")}}, "text", "link https://x.y", ""},
+		{"image", &waE2E.Message{ImageMessage: &waE2E.ImageMessage{Caption: proto.String("look"), Mimetype: proto.String("image/jpeg")}}, "image", "", "look"},
+		{"video", &waE2E.Message{VideoMessage: &waE2E.VideoMessage{Caption: proto.String("clip")}}, "video", "", "clip"},
+		{"video note", &waE2E.Message{PtvMessage: &waE2E.VideoMessage{}}, "video", "", ""},
+		{"audio", &waE2E.Message{AudioMessage: &waE2E.AudioMessage{PTT: proto.Bool(true)}}, "audio", "", ""},
+		{"document", &waE2E.Message{DocumentMessage: &waE2E.DocumentMessage{Caption: proto.String("invoice"), FileName: proto.String("inv.pdf")}}, "document", "", "invoice"},
+		{"document without caption", &waE2E.Message{DocumentMessage: &waE2E.DocumentMessage{FileName: proto.String("inv.pdf")}}, "document", "", "inv.pdf"},
+		{"sticker", &waE2E.Message{StickerMessage: &waE2E.StickerMessage{}}, "sticker", "", ""},
+		{"location", &waE2E.Message{LocationMessage: &waE2E.LocationMessage{DegreesLatitude: proto.Float64(12.5), DegreesLongitude: proto.Float64(77.25), Name: proto.String("Office")}}, "location", "12.5,77.25", "Office"},
+		{"live location", &waE2E.Message{LiveLocationMessage: &waE2E.LiveLocationMessage{DegreesLatitude: proto.Float64(1), DegreesLongitude: proto.Float64(2)}}, "live_location", "1,2", ""},
+		{"contact", &waE2E.Message{ContactMessage: &waE2E.ContactMessage{DisplayName: proto.String("Bob"), Vcard: proto.String("BEGIN:VCARD")}}, "contact", "BEGIN:VCARD", "Bob"},
+		{"contacts", &waE2E.Message{ContactsArrayMessage: &waE2E.ContactsArrayMessage{DisplayName: proto.String("2 contacts"), Contacts: []*waE2E.ContactMessage{{Vcard: proto.String("A")}, {Vcard: proto.String("B")}}}}, "contacts", "A\nB", "2 contacts"},
+		{"reaction", &waE2E.Message{ReactionMessage: &waE2E.ReactionMessage{Text: proto.String("👍")}}, "reaction", "👍", ""},
+		{"poll", &waE2E.Message{PollCreationMessageV3: &waE2E.PollCreationMessage{Name: proto.String("Lunch?")}}, "poll", "Lunch?", ""},
+		{"poll vote", &waE2E.Message{PollUpdateMessage: &waE2E.PollUpdateMessage{}}, "poll_vote", "", ""},
+		{"button reply", &waE2E.Message{ButtonsResponseMessage: &waE2E.ButtonsResponseMessage{Response: &waE2E.ButtonsResponseMessage_SelectedDisplayText{SelectedDisplayText: "Yes"}}}, "button_reply", "Yes", ""},
+		{"list reply", &waE2E.Message{ListResponseMessage: &waE2E.ListResponseMessage{Title: proto.String("Option 2")}}, "list_reply", "Option 2", ""},
+		{"revoke", &waE2E.Message{ProtocolMessage: &waE2E.ProtocolMessage{Type: waE2E.ProtocolMessage_REVOKE.Enum()}}, "revoke", "", ""},
+		{"edit", &waE2E.Message{ProtocolMessage: &waE2E.ProtocolMessage{Type: waE2E.ProtocolMessage_MESSAGE_EDIT.Enum(), EditedMessage: &waE2E.Message{Conversation: proto.String("fixed")}}}, "edit", "fixed", ""},
+		{"unknown", &waE2E.Message{}, "unknown", "", ""},
+		{"nil", nil, "unknown", "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, rec := newTestSession(t, newFakeConn(true), newFakeClock())
+			s.handleEvent(msgEvent(from, c.m))
+			got := rec.inboundList()
+			if len(got) != 1 {
+				t.Fatalf("got %d inbound, want 1", len(got))
+			}
+			in := got[0]
+			if in.Type != c.typ || in.Text != c.text || in.Caption != c.cp || in.From != "919999999999" || in.FromLID != "" ||
+				in.WAMessageID != "3EB0FEEDFACE" || in.Timestamp.Unix() != 1_800_000_900 {
+				t.Errorf("got %+v, want type %q text %q caption %q", in, c.typ, c.text, c.cp)
+			}
+		})
+	}
+}
+
+func TestInboundSenders(t *testing.T) {
+	fc := newFakeConn(true)
+	fc.lidMap = map[string]string{lidCarol.User: pnCarol}
+	s, rec := newTestSession(t, fc, newFakeClock())
+	text := &waE2E.Message{Conversation: proto.String("hi")}
+	// LID sender with the phone number alongside.
+	s.handleEvent(msgEvent(types.MessageSource{Sender: lidAlice, SenderAlt: pnAlice, AddressingMode: types.AddressingModeLID}, text))
+	// LID sender whose number is in the device's LID map.
+	s.handleEvent(msgEvent(types.MessageSource{Sender: lidCarol, AddressingMode: types.AddressingModeLID}, text))
+	// LID sender nobody can map.
+	s.handleEvent(msgEvent(types.MessageSource{Sender: lidBob, AddressingMode: types.AddressingModeLID}, text))
+	// A sender's device JID (with device part) still yields the number.
+	s.handleEvent(msgEvent(types.MessageSource{Sender: types.NewADJID("919999999999", 0, 3), Chat: pnAlice}, text))
+	got := rec.inboundList()
+	want := []struct{ from, lid string }{{"919999999999", ""}, {pnCarol, ""}, {"", lidBob.User}, {"919999999999", ""}}
+	if len(got) != len(want) {
+		t.Fatalf("got %d inbound: %+v", len(got), got)
+	}
+	for i, w := range want {
+		if got[i].From != w.from || got[i].FromLID != w.lid {
+			t.Errorf("%d: From=%q FromLID=%q, want %q %q", i, got[i].From, got[i].FromLID, w.from, w.lid)
+		}
+	}
+}
+
+func TestInboundIgnored(t *testing.T) {
+	s, rec := newTestSession(t, newFakeConn(true), newFakeClock())
+	text := &waE2E.Message{Conversation: proto.String("hi")}
+	s.handleEvent(msgEvent(types.MessageSource{Sender: pnAlice, IsFromMe: true}, text))
+	s.handleEvent(msgEvent(types.MessageSource{Sender: pnAlice, Chat: types.StatusBroadcastJID}, text))
+	s.handleEvent(msgEvent(types.MessageSource{Sender: pnAlice, Chat: types.NewJID("1234567890", types.BroadcastServer)}, text))
+	s.handleEvent(msgEvent(types.MessageSource{Sender: pnAlice, Chat: types.NewJID("120363000000000000", types.GroupServer), IsGroup: true}, text))
+	s.handleEvent(msgEvent(types.MessageSource{Sender: pnAlice, Chat: types.NewJID("120363000000000001", types.NewsletterServer)}, text))
+	if got := rec.inboundList(); len(got) != 0 {
+		t.Errorf("got %+v", got)
+	}
+}
+
+func TestSenderOfUnmappedServer(t *testing.T) {
+	from, lid := senderOf(context.Background(), types.MessageSource{Sender: types.NewJID("867051314767696", types.BotServer)}, nil)
+	if from != "" || lid != "867051314767696" {
+		t.Errorf("bot sender: %q %q", from, lid)
+	}
+}

@@ -1,0 +1,752 @@
+package whatsmeow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/types/events"
+
+	"github.com/walytic/appliance/appliance/whatsapp"
+)
+
+// session is one whatsmeow session: the whatsapp.Transport and Pairer the
+// appliance holds, and the state machine behind the statuses it reports.
+//
+// Connection lifecycle (all timers on opts.Clock):
+//
+//	start ─▶ connecting ─connect()─▶ (unpaired) QR codes ─▶ pairing ─codes run out─▶ pairing_timeout (stop)
+//	                                 │                       └─PairSuccess─▶ connecting ─515─▶ reconnect ─▶ connected
+//	                                 └─(paired) <success>─▶ connected
+//	connected ─socket drop─▶ disconnected ─backoff─▶ connect() …
+//	logged out / device removed ─▶ logged_out (stop; device rows deleted)
+//	temporary ban ─▶ banned (retry when it expires) · client outdated, stream replaced ─▶ disconnected (stop)
+type session struct {
+	ref  whatsapp.SessionRef
+	h    whatsapp.Handler
+	c    conn
+	opts Options
+	log  *slog.Logger
+
+	ctx    context.Context // lives until Close/Logout
+	cancel context.CancelFunc
+
+	onClosed func()
+
+	mu         sync.Mutex
+	closed     bool // Close or Logout called: no more handler calls, no reconnects
+	stopped    bool // a permanent condition: no reconnects until reopened
+	connecting bool // a connect() call is in flight
+	again      bool // reconnect once the in-flight connect() returns
+	attempt    int  // failed connection attempts since the last login
+	retry      Timer
+	loginTimer Timer
+	// Pairing.
+	pairing      bool
+	qrCodes      []string
+	qrIdx        int
+	qrExpires    time.Time
+	qrTimer      Timer
+	pairDeadline time.Time // set by PairingCode
+	rejectReason string    // set by prePair when the phone's number is not ref.SessionID
+
+	calls sync.WaitGroup // handler calls in progress
+
+	statusMu sync.Mutex // serialises OnStatus calls
+	last     whatsapp.StatusChange
+}
+
+func newSession(ref whatsapp.SessionRef, h whatsapp.Handler, c conn, opts Options, log *slog.Logger) *session {
+	s := &session{ref: ref, h: h, c: c, opts: opts, log: log}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// start reports "connecting" and dials.
+func (s *session) start() {
+	reason := "connecting to WhatsApp"
+	if !s.c.paired() {
+		reason = "connecting to WhatsApp to get a QR code for pairing"
+	}
+	s.report(whatsapp.StatusConnecting, reason)
+	s.mu.Lock()
+	s.connectLocked()
+	s.mu.Unlock()
+}
+
+// ---- handler calls ----
+
+func (s *session) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.calls.Add(1)
+	return true
+}
+
+// report sends a status change unless it repeats the last one.
+func (s *session) report(status, reason string) {
+	s.reportIf(nil, status, reason)
+}
+
+// reportIf reports only when cond (if set) accepts the current status.
+func (s *session) reportIf(cond func(cur string) bool, status, reason string) {
+	if !s.enter() {
+		return
+	}
+	defer s.calls.Done()
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	if cond != nil && !cond(s.last.Status) {
+		return
+	}
+	c := whatsapp.StatusChange{Status: status, Reason: reason}
+	if c == s.last {
+		return
+	}
+	s.last = c
+	s.h.OnStatus(c)
+}
+
+// ---- connecting and reconnecting ----
+
+// connectLocked starts a connect() unless one runs or the session stopped.
+func (s *session) connectLocked() {
+	if s.closed || s.stopped || s.connecting {
+		return
+	}
+	if s.retry != nil {
+		s.retry.Stop()
+		s.retry = nil
+	}
+	s.connecting = true
+	go s.doConnect()
+}
+
+func (s *session) doConnect() {
+	err := s.c.connect(s.ctx)
+	if errors.Is(err, whatsmeow.ErrAlreadyConnected) {
+		err = nil
+	}
+	s.mu.Lock()
+	s.connecting = false
+	if s.closed {
+		s.mu.Unlock()
+		s.c.disconnect()
+		return
+	}
+	if s.again {
+		// A fresh login was asked for while this connect was in flight.
+		s.again = false
+		s.mu.Unlock()
+		s.c.disconnect()
+		s.mu.Lock()
+		s.connectLocked()
+		s.mu.Unlock()
+		return
+	}
+	if err != nil {
+		if s.stopped {
+			s.mu.Unlock()
+			return
+		}
+		d := s.scheduleRetryLocked()
+		s.mu.Unlock()
+		s.log.Warn("whatsmeow: connect failed", "err", err, "retryIn", d.String())
+		s.report(whatsapp.StatusDisconnected, fmt.Sprintf("could not connect to WhatsApp (%v); retrying in %s", err, roundDur(d)))
+		return
+	}
+	if s.c.paired() {
+		if s.loginTimer != nil {
+			s.loginTimer.Stop()
+		}
+		s.loginTimer = s.opts.Clock.AfterFunc(s.opts.LoginTimeout, s.loginTimedOut)
+	}
+	s.mu.Unlock()
+}
+
+// scheduleRetryLocked arms the next reconnect and returns its delay.
+func (s *session) scheduleRetryLocked() time.Duration {
+	d := s.opts.Backoff.Delay(s.attempt, s.opts.Rand())
+	s.attempt++
+	s.armRetryLocked(d)
+	return d
+}
+
+func (s *session) armRetryLocked(d time.Duration) {
+	if s.retry != nil {
+		s.retry.Stop()
+	}
+	var t Timer
+	t = s.opts.Clock.AfterFunc(d, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.retry != t {
+			return // replaced or cancelled
+		}
+		s.retry = nil
+		s.connectLocked()
+	})
+	s.retry = t
+}
+
+// loginTimedOut fires when a paired session's socket is up but WhatsApp did
+// not log it in within LoginTimeout.
+func (s *session) loginTimedOut() {
+	if s.c.loggedIn() {
+		return
+	}
+	s.mu.Lock()
+	s.loginTimer = nil
+	if s.closed || s.stopped || s.connecting {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.c.disconnect()
+	s.mu.Lock()
+	d := s.scheduleRetryLocked()
+	s.mu.Unlock()
+	s.report(whatsapp.StatusDisconnected, fmt.Sprintf("WhatsApp did not log the session in within %s; retrying in %s", roundDur(s.opts.LoginTimeout), roundDur(d)))
+}
+
+// stopLocked makes the session stop reconnecting and cancels its timers.
+func (s *session) stopLocked() {
+	s.stopped = true
+	s.stopTimersLocked()
+	s.pairing = false
+}
+
+func (s *session) stopTimersLocked() {
+	for _, t := range []*Timer{&s.retry, &s.loginTimer, &s.qrTimer} {
+		if *t != nil {
+			(*t).Stop()
+			*t = nil
+		}
+	}
+}
+
+func roundDur(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
+}
+
+// reconnectNow drops the socket and connects again at once (attempt 0).
+func (s *session) reconnectNow() {
+	s.c.disconnect()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.stopped {
+		return
+	}
+	s.attempt = 0
+	if s.loginTimer != nil {
+		s.loginTimer.Stop()
+		s.loginTimer = nil
+	}
+	if s.connecting {
+		s.again = true
+		return
+	}
+	s.connectLocked()
+}
+
+// ---- whatsmeow events ----
+
+// handleEvent is the whatsmeow event handler: it maps every event the
+// appliance cares about onto the Handler and drives the state machine.
+func (s *session) handleEvent(evt any) {
+	switch e := evt.(type) {
+	case *events.Message:
+		s.onMessage(e)
+	case *events.Receipt:
+		if r, ok := receiptFrom(e); ok {
+			if s.enter() {
+				s.h.OnReceipt(r)
+				s.calls.Done()
+			}
+		}
+	case *events.QR:
+		s.onQR(e.Codes)
+	case *events.PairSuccess:
+		s.onPairSuccess(e)
+	case *events.PairError:
+		s.onPairError(e)
+	case *events.Connected:
+		s.onConnected()
+	case *events.Disconnected:
+		s.onDisconnected()
+	case *events.ManualLoginReconnect:
+		// Stream error 515: the server wants a fresh login (after pairing,
+		// or when it restarts). Reconnect now, not after a backoff.
+		s.reconnectNow()
+	case *events.KeepAliveTimeout:
+		s.onKeepAliveTimeout(e)
+	case *events.KeepAliveRestored:
+		if s.c.loggedIn() {
+			s.report(whatsapp.StatusConnected, "keep-alive pings are answered again")
+		}
+	case *events.LoggedOut:
+		s.onLoggedOut(e)
+	case *events.StreamReplaced:
+		s.mu.Lock()
+		s.stopLocked()
+		s.mu.Unlock()
+		s.report(whatsapp.StatusDisconnected, "another client connected with this session's device keys and WhatsApp closed this connection (is a copy of the data directory running elsewhere?); restart the appliance or reopen the session to reconnect")
+	case *events.TemporaryBan:
+		s.onTemporaryBan(e)
+	case *events.ClientOutdated:
+		s.mu.Lock()
+		s.stopLocked()
+		s.mu.Unlock()
+		s.report(whatsapp.StatusDisconnected, "WhatsApp rejected this client version as outdated (405); upgrade walytic, then restart it")
+	case *events.ConnectFailure:
+		s.onConnectFailure(e)
+	case *events.StreamError:
+		s.log.Warn("whatsmeow: unknown stream error from WhatsApp", "code", e.Code)
+	case *events.QRScannedWithoutMultidevice:
+		s.log.Warn("whatsmeow: the QR code was scanned by a phone without multi-device support")
+	}
+}
+
+func (s *session) onMessage(e *events.Message) {
+	in, ok := inboundFrom(s.ctx, e, s.c.pnForLID)
+	if !ok {
+		return
+	}
+	if !s.enter() {
+		return
+	}
+	defer s.calls.Done()
+	s.h.OnInbound(in)
+}
+
+func (s *session) onConnected() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.attempt = 0
+	s.pairing = false
+	s.stopped = false
+	for _, t := range []*Timer{&s.retry, &s.loginTimer, &s.qrTimer} {
+		if *t != nil {
+			(*t).Stop()
+			*t = nil
+		}
+	}
+	s.mu.Unlock()
+	reason := "logged in to WhatsApp"
+	if jid := s.c.ownJID(); !jid.IsEmpty() {
+		reason = "logged in to WhatsApp as linked device " + jid.String()
+	}
+	s.report(whatsapp.StatusConnected, reason)
+}
+
+func (s *session) onDisconnected() {
+	s.mu.Lock()
+	if s.closed || s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	if s.loginTimer != nil {
+		s.loginTimer.Stop()
+		s.loginTimer = nil
+	}
+	if !s.c.paired() {
+		// The server closed the pre-login socket: the QR codes it issued on
+		// it are void. whatsmeow's QR channel calls this a timeout too.
+		wasPairing := s.pairing
+		s.stopLocked()
+		s.mu.Unlock()
+		reason := "WhatsApp closed the connection before a QR code was scanned; reopen the session to get new codes"
+		if !wasPairing {
+			reason = "WhatsApp closed the connection before handing out QR codes; reopen the session to try again"
+		}
+		s.report(whatsapp.StatusPairingTimeout, reason)
+		return
+	}
+	d := s.scheduleRetryLocked()
+	s.mu.Unlock()
+	s.report(whatsapp.StatusDisconnected, fmt.Sprintf("the connection to WhatsApp was lost; reconnecting in %s", roundDur(d)))
+}
+
+func (s *session) onKeepAliveTimeout(e *events.KeepAliveTimeout) {
+	since := s.opts.Clock.Now().Sub(e.LastSuccess)
+	s.reportIf(func(cur string) bool { return cur == whatsapp.StatusConnected || cur == whatsapp.StatusDisconnected },
+		whatsapp.StatusDisconnected, fmt.Sprintf("WhatsApp has not answered %d keep-alive ping(s) (last answer %s ago)", e.ErrorCount, roundDur(since)))
+	if since <= whatsmeow.KeepAliveMaxFailTime {
+		return
+	}
+	// Like whatsmeow's own auto-reconnect: give up on this socket.
+	s.reconnectNow()
+}
+
+func (s *session) onLoggedOut(e *events.LoggedOut) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.stopLocked()
+	s.mu.Unlock()
+	// whatsmeow has deleted the device rows; drop our mapping too.
+	if err := s.c.deleteMapping(s.ctx); err != nil {
+		s.log.Warn("whatsmeow: forget logged-out device", "err", err)
+	}
+	reason := "the device was unlinked from the phone (Linked devices) or by WhatsApp; pair the number again"
+	if e.OnConnect {
+		reason = fmt.Sprintf("WhatsApp refused the login (%s); the device was unlinked, pair the number again", e.Reason)
+	}
+	s.report(whatsapp.StatusLoggedOut, reason)
+}
+
+func (s *session) onTemporaryBan(e *events.TemporaryBan) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.stopTimersLocked()
+	reason := e.String()
+	if e.Expire > 0 {
+		// Try again once the ban has expired.
+		s.attempt = 0
+		s.stopped = false
+		s.armRetryLocked(e.Expire + s.opts.Backoff.Delay(0, s.opts.Rand()))
+		reason += "; the session reconnects when it expires"
+	} else {
+		s.stopLocked()
+	}
+	s.mu.Unlock()
+	s.report(whatsapp.StatusBanned, reason)
+}
+
+func (s *session) onConnectFailure(e *events.ConnectFailure) {
+	msg := e.Reason.String()
+	if e.Message != "" {
+		msg += " (" + e.Message + ")"
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if int(e.Reason) >= 500 {
+		// A server-side failure: try again later.
+		d := s.scheduleRetryLocked()
+		s.mu.Unlock()
+		s.report(whatsapp.StatusDisconnected, fmt.Sprintf("WhatsApp refused the connection: %s; retrying in %s", msg, roundDur(d)))
+		return
+	}
+	s.stopLocked()
+	s.mu.Unlock()
+	s.report(whatsapp.StatusDisconnected, fmt.Sprintf("WhatsApp refused the connection: %s; not retrying", msg))
+}
+
+// ---- pairing ----
+
+func (s *session) onQR(codes []string) {
+	if len(codes) == 0 {
+		return
+	}
+	s.mu.Lock()
+	if s.closed || s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.pairing = true
+	s.qrCodes = append([]string(nil), codes...)
+	s.qrIdx = 0
+	s.qrExpires = s.opts.Now().Add(FirstQRTimeout)
+	s.armQRLocked(FirstQRTimeout)
+	s.mu.Unlock()
+	s.report(whatsapp.StatusPairing, "scan the QR code with WhatsApp on the phone (Settings → Linked devices → Link a device), or ask for a pairing code")
+}
+
+func (s *session) armQRLocked(d time.Duration) {
+	if s.qrTimer != nil {
+		s.qrTimer.Stop()
+	}
+	var t Timer
+	t = s.opts.Clock.AfterFunc(d, func() { s.qrExpired(t) })
+	s.qrTimer = t
+}
+
+// qrExpired moves to the next QR code, or ends the pairing when they ran out
+// (unless a pairing code is still valid).
+func (s *session) qrExpired(t Timer) {
+	s.mu.Lock()
+	if s.qrTimer != t || s.closed || !s.pairing {
+		s.mu.Unlock()
+		return
+	}
+	s.qrTimer = nil
+	now := s.opts.Now()
+	if s.qrIdx+1 < len(s.qrCodes) {
+		s.qrIdx++
+		s.qrExpires = now.Add(NextQRTimeout)
+		s.armQRLocked(NextQRTimeout)
+		s.mu.Unlock()
+		return
+	}
+	s.qrIdx = len(s.qrCodes)
+	if now.Before(s.pairDeadline) {
+		s.armQRLocked(s.pairDeadline.Sub(now))
+		s.mu.Unlock()
+		return
+	}
+	s.stopLocked()
+	s.mu.Unlock()
+	s.c.disconnect()
+	s.report(whatsapp.StatusPairingTimeout, "no phone linked the session before the QR codes ran out; reopen the session to get new codes")
+}
+
+// QR returns the QR code on offer and when it expires.
+func (s *session) QR() (string, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.pairing || s.qrIdx >= len(s.qrCodes) {
+		return "", time.Time{}, whatsapp.ErrNotPairing
+	}
+	return s.qrCodes[s.qrIdx], s.qrExpires, nil
+}
+
+// PairingCode asks WhatsApp for an 8-character code ("ABCD-EFGH") the user
+// types on the phone whose number is the session id.
+func (s *session) PairingCode(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	ok := !s.closed && s.pairing
+	s.mu.Unlock()
+	if !ok {
+		return "", whatsapp.ErrNotPairing
+	}
+	code, err := s.c.pairPhone(ctx, s.ref.SessionID)
+	if err != nil {
+		return "", fmt.Errorf("WhatsApp did not hand out a pairing code: %w", err)
+	}
+	s.mu.Lock()
+	s.pairDeadline = s.opts.Now().Add(PairingCodeValidity)
+	s.mu.Unlock()
+	return code, nil
+}
+
+// prePair is whatsmeow's PrePairCallback: it refuses to link a phone whose
+// number is not the session id, before any device is stored.
+func (s *session) prePair(jid types.JID, platform, businessName string) bool {
+	if jid.User == s.ref.SessionID {
+		return true
+	}
+	s.mu.Lock()
+	s.rejectReason = mismatchReason(jid.User, s.ref.SessionID)
+	s.mu.Unlock()
+	s.log.Warn("whatsmeow: refusing to pair a different number", "phone", jid.User)
+	return false
+}
+
+func mismatchReason(got, want string) string {
+	return fmt.Sprintf("the phone that scanned the code is +%s, not +%s (this session's number); the device was not kept — scan with the phone of +%s", got, want, want)
+}
+
+func (s *session) onPairSuccess(e *events.PairSuccess) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.pairing = false
+	if s.qrTimer != nil {
+		s.qrTimer.Stop()
+		s.qrTimer = nil
+	}
+	if e.ID.User != s.ref.SessionID {
+		// prePair normally refuses this earlier; if it got through, unlink.
+		s.stopLocked()
+		s.mu.Unlock()
+		if err := s.c.logout(s.ctx); err != nil {
+			s.log.Warn("whatsmeow: unlink wrongly paired device", "err", err)
+			s.c.disconnect()
+			if derr := s.c.deleteDevice(s.ctx); derr != nil {
+				s.log.Error("whatsmeow: delete wrongly paired device", "err", derr)
+			}
+		}
+		_ = s.c.deleteMapping(s.ctx)
+		s.report(whatsapp.StatusLoggedOut, mismatchReason(e.ID.User, s.ref.SessionID))
+		return
+	}
+	s.mu.Unlock()
+	if err := s.c.saveMapping(s.ctx, e.ID); err != nil {
+		s.log.Error("whatsmeow: remember paired device", "err", err, "device", e.ID.String())
+	}
+	s.reportIf(func(cur string) bool { return cur != whatsapp.StatusConnected },
+		whatsapp.StatusConnecting, "paired with the phone; logging in")
+}
+
+func (s *session) onPairError(e *events.PairError) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	reason := s.rejectReason
+	s.stopLocked()
+	s.mu.Unlock()
+	if reason == "" {
+		reason = fmt.Sprintf("linking the phone failed (%v); reopen the session to pair again", e.Error)
+	}
+	s.report(whatsapp.StatusLoggedOut, reason)
+}
+
+// ---- Transport ----
+
+func notConnected(msg string) *whatsapp.SendError {
+	return &whatsapp.SendError{Code: "session_not_connected", Message: msg}
+}
+
+// Send delivers one text message with the id chosen at queue time.
+func (s *session) Send(ctx context.Context, req whatsapp.SendRequest) (whatsapp.SendResult, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return whatsapp.SendResult{}, notConnected("the session is closed")
+	}
+	if !s.c.loggedIn() {
+		return whatsapp.SendResult{}, notConnected("the session is not connected to WhatsApp")
+	}
+	to := types.NewJID(req.To, types.DefaultUserServer)
+	resp, err := s.c.send(ctx, to, req.Text, req.ID)
+	if err != nil {
+		return whatsapp.SendResult{}, mapSendError(ctx, err)
+	}
+	id := string(resp.ID)
+	if id == "" {
+		id = req.ID
+	}
+	return whatsapp.SendResult{WAMessageID: id, Timestamp: resp.Timestamp}, nil
+}
+
+// mapSendError turns whatsmeow's send errors into the contract's codes.
+func mapSendError(ctx context.Context, err error) *whatsapp.SendError {
+	var disc *whatsmeow.DisconnectedError
+	switch {
+	case errors.Is(err, whatsmeow.ErrNotLoggedIn), errors.Is(err, whatsmeow.ErrNotConnected),
+		errors.Is(err, whatsmeow.ErrClientIsNil), errors.As(err, &disc):
+		return notConnected("the connection to WhatsApp dropped before the message was sent (" + err.Error() + ")")
+	case errors.Is(err, whatsmeow.ErrMessageTimedOut), errors.Is(err, whatsmeow.ErrIQTimedOut),
+		errors.Is(err, context.DeadlineExceeded):
+		return &whatsapp.SendError{Code: "send_timeout", Message: "WhatsApp did not confirm the message in time (" + err.Error() + ")"}
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		return notConnected("the send was interrupted (" + err.Error() + ")")
+	case errors.Is(err, whatsmeow.ErrServerReturnedError):
+		return &whatsapp.SendError{Code: "send_failed", Message: "WhatsApp refused the message: " + err.Error()}
+	}
+	return &whatsapp.SendError{Code: "send_failed", Message: "the message could not be sent: " + err.Error()}
+}
+
+// CheckNumbers asks WhatsApp which numbers have an account, CheckBatch
+// numbers per query.
+func (s *session) CheckNumbers(ctx context.Context, numbers []string) ([]bool, error) {
+	out := make([]bool, len(numbers))
+	if len(numbers) == 0 {
+		return out, nil
+	}
+	if !s.c.loggedIn() {
+		return nil, notConnected("the session is not connected to WhatsApp")
+	}
+	for start := 0; start < len(numbers); start += s.opts.CheckBatch {
+		end := min(start+s.opts.CheckBatch, len(numbers))
+		phones := make([]string, 0, end-start)
+		for _, n := range numbers[start:end] {
+			phones = append(phones, "+"+strings.TrimPrefix(n, "+"))
+		}
+		res, err := s.c.isOnWhatsApp(ctx, phones)
+		if err != nil {
+			if se := mapSendError(ctx, err); se.Code != "send_failed" {
+				return nil, se
+			}
+			return nil, fmt.Errorf("checking numbers on WhatsApp: %w", err)
+		}
+		on := make(map[string]bool, len(res))
+		for _, r := range res {
+			if !r.IsIn {
+				continue
+			}
+			if q := strings.TrimPrefix(r.Query, "+"); q != "" {
+				on[q] = true
+			}
+			if r.JID.User != "" {
+				on[r.JID.User] = true
+			}
+		}
+		for i, n := range numbers[start:end] {
+			out[start+i] = on[strings.TrimPrefix(n, "+")]
+		}
+	}
+	return out, nil
+}
+
+// Close disconnects, keeping the device so the session reopens paired.
+func (s *session) Close() error {
+	if !s.shut() {
+		return nil
+	}
+	s.c.disconnect()
+	s.finish()
+	return nil
+}
+
+// Logout unlinks the device on WhatsApp (when connected) and deletes its
+// state, so the number can be paired afresh.
+func (s *session) Logout(ctx context.Context) error {
+	if !s.shut() {
+		return nil
+	}
+	defer s.finish()
+	var err error
+	if s.c.loggedIn() {
+		if lerr := s.c.logout(ctx); lerr != nil {
+			s.log.Warn("whatsmeow: WhatsApp did not confirm the logout; deleting the device locally (the phone may list it until WhatsApp prunes it)", "err", lerr)
+		}
+	}
+	s.c.disconnect()
+	if derr := s.c.deleteDevice(ctx); derr != nil {
+		err = fmt.Errorf("whatsmeow: delete device state: %w", derr)
+	}
+	if merr := s.c.deleteMapping(ctx); merr != nil && err == nil {
+		err = fmt.Errorf("whatsmeow: %w", merr)
+	}
+	return err
+}
+
+// shut marks the session closed; false if it already was.
+func (s *session) shut() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.closed = true
+	s.stopTimersLocked()
+	s.pairing = false
+	return true
+}
+
+func (s *session) finish() {
+	s.cancel()
+	s.calls.Wait()
+	if s.onClosed != nil {
+		s.onClosed()
+	}
+}

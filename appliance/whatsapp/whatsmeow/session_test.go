@@ -1,0 +1,499 @@
+package whatsmeow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/types/events"
+
+	"github.com/walytic/appliance/appliance/whatsapp"
+)
+
+func TestBackoffDelay(t *testing.T) {
+	b := Backoff{}
+	want := []time.Duration{1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300}
+	for i, w := range want {
+		if got := b.Delay(i, 0.5); got != w*time.Second {
+			t.Errorf("Delay(%d) = %v, want %v", i, got, w*time.Second)
+		}
+	}
+	if got := b.Delay(0, 0); got != 800*time.Millisecond {
+		t.Errorf("lowest jitter: %v, want 800ms", got)
+	}
+	if got := b.Delay(3, 0.999999); got < 9590*time.Millisecond || got > 9600*time.Millisecond {
+		t.Errorf("highest jitter: %v, want ~9.6s", got)
+	}
+	if got := b.Delay(1000, 0.5); got != 5*time.Minute {
+		t.Errorf("huge attempt: %v", got)
+	}
+	if got := (Backoff{Initial: time.Second, Max: time.Minute, Jitter: -1}).Delay(2, 0); got != 4*time.Second {
+		t.Errorf("no jitter: %v", got)
+	}
+}
+
+func TestReconnectBackoffOnFakeClock(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(true)
+	boom := errors.New("dial tcp: connection refused")
+	fc.connectErrs = []error{boom, boom, boom}
+	s, rec := newTestSession(t, fc, clk)
+	s.start()
+	if got := rec.snapshot(); len(got) == 0 || got[0].Status != whatsapp.StatusConnecting {
+		t.Fatalf("first status %+v, want connecting", got)
+	}
+	// Attempt 1 fails → retry in 1s, then 2s, then 4s.
+	for i, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		fc.waitConnects(t, i+1)
+		st := rec.waitStatus(t, whatsapp.StatusDisconnected, 2*time.Second)
+		rec.waitFor(t, "retry reason", 2*time.Second, func() bool {
+			return contains(rec.last().Reason, fmt.Sprintf("retrying in %s", wait))
+		})
+		_ = st
+		clk.Advance(wait - time.Millisecond)
+		if c, _ := fc.counts(); c != i+1 {
+			t.Fatalf("reconnected early: %d connects before %v passed", c, wait)
+		}
+		clk.Advance(time.Millisecond)
+	}
+	fc.waitConnects(t, 4)
+	// The fourth attempt succeeds; WhatsApp logs us in.
+	fc.mu.Lock()
+	fc.isLoggedIn = true
+	fc.mu.Unlock()
+	s.handleEvent(&events.Connected{})
+	st := rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
+	if !contains(st.Reason, "919876543210") {
+		t.Errorf("connected reason %q lacks the device", st.Reason)
+	}
+	// The socket drops: the backoff starts again at 1s.
+	s.handleEvent(&events.Disconnected{})
+	st = rec.waitStatus(t, whatsapp.StatusDisconnected, time.Second)
+	if !contains(st.Reason, "reconnecting in 1s") {
+		t.Errorf("reason %q", st.Reason)
+	}
+	clk.Advance(time.Second)
+	fc.waitConnects(t, 5)
+	s.handleEvent(&events.Connected{})
+	rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
+
+	// Logged out from the phone: permanent, mapping forgotten.
+	s.handleEvent(&events.LoggedOut{OnConnect: false})
+	st = rec.waitStatus(t, whatsapp.StatusLoggedOut, time.Second)
+	if !contains(st.Reason, "unlinked") {
+		t.Errorf("logged-out reason %q", st.Reason)
+	}
+	s.handleEvent(&events.Disconnected{})
+	clk.Advance(time.Hour)
+	time.Sleep(20 * time.Millisecond)
+	if c, _ := fc.counts(); c != 5 {
+		t.Errorf("reconnected after logout: %d connects", c)
+	}
+	if fc.mapDeletes != 1 {
+		t.Errorf("mapping deletes = %d, want 1", fc.mapDeletes)
+	}
+	if len(clk.pending()) != 0 {
+		t.Errorf("timers still pending: %v", clk.pending())
+	}
+}
+
+func TestPermanentStops(t *testing.T) {
+	cases := []struct {
+		name   string
+		evt    any
+		status string
+		reason string
+		retry  bool // a reconnect follows (after some time)
+	}{
+		{"logged out on connect", &events.LoggedOut{OnConnect: true, Reason: events.ConnectFailureLoggedOut}, whatsapp.StatusLoggedOut, "401", false},
+		{"main device gone", &events.LoggedOut{OnConnect: true, Reason: events.ConnectFailureMainDeviceGone}, whatsapp.StatusLoggedOut, "403", false},
+		{"temporary ban, no expiry", &events.TemporaryBan{Code: events.TempBanSentToTooManyPeople}, whatsapp.StatusBanned, "temporarily banned", false},
+		{"temporary ban with expiry", &events.TemporaryBan{Code: events.TempBanBlockedByUsers, Expire: time.Hour}, whatsapp.StatusBanned, "reconnects when it expires", true},
+		{"client outdated", &events.ClientOutdated{}, whatsapp.StatusDisconnected, "outdated", false},
+		{"stream replaced", &events.StreamReplaced{}, whatsapp.StatusDisconnected, "another client", false},
+		{"bad user agent", &events.ConnectFailure{Reason: events.ConnectFailureBadUserAgent}, whatsapp.StatusDisconnected, "not retrying", false},
+		{"server error", &events.ConnectFailure{Reason: events.ConnectFailureInternalServerError}, whatsapp.StatusDisconnected, "retrying in 1s", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			clk := newFakeClock()
+			fc := newFakeConn(true)
+			s, rec := newTestSession(t, fc, clk)
+			s.start()
+			fc.waitConnects(t, 1)
+			fc.mu.Lock()
+			fc.isLoggedIn = true
+			fc.mu.Unlock()
+			s.handleEvent(&events.Connected{})
+			rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
+
+			s.handleEvent(c.evt)
+			st := rec.waitStatus(t, c.status, time.Second)
+			if !contains(st.Reason, c.reason) {
+				t.Errorf("reason %q lacks %q", st.Reason, c.reason)
+			}
+			// A socket close that follows must not start a reconnect either.
+			s.handleEvent(&events.Disconnected{})
+			clk.Advance(59 * time.Minute)
+			time.Sleep(10 * time.Millisecond)
+			if n, _ := fc.counts(); n != 1 && !c.retry {
+				t.Errorf("%d connects after a permanent stop", n)
+			}
+			clk.Advance(2 * time.Minute)
+			if c.retry {
+				fc.waitConnects(t, 2)
+			} else {
+				time.Sleep(10 * time.Millisecond)
+				if n, _ := fc.counts(); n != 1 {
+					t.Errorf("%d connects after a permanent stop", n)
+				}
+			}
+		})
+	}
+}
+
+func TestPairingQRRotationAndTimeout(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(false)
+	s, rec := newTestSession(t, fc, clk)
+	if _, _, err := s.QR(); !errors.Is(err, whatsapp.ErrNotPairing) {
+		t.Fatalf("QR before codes: %v", err)
+	}
+	s.start()
+	fc.waitConnects(t, 1)
+	if st := rec.last(); st.Status != whatsapp.StatusConnecting {
+		t.Fatalf("status %+v, want connecting", st)
+	}
+	codes := []string{"r1,n,i,a", "r2,n,i,a", "r3,n,i,a", "r4,n,i,a", "r5,n,i,a", "r6,n,i,a"}
+	s.handleEvent(&events.QR{Codes: codes})
+	rec.waitStatus(t, whatsapp.StatusPairing, time.Second)
+	start := clk.Now()
+	code, exp, err := s.QR()
+	if err != nil || code != codes[0] || !exp.Equal(start.Add(60*time.Second)) {
+		t.Fatalf("QR = %q %v %v", code, exp, err)
+	}
+	clk.Advance(60 * time.Second)
+	code, exp, _ = s.QR()
+	if code != codes[1] || !exp.Equal(start.Add(80*time.Second)) {
+		t.Fatalf("second QR = %q %v", code, exp)
+	}
+	for i := 2; i < 6; i++ {
+		clk.Advance(20 * time.Second)
+		if code, _, _ = s.QR(); code != codes[i] {
+			t.Fatalf("QR %d = %q", i, code)
+		}
+	}
+	if st := rec.last(); st.Status != whatsapp.StatusPairing {
+		t.Fatalf("status %+v before the last code expired", st)
+	}
+	clk.Advance(20 * time.Second)
+	st := rec.waitStatus(t, whatsapp.StatusPairingTimeout, time.Second)
+	if !contains(st.Reason, "QR codes ran out") {
+		t.Errorf("reason %q", st.Reason)
+	}
+	if _, _, err := s.QR(); !errors.Is(err, whatsapp.ErrNotPairing) {
+		t.Errorf("QR after timeout: %v", err)
+	}
+	if _, err := s.PairingCode(context.Background()); !errors.Is(err, whatsapp.ErrNotPairing) {
+		t.Errorf("PairingCode after timeout: %v", err)
+	}
+	if _, d := fc.counts(); d != 1 {
+		t.Errorf("disconnects = %d, want 1", d)
+	}
+	clk.Advance(time.Hour)
+	if n, _ := fc.counts(); n != 1 {
+		t.Errorf("reconnected after pairing timeout: %d", n)
+	}
+}
+
+func TestPairingCodeExtendsTheWait(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(false)
+	fc.pairCode = "ABCD-EFGH"
+	s, rec := newTestSession(t, fc, clk)
+	s.start()
+	s.handleEvent(&events.QR{Codes: []string{"a", "b"}})
+	rec.waitStatus(t, whatsapp.StatusPairing, time.Second)
+	code, err := s.PairingCode(context.Background())
+	if err != nil || code != "ABCD-EFGH" {
+		t.Fatalf("PairingCode = %q, %v", code, err)
+	}
+	clk.Advance(80 * time.Second) // both QR codes gone
+	if st := rec.last(); st.Status != whatsapp.StatusPairing {
+		t.Fatalf("status %+v while the pairing code is valid", st)
+	}
+	clk.Advance(PairingCodeValidity)
+	rec.waitStatus(t, whatsapp.StatusPairingTimeout, time.Second)
+}
+
+func TestPairSuccessSameNumber(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(false)
+	s, rec := newTestSession(t, fc, clk)
+	s.start()
+	s.handleEvent(&events.QR{Codes: []string{"a"}})
+	rec.waitStatus(t, whatsapp.StatusPairing, time.Second)
+	jid := types.NewADJID("919876543210", 0, 7)
+	if !s.prePair(jid, "android", "") {
+		t.Fatal("prePair refused the session's own number")
+	}
+	s.handleEvent(&events.PairSuccess{ID: jid, Platform: "android"})
+	st := rec.waitStatus(t, whatsapp.StatusConnecting, time.Second)
+	if !contains(st.Reason, "paired") {
+		t.Errorf("reason %q", st.Reason)
+	}
+	if len(fc.saved) != 1 || fc.saved[0] != jid {
+		t.Errorf("saved mappings %v", fc.saved)
+	}
+	// The QR timer is off: no pairing_timeout later.
+	clk.Advance(time.Hour)
+	if st := rec.last(); st.Status != whatsapp.StatusConnecting {
+		t.Errorf("status after an hour: %+v", st)
+	}
+	// Server asks for a fresh login (515) → immediate reconnect, then Connected.
+	fc.mu.Lock()
+	fc.isPaired = true
+	fc.mu.Unlock()
+	s.handleEvent(&events.ManualLoginReconnect{})
+	fc.waitConnects(t, 2)
+	s.handleEvent(&events.Connected{})
+	rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
+}
+
+func TestPairSuccessDifferentNumberLogsOut(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(false)
+	s, rec := newTestSession(t, fc, clk)
+	s.start()
+	s.handleEvent(&events.QR{Codes: []string{"a"}})
+	rec.waitStatus(t, whatsapp.StatusPairing, time.Second)
+	other := types.NewADJID("14155550100", 0, 3)
+	s.handleEvent(&events.PairSuccess{ID: other})
+	st := rec.waitStatus(t, whatsapp.StatusLoggedOut, time.Second)
+	if !contains(st.Reason, "+14155550100") || !contains(st.Reason, "+919876543210") {
+		t.Errorf("reason %q should name both numbers", st.Reason)
+	}
+	if fc.logouts != 1 {
+		t.Errorf("logouts = %d, want 1", fc.logouts)
+	}
+	clk.Advance(time.Hour)
+	if n, _ := fc.counts(); n > 1 {
+		t.Errorf("reconnected: %d", n)
+	}
+}
+
+func TestPrePairRejectsDifferentNumber(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(false)
+	s, rec := newTestSession(t, fc, clk)
+	s.start()
+	s.handleEvent(&events.QR{Codes: []string{"a"}})
+	other := types.NewADJID("14155550100", 0, 3)
+	if s.prePair(other, "iphone", "") {
+		t.Fatal("prePair accepted another number")
+	}
+	// whatsmeow then reports the pairing as failed.
+	s.handleEvent(&events.PairError{ID: other, Error: whatsmeow.ErrPairRejectedLocally})
+	st := rec.waitStatus(t, whatsapp.StatusLoggedOut, time.Second)
+	if !contains(st.Reason, "+14155550100") {
+		t.Errorf("reason %q", st.Reason)
+	}
+}
+
+func TestDisconnectWhilePairingIsTimeout(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(false)
+	s, rec := newTestSession(t, fc, clk)
+	s.start()
+	s.handleEvent(&events.QR{Codes: []string{"a"}})
+	rec.waitStatus(t, whatsapp.StatusPairing, time.Second)
+	s.handleEvent(&events.Disconnected{})
+	rec.waitStatus(t, whatsapp.StatusPairingTimeout, time.Second)
+}
+
+func TestKeepAliveTimeout(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(true)
+	s, rec := newTestSession(t, fc, clk)
+	s.start()
+	fc.waitConnects(t, 1)
+	fc.mu.Lock()
+	fc.isLoggedIn = true
+	fc.mu.Unlock()
+	s.handleEvent(&events.Connected{})
+	rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
+	s.handleEvent(&events.KeepAliveTimeout{ErrorCount: 1, LastSuccess: clk.Now().Add(-40 * time.Second)})
+	st := rec.waitStatus(t, whatsapp.StatusDisconnected, time.Second)
+	if !contains(st.Reason, "keep-alive") {
+		t.Errorf("reason %q", st.Reason)
+	}
+	s.handleEvent(&events.KeepAliveRestored{})
+	rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
+	// Failing for longer than whatsmeow.KeepAliveMaxFailTime: force a reconnect.
+	s.handleEvent(&events.KeepAliveTimeout{ErrorCount: 9, LastSuccess: clk.Now().Add(-4 * time.Minute)})
+	fc.waitConnects(t, 2)
+	if _, d := fc.counts(); d < 1 {
+		t.Errorf("no disconnect before the forced reconnect")
+	}
+}
+
+func TestLoginWatchdog(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(true)
+	s, rec := newTestSession(t, fc, clk)
+	s.start()
+	fc.waitConnects(t, 1)
+	// doConnect arms the watchdog after connect returns.
+	deadline := time.Now().Add(time.Second)
+	for len(clk.pending()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	clk.Advance(DefaultLoginTimeout)
+	st := rec.waitStatus(t, whatsapp.StatusDisconnected, time.Second)
+	if !contains(st.Reason, "did not log the session in") {
+		t.Errorf("reason %q", st.Reason)
+	}
+	clk.Advance(time.Second)
+	fc.waitConnects(t, 2)
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(true)
+	fc.connectErrs = []error{errors.New("nope")}
+	s, rec := newTestSession(t, fc, clk)
+	s.start()
+	fc.waitConnects(t, 1)
+	rec.waitStatus(t, whatsapp.StatusDisconnected, time.Second)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := len(rec.snapshot())
+	clk.Advance(time.Hour)
+	s.handleEvent(&events.Connected{})
+	s.handleEvent(&events.Receipt{MessageIDs: []string{"x"}})
+	if len(rec.snapshot()) != n || len(rec.receiptList()) != 0 {
+		t.Errorf("handler called after Close")
+	}
+	if c, _ := fc.counts(); c != 1 {
+		t.Errorf("connects after Close: %d", c)
+	}
+	if fc.deletes != 0 {
+		t.Errorf("Close deleted the device")
+	}
+}
+
+func TestLogoutDeletesDevice(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(true)
+	s, _ := newTestSession(t, fc, clk)
+	fc.mu.Lock()
+	fc.isLoggedIn = true
+	fc.mu.Unlock()
+	if err := s.Logout(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if fc.logouts != 1 || fc.mapDeletes != 1 {
+		t.Errorf("logouts=%d mapDeletes=%d", fc.logouts, fc.mapDeletes)
+	}
+	// Not connected: no remote logout, but local state still goes.
+	fc2 := newFakeConn(true)
+	s2, _ := newTestSession(t, fc2, clk)
+	if err := s2.Logout(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if fc2.logouts != 0 || fc2.deletes != 1 || fc2.mapDeletes != 1 {
+		t.Errorf("offline logout: logouts=%d deletes=%d mapDeletes=%d", fc2.logouts, fc2.deletes, fc2.mapDeletes)
+	}
+}
+
+func TestSendMapsErrors(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(true)
+	s, _ := newTestSession(t, fc, clk)
+	req := whatsapp.SendRequest{ID: "3EB0AABBCCDDEEFF001122", To: "919999999999", Text: "hi"}
+	_, err := s.Send(context.Background(), req)
+	var se *whatsapp.SendError
+	if !errors.As(err, &se) || se.Code != "session_not_connected" {
+		t.Fatalf("offline send: %v", err)
+	}
+	fc.mu.Lock()
+	fc.isLoggedIn = true
+	fc.mu.Unlock()
+	ts := time.Unix(1_800_000_123, 0)
+	var gotTo types.JID
+	var gotID, gotText string
+	fc.sendFn = func(to types.JID, text, id string) (whatsmeow.SendResponse, error) {
+		gotTo, gotText, gotID = to, text, id
+		return whatsmeow.SendResponse{ID: types.MessageID(id), Timestamp: ts}, nil
+	}
+	res, err := s.Send(context.Background(), req)
+	if err != nil || res.WAMessageID != req.ID || !res.Timestamp.Equal(ts) {
+		t.Fatalf("Send = %+v, %v", res, err)
+	}
+	if gotTo.String() != "919999999999@s.whatsapp.net" || gotID != req.ID || gotText != "hi" {
+		t.Errorf("sent to %v id %q text %q", gotTo, gotID, gotText)
+	}
+	cases := []struct {
+		err  error
+		code string
+		msg  string
+	}{
+		{fmt.Errorf("%w %d", whatsmeow.ErrServerReturnedError, 463), "send_failed", "server returned error 463"},
+		{whatsmeow.ErrMessageTimedOut, "send_timeout", "timed out"},
+		{context.DeadlineExceeded, "send_timeout", ""},
+		{whatsmeow.ErrNotLoggedIn, "session_not_connected", ""},
+		{fmt.Errorf("failed to send message node: %w", whatsmeow.ErrNotConnected), "session_not_connected", ""},
+		{&whatsmeow.DisconnectedError{Action: "message send"}, "session_not_connected", ""},
+		{errors.New("failed to get device list: boom"), "send_failed", "boom"},
+	}
+	for _, c := range cases {
+		fc.sendFn = func(types.JID, string, string) (whatsmeow.SendResponse, error) {
+			return whatsmeow.SendResponse{}, c.err
+		}
+		_, err := s.Send(context.Background(), req)
+		if !errors.As(err, &se) || se.Code != c.code || !contains(se.Message, c.msg) {
+			t.Errorf("%v → %v, want %s containing %q", c.err, err, c.code, c.msg)
+		}
+	}
+}
+
+func TestCheckNumbersBatches(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(true)
+	s, _ := newTestSession(t, fc, clk)
+	s.opts.CheckBatch = 2
+	if _, err := s.CheckNumbers(context.Background(), []string{"1"}); err == nil {
+		t.Fatal("CheckNumbers offline succeeded")
+	}
+	fc.mu.Lock()
+	fc.isLoggedIn = true
+	fc.mu.Unlock()
+	fc.checkFn = func(phones []string) ([]types.IsOnWhatsAppResponse, error) {
+		var out []types.IsOnWhatsAppResponse
+		for _, p := range phones {
+			u := p[1:]
+			out = append(out, types.IsOnWhatsAppResponse{Query: p, JID: types.NewJID(u, types.DefaultUserServer), IsIn: u[len(u)-1] != '0'})
+		}
+		// answer out of order
+		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+			out[i], out[j] = out[j], out[i]
+		}
+		return out, nil
+	}
+	got, err := s.CheckNumbers(context.Background(), []string{"911111111111", "912222222220", "913333333333", "914444444440", "915555555555"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []bool{true, false, true, false, true}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v want %v", got, want)
+	}
+	if len(fc.checkCalls) != 3 || len(fc.checkCalls[1]) != 2 || fc.checkCalls[0][0] != "+911111111111" {
+		t.Errorf("calls %v", fc.checkCalls)
+	}
+}
