@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 )
 
 // ErrNotFound is returned by look-ups of records that do not exist.
@@ -32,10 +34,24 @@ func Open(dir string) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", dir, err)
 	}
+	cache := pebble.NewCache(64 << 20)
+	defer cache.Unref() // the DB keeps its own reference
 	opts := &pebble.Options{
 		Merger:       counterMerger,
 		MemTableSize: 32 << 20,
+		Cache:        cache,
 		Logger:       quietLogger{},
+	}
+	// Bloom filters: receipt and idempotency look-ups are point reads of
+	// random keys that would otherwise touch every level.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		if i < 3 {
+			// The upper levels hold fresh, soon rewritten data: compressing
+			// it costs the send path CPU for little disk saved. Large values
+			// are zstd-compressed by the codec already.
+			opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+		}
 	}
 	pdb, err := pebble.Open(filepath.Join(dir, "pebble"), opts)
 	if err != nil {
