@@ -52,7 +52,10 @@ type Config struct {
 	WebhookAllowPrivate bool
 	Events              EventSink        // for tests: a sink other than the webhook service
 	Now                 func() time.Time // nil: time.Now
-	Logger              *slog.Logger     // nil: slog.Default()
+	// MaxQueueAge fails messages that waited longer than this for a
+	// disconnected session (0: wait for ever).
+	MaxQueueAge time.Duration
+	Logger      *slog.Logger // nil: slog.Default()
 }
 
 // Appliance is the running domain.
@@ -65,6 +68,7 @@ type Appliance struct {
 
 	webhooks            *webhook.Service
 	webhookAllowPrivate bool
+	maxQueueAge         time.Duration
 	log                 *slog.Logger
 	limiter             *limiter.Limiter
 	quota               *quotaTracker
@@ -99,7 +103,7 @@ func Open(cfg Config) (*Appliance, error) {
 		log:      cfg.Logger,
 		sessions: map[sessionKey]*sessionRuntime{},
 	}
-	a.webhooks, a.webhookAllowPrivate = cfg.Webhooks, cfg.WebhookAllowPrivate
+	a.webhooks, a.webhookAllowPrivate, a.maxQueueAge = cfg.Webhooks, cfg.WebhookAllowPrivate, cfg.MaxQueueAge
 	if a.events == nil && a.webhooks != nil {
 		a.events = a.webhooks
 	}

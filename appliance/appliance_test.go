@@ -581,3 +581,161 @@ func TestSentMessagesGetTheirReceiptsAfterRestart(t *testing.T) {
 		t.Fatalf("%d messages still marked as owing receipts", len(n))
 	}
 }
+
+func TestPacerTimeline(t *testing.T) {
+	cfg := &storage.Pacing{RatePerMinute: 20, MaxJitterMs: 1000, RecipientGapSeconds: 10}
+	p := newPacer()
+	p.rand = func() float64 { return 0.5 } // 500 ms of jitter each time
+	t0 := time.Unix(1_800_000_000, 0)
+	if at := p.next(cfg, "a"); !at.Before(t0) {
+		t.Fatalf("first send held until %v", at)
+	}
+	p.sent(cfg, "a", t0)
+	// 3 s for 20/min, plus 500 ms of jitter.
+	if at := p.next(cfg, "b"); !at.Equal(t0.Add(3500 * time.Millisecond)) {
+		t.Fatalf("next to b at %v, want +3.5s", at.Sub(t0))
+	}
+	// The same recipient waits for its 10 s gap.
+	if at := p.next(cfg, "a"); !at.Equal(t0.Add(10 * time.Second)) {
+		t.Fatalf("next to a at %v, want +10s", at.Sub(t0))
+	}
+	p.sent(cfg, "b", t0.Add(4*time.Second))
+	if at := p.next(&storage.Pacing{}, "b"); !at.Equal(t0.Add(4 * time.Second)) {
+		t.Fatalf("unpaced next at %v", at.Sub(t0))
+	}
+	if pacingFor(&storage.Session{Driver: "sandbox"}) != nil || pacingFor(&storage.Session{Driver: "whatsmeow"}) == nil {
+		t.Fatal("default pacing: none for sandbox, DefaultPacing for whatsmeow")
+	}
+	if err := ValidatePacing(&storage.Pacing{RatePerMinute: 601}); codeOf(err) != "invalid_request/pacing.ratePerMinute" {
+		t.Fatalf("bad rate: %s", codeOf(err))
+	}
+}
+
+func TestPacedSessionSpacesSendsAndShowsNextSendAt(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	if _, err := h.app.SetPacing(DefaultWorkspace, sess, &storage.Pacing{RatePerMinute: 300}); err != nil { // one per 200 ms
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var ids []string
+	for i := 0; i < 4; i++ {
+		ids = append(ids, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: fmt.Sprint(i)}).ID)
+	}
+	sawNext := false
+	for _, id := range ids {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if v, _ := h.app.Session(DefaultWorkspace, sess); v.NextSendAt != 0 && v.QueueDepth > 0 {
+				sawNext = true
+			}
+			if m, _ := h.app.Message(DefaultWorkspace, id); m != nil && m.Status != StatusQueued {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("message %s never sent", id)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if el := time.Since(start); el < 550*time.Millisecond {
+		t.Fatalf("4 sends at 300/min took %v, want ≥ 600 ms less the first", el)
+	}
+	if !sawNext {
+		t.Fatal("nextSendAt never shown while the pacer held sends back")
+	}
+}
+
+func TestQueuedMessagesExpireWhileDisconnected(t *testing.T) {
+	gate := &gatedDriver{}
+	h := &harness{t: t, dir: t.TempDir(), events: &recordingSink{}}
+	h.setNow(time.Now)
+	db, _ := storage.Open(h.dir)
+	st, _ := storage.OpenLocalState(db)
+	app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{gate}, Events: h.events, Now: h.now,
+		MaxQueueAge: 80 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.db, h.app = db, app
+	t.Cleanup(h.close)
+	h.mustSession(DefaultWorkspace, sess, "gated")
+	rt, _ := h.app.runtime(DefaultWorkspace, sess)
+	rt.numbers.m[rcpt] = numberEntry{on: true, expires: time.Now().Add(time.Hour)}
+	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
+	gate.handler.Load().(whatsapp.Handler).OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusDisconnected, Reason: "test"})
+	// A paired session that is disconnected still accepts sends: they wait.
+	h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "y"})
+	got := h.waitStatus(DefaultWorkspace, m.ID, StatusFailed)
+	if got.Error == nil || got.Error.Code != CodeSessionNotConnected || !strings.Contains(got.Error.Message, "max-queue-age") {
+		t.Fatalf("expired message: %+v", got.Error)
+	}
+	h.waitQueueEmpty(DefaultWorkspace, sess)
+	if fmt.Sprint(h.events.types(m.ID)) != "[message.failed]" {
+		t.Fatalf("events = %v", h.events.types(m.ID))
+	}
+}
+
+// pairingDriver pretends to be a network that needs pairing: each Open
+// reports pairing and offers a QR code; opens counts restarts.
+type pairingDriver struct {
+	opens atomic.Int64
+	last  atomic.Value // whatsapp.Handler
+}
+
+func (d *pairingDriver) Name() string { return whatsapp.DriverWhatsmeow }
+func (d *pairingDriver) Open(_ context.Context, _ whatsapp.SessionRef, h whatsapp.Handler) (whatsapp.Transport, error) {
+	n := d.opens.Add(1)
+	d.last.Store(h)
+	h.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusPairing, Reason: "scan the QR code"})
+	return &pairingTransport{code: fmt.Sprintf("2@code-%d", n), h: h}, nil
+}
+
+type pairingTransport struct {
+	gatedTransport
+	code string
+	h    whatsapp.Handler
+}
+
+func (t *pairingTransport) QR() (string, time.Time, error) {
+	return t.code, time.Unix(1_800_000_060, 0), nil
+}
+func (t *pairingTransport) PairingCode(context.Context) (string, error) { return "ABCD-EFGH", nil }
+
+func TestPairingQRCodesAndRestartAfterTimeout(t *testing.T) {
+	d := &pairingDriver{}
+	h := newHarness(t, d)
+	if _, err := h.app.CreateSession(DefaultWorkspace, sess, "whatsmeow"); err != nil {
+		t.Fatal(err)
+	}
+	q, err := h.app.QR(context.Background(), DefaultWorkspace, sess)
+	if err != nil || q.Code != "2@code-1" || q.ExpiresAt != 1_800_000_060 {
+		t.Fatalf("QR = %+v, %v", q, err)
+	}
+	png, _, err := h.app.QRPNG(context.Background(), DefaultWorkspace, sess, 128)
+	if err != nil || len(png) < 8 || string(png[1:4]) != "PNG" {
+		t.Fatalf("QR PNG: %d bytes, %v", len(png), err)
+	}
+	if code, err := h.app.PairingCode(context.Background(), DefaultWorkspace, sess); err != nil || code != "ABCD-EFGH" {
+		t.Fatalf("pairing code %q, %v", code, err)
+	}
+	// Never paired: sends are refused, not queued.
+	if _, _, err := h.app.Send(context.Background(), DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"}); codeOf(err) != "session_not_connected/sessionId" {
+		t.Fatalf("send before pairing: %s", codeOf(err))
+	}
+	// The codes run out; asking again restarts pairing with a fresh code.
+	d.last.Load().(whatsapp.Handler).OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusPairingTimeout, Reason: "no scan"})
+	if v, _ := h.app.Session(DefaultWorkspace, sess); v.Status != whatsapp.StatusPairingTimeout {
+		t.Fatalf("status %s, want pairing_timeout", v.Status)
+	}
+	q, err = h.app.QR(context.Background(), DefaultWorkspace, sess)
+	if err != nil || q.Code != "2@code-2" || d.opens.Load() != 2 {
+		t.Fatalf("after timeout: %+v, %v, %d opens", q, err, d.opens.Load())
+	}
+	// A sandbox session is never pairing.
+	h2 := newHarness(t)
+	h2.mustSession(DefaultWorkspace, sess, "sandbox")
+	if _, err := h2.app.QR(context.Background(), DefaultWorkspace, sess); codeOf(err) != "session_not_pairing/sessionId" {
+		t.Fatalf("sandbox QR: %s", codeOf(err))
+	}
+}

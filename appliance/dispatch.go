@@ -52,12 +52,24 @@ func (rt *sessionRuntime) dispatchLoop() {
 			return
 		}
 		if !rt.connected() {
-			if !rt.wait() {
+			if maxAge := rt.a.maxQueueAge; maxAge > 0 && rt.paired() {
+				// Queued sends wait for the session, but not for ever.
+				if !rt.sleep(min(time.Minute, maxAge/4)) {
+					return
+				}
+				if err := rt.expireQueued(rt.a.now().Add(-maxAge).Unix()); err != nil {
+					rt.a.log.Error("expire queued messages", "workspace", rt.ws, "sessionId", rt.id, "err", err)
+				}
+			} else if !rt.wait() {
 				return
 			}
 			continue
 		}
-		batch, drops, err := rt.nextBatch()
+		n := dispatchBatch
+		if rt.pacing() != nil {
+			n = 1 // paced sends are recorded one by one, as they go
+		}
+		batch, drops, err := rt.nextBatch(n)
 		if err != nil {
 			rt.a.log.Error("read send queue", "workspace", rt.ws, "sessionId", rt.id, "err", err)
 			if !rt.sleep(time.Second) {
@@ -94,13 +106,13 @@ func (rt *sessionRuntime) enqueue(m *storage.Message) {
 
 // nextBatch takes the next messages to send. drops are queue entries to
 // remove without sending (their message is gone or already handled).
-func (rt *sessionRuntime) nextBatch() (batch []*storage.Message, drops []string, err error) {
+func (rt *sessionRuntime) nextBatch(max int) (batch []*storage.Message, drops []string, err error) {
 	if rt.recovering {
-		ids, err := rt.a.db.Queue(rt.ws, rt.id, rt.recoverAfter, dispatchBatch)
+		ids, err := rt.a.db.Queue(rt.ws, rt.id, rt.recoverAfter, max)
 		if err != nil {
 			return nil, nil, err
 		}
-		if len(ids) < dispatchBatch {
+		if len(ids) < max {
 			rt.recovering = false
 		}
 		for _, id := range ids {
@@ -134,7 +146,7 @@ func (rt *sessionRuntime) nextBatch() (batch []*storage.Message, drops []string,
 		}
 	}
 	rt.queueMu.Lock()
-	n := min(dispatchBatch, len(rt.memq))
+	n := min(max, len(rt.memq))
 	batch = append(batch, rt.memq[:n]...)
 	clear(rt.memq[:n])
 	rt.memq = rt.memq[n:]
@@ -180,6 +192,11 @@ func (rt *sessionRuntime) sendBatch(batch []*storage.Message, drops []string) er
 			rt.putBack(batch[i:])
 			break
 		}
+		cfg := rt.pacing()
+		if cfg != nil && !rt.waitForPacing(cfg, m.To) {
+			rt.putBack(batch[i:])
+			break
+		}
 		res, err := tr.Send(rt.ctx, whatsapp.SendRequest{ID: m.WAID, To: m.To, Text: m.Text})
 		if err != nil {
 			var se *whatsapp.SendError
@@ -193,6 +210,9 @@ func (rt *sessionRuntime) sendBatch(batch []*storage.Message, drops []string) er
 			}
 			outcomes = append(outcomes, sendOutcome{id: m.ID, m: m, err: me})
 			continue
+		}
+		if cfg != nil {
+			rt.pacer.sent(cfg, m.To, rt.a.now())
 		}
 		outcomes = append(outcomes, sendOutcome{id: m.ID, m: m, res: res})
 	}
@@ -538,5 +558,67 @@ func (rt *sessionRuntime) sleep(d time.Duration) bool {
 		return true
 	case <-rt.ctx.Done():
 		return false
+	}
+}
+
+// pacing is the session's pacing, nil for none.
+func (rt *sessionRuntime) pacing() *storage.Pacing {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return pacingFor(&rt.rec)
+}
+
+// waitForPacing sleeps until the pacer lets a message to `to` go, showing
+// the time in the session's nextSendAt. False if the session stops.
+func (rt *sessionRuntime) waitForPacing(cfg *storage.Pacing, to string) bool {
+	defer rt.nextSendAt.Store(0)
+	for {
+		at := rt.pacer.next(cfg, to)
+		d := at.Sub(rt.a.now())
+		if d <= 0 {
+			return true
+		}
+		rt.nextSendAt.Store(at.Unix())
+		if !rt.sleep(d) {
+			return false
+		}
+	}
+}
+
+// expireQueued fails queued messages created before cutoff (Unix seconds):
+// they waited for a disconnected session longer than the configured maximum.
+func (rt *sessionRuntime) expireQueued(cutoff int64) error {
+	for {
+		batch, drops, err := rt.nextBatch(dispatchBatch)
+		if err != nil {
+			return err
+		}
+		if len(batch) == 0 && len(drops) == 0 {
+			return nil
+		}
+		outcomes := make([]sendOutcome, 0, len(batch)+len(drops))
+		for _, id := range drops {
+			outcomes = append(outcomes, sendOutcome{id: id})
+		}
+		var rest []*storage.Message
+		for i, m := range batch {
+			if m.CreatedAt >= cutoff {
+				rest = batch[i:]
+				break
+			}
+			outcomes = append(outcomes, sendOutcome{id: m.ID, m: m, err: &storage.MessageError{Code: CodeSessionNotConnected,
+				Message: "the session stayed disconnected longer than the queue's maximum age (--max-queue-age), so the message was not sent"}})
+		}
+		if len(rest) > 0 {
+			rt.putBack(rest)
+		}
+		if len(outcomes) > 0 {
+			if err := rt.recordOutcomes(outcomes); err != nil {
+				return err
+			}
+		}
+		if len(rest) > 0 {
+			return nil
+		}
 	}
 }

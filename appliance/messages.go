@@ -88,15 +88,22 @@ func (a *Appliance) Send(ctx context.Context, workspace string, in SendInput) (m
 	if err != nil {
 		return nil, false, err
 	}
-	on, err := rt.checkNumbers(ctx, []string{in.To})
-	if err != nil {
-		return nil, false, newErr(CodeSessionNotConnected, "sessionId", "could not ask WhatsApp whether %s is on WhatsApp: %v; retry once the session is connected", in.To, err)
-	}
-	if !on[0] {
-		return nil, false, newErr(CodeRecipientNotOnWhatsApp, "to", "%s has no WhatsApp account: check the number, or check numbers in bulk first with POST /v1/numbers/check", in.To)
-	}
 	if !rt.paired() {
-		return nil, false, newErr(CodeSessionNotConnected, "sessionId", "session %s is %s and cannot send: pair it again (walytic sessions pair %s)", in.SessionID, rt.status(), in.SessionID)
+		return nil, false, newErr(CodeSessionNotConnected, "sessionId", "session %s is %s and cannot send: it must be paired first (walytic sessions pair %s, or GET /v1/sessions/%s/qr)", in.SessionID, rt.status(), in.SessionID, in.SessionID)
+	}
+	// While connected, ask the network (through the cache). A paired session
+	// that is reconnecting cannot ask: the send is queued and a recipient
+	// without WhatsApp fails it at send time instead.
+	if rt.connected() {
+		on, err := rt.checkNumbers(ctx, []string{in.To})
+		if err != nil {
+			return nil, false, newErr(CodeSessionNotConnected, "sessionId", "could not ask WhatsApp whether %s is on WhatsApp: %v; retry once the session is connected", in.To, err)
+		}
+		if !on[0] {
+			return nil, false, newErr(CodeRecipientNotOnWhatsApp, "to", "%s has no WhatsApp account: check the number, or check numbers in bulk first with POST /v1/numbers/check", in.To)
+		}
+	} else if on, known := rt.cachedNumber(in.To); known && !on {
+		return nil, false, newErr(CodeRecipientNotOnWhatsApp, "to", "%s has no WhatsApp account: check the number, or check numbers in bulk first with POST /v1/numbers/check", in.To)
 	}
 
 	ws, ok := a.state.Workspace(workspace)

@@ -45,6 +45,8 @@ type sessionRuntime struct {
 	recoverHigh  string
 
 	queueDepth atomic.Int64
+	nextSendAt atomic.Int64 // Unix seconds while the pacer holds a send back
+	pacer      *pacer       // dispatcher only
 	wake       chan struct{}
 	events     chan sessionEvent
 	numbers    numberCache
@@ -70,6 +72,7 @@ func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
 	}
 	rt.numbers.m = map[string]numberEntry{}
 	rt.live = map[string]*storage.Message{}
+	rt.pacer = newPacer()
 	rt.byWA = map[string]*storage.Message{}
 	rt.ctx, rt.cancel = context.WithCancel(a.ctx)
 	return rt
@@ -195,11 +198,16 @@ func (rt *sessionRuntime) connected() bool {
 func (rt *sessionRuntime) view() SessionView {
 	rt.mu.Lock()
 	v := SessionView{Session: rt.rec}
+	v.Pacing = nil // the view shows the pacing in force, not the override
+	if p := pacingFor(&rt.rec); p != nil {
+		cp := *p
+		v.Pacing = &cp
+	}
 	connected := rt.rec.Status == whatsapp.StatusConnected
 	rt.mu.Unlock()
 	v.QueueDepth = rt.queueDepth.Load()
 	if v.QueueDepth > 0 && connected {
-		v.NextSendAt = rt.a.now().Unix()
+		v.NextSendAt = max(rt.a.now().Unix(), rt.nextSendAt.Load())
 	}
 	return v
 }
@@ -236,10 +244,10 @@ func (rt *sessionRuntime) OnStatus(c whatsapp.StatusChange) {
 	switch {
 	case c.Status == whatsapp.StatusConnected && prev != whatsapp.StatusConnected:
 		evType = EventSessionConnected
-	case c.Status == whatsapp.StatusDisconnected && prev == whatsapp.StatusConnected:
-		evType = EventSessionDisconnected
 	case c.Status == whatsapp.StatusLoggedOut && prev != whatsapp.StatusLoggedOut:
 		evType = EventSessionLoggedOut
+	case prev == whatsapp.StatusConnected && c.Status != whatsapp.StatusConnected:
+		evType = EventSessionDisconnected // disconnected, banned, connecting again
 	}
 	if evType != "" {
 		ev := &Event{ID: storage.NewID("evt_", rt.a.now()), Type: evType, Workspace: rt.ws, SessionID: rt.id, Timestamp: now, Reason: c.Reason}
@@ -294,6 +302,17 @@ const (
 	numberCheckBatch = 500
 )
 
+// cachedNumber answers from the cache alone.
+func (rt *sessionRuntime) cachedNumber(n string) (on, known bool) {
+	rt.numbers.mu.Lock()
+	defer rt.numbers.mu.Unlock()
+	e, ok := rt.numbers.m[n]
+	if !ok || !rt.a.now().Before(e.expires) {
+		return false, false
+	}
+	return e.on, true
+}
+
 func (rt *sessionRuntime) checkNumbers(ctx context.Context, numbers []string) ([]bool, error) {
 	now := rt.a.now()
 	out := make([]bool, len(numbers))
@@ -326,6 +345,7 @@ func (rt *sessionRuntime) checkNumbers(ctx context.Context, numbers []string) ([
 		if len(rt.numbers.m) > numberCacheMax {
 			rt.numbers.m = map[string]numberEntry{}
 			rt.live = map[string]*storage.Message{}
+			rt.pacer = newPacer()
 			rt.byWA = map[string]*storage.Message{}
 		}
 		for j, on := range got {

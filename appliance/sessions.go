@@ -152,9 +152,19 @@ func (a *Appliance) DeleteSession(ctx context.Context, workspace, sessionID stri
 	}
 	b := a.db.NewBatch()
 	b.StageDeleteSession(workspace, sessionID, nil)
+	if rt.status() != whatsapp.StatusLoggedOut {
+		now := a.now()
+		ev := &Event{ID: storage.NewID("evt_", now), Type: EventSessionLoggedOut, Workspace: workspace, SessionID: sessionID,
+			Timestamp: now.Unix(), Reason: "the session was deleted through the API"}
+		if err := a.events.Stage(b, ev); err != nil {
+			b.Discard()
+			return err
+		}
+	}
 	if err := a.db.CommitSync(b); err != nil {
 		return storageErr("delete session", err)
 	}
+	a.events.Committed()
 	a.dropRuntime(sessionKey{workspace, sessionID})
 	return nil
 }

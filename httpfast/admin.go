@@ -186,10 +186,11 @@ func (s *Server) adminRevokeKey(ctx *fasthttp.RequestCtx, id string) {
 	ctx.SetStatusCode(204)
 }
 
-func (s *Server) adminListSessions(ctx *fasthttp.RequestCtx, ws string) {
+// workspaceExists answers not_found for an unknown workspace.
+func (s *Server) workspaceExists(ctx *fasthttp.RequestCtx, ws string) bool {
 	if _, err := s.app.Workspace(ws); err != nil {
 		s.writeError(ctx, err)
-		return
+		return false
 	}
-	s.listSessions(ctx, ws)
+	return true
 }

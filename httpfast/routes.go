@@ -70,15 +70,19 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, key storage.APIKey, seg []str
 		switch m {
 		case "GET":
 			s.getSession(ctx, ws, seg[1])
+		case "PATCH":
+			s.patchSession(ctx, ws, seg[1])
 		case "DELETE":
 			s.deleteSession(ctx, ws, seg[1])
 		default:
-			s.methodNotAllowed(ctx, "GET, DELETE")
+			s.methodNotAllowed(ctx, "GET, PATCH, DELETE")
 		}
-	case len(seg) == 3 && seg[0] == "sessions" && (seg[2] == "qr" || seg[2] == "qr.png"):
+	case len(seg) == 3 && seg[0] == "sessions" && seg[2] == "qr":
 		s.only(ctx, "GET", func() { s.sessionQR(ctx, ws, seg[1]) })
+	case len(seg) == 3 && seg[0] == "sessions" && seg[2] == "qr.png":
+		s.only(ctx, "GET", func() { s.sessionQRPNG(ctx, ws, seg[1]) })
 	case len(seg) == 3 && seg[0] == "sessions" && seg[2] == "pairing-code":
-		s.only(ctx, "POST", func() { s.sessionQR(ctx, ws, seg[1]) })
+		s.only(ctx, "POST", func() { s.pairingCode(ctx, ws, seg[1]) })
 	case len(seg) == 4 && seg[0] == "sessions" && seg[2] == "sandbox" && seg[3] == "inbound":
 		s.only(ctx, "POST", func() { s.sandboxInbound(ctx, ws, seg[1]) })
 	case len(seg) == 2 && seg[0] == "numbers" && seg[1] == "check":
@@ -162,7 +166,29 @@ func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx, path string) {
 			s.methodNotAllowed(ctx, "GET, POST")
 		}
 	case len(seg) == 3 && seg[0] == "workspaces" && seg[2] == "sessions":
-		s.only(ctx, "GET", func() { s.adminListSessions(ctx, seg[1]) })
+		if !s.workspaceExists(ctx, seg[1]) {
+			return
+		}
+		switch m {
+		case "GET":
+			s.listSessions(ctx, seg[1])
+		case "POST":
+			s.createSession(ctx, seg[1])
+		default:
+			s.methodNotAllowed(ctx, "GET, POST")
+		}
+	case len(seg) == 4 && seg[0] == "workspaces" && seg[2] == "sessions":
+		if s.workspaceExists(ctx, seg[1]) {
+			s.only(ctx, "GET", func() { s.getSession(ctx, seg[1], seg[3]) })
+		}
+	case len(seg) == 5 && seg[0] == "workspaces" && seg[2] == "sessions" && seg[4] == "qr":
+		if s.workspaceExists(ctx, seg[1]) {
+			s.only(ctx, "GET", func() { s.sessionQR(ctx, seg[1], seg[3]) })
+		}
+	case len(seg) == 5 && seg[0] == "workspaces" && seg[2] == "sessions" && seg[4] == "pairing-code":
+		if s.workspaceExists(ctx, seg[1]) {
+			s.only(ctx, "POST", func() { s.pairingCode(ctx, seg[1], seg[3]) })
+		}
 	case len(seg) == 2 && seg[0] == "keys":
 		switch m {
 		case "PATCH":

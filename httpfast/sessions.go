@@ -1,21 +1,25 @@
 package httpfast
 
 import (
+	"strconv"
+
 	"github.com/valyala/fasthttp"
 	"github.com/walytic/appliance/appliance"
+	"github.com/walytic/appliance/storage"
 )
 
 const sessionExample = `{"sessionId":"919876543210","driver":"sandbox"}`
 
 type sessionJSON struct {
-	SessionID    string  `json:"sessionId"`
-	Driver       string  `json:"driver"`
-	Status       string  `json:"status"`
-	StatusReason *string `json:"statusReason"`
-	CreatedAt    int64   `json:"createdAt"`
-	ConnectedAt  *int64  `json:"connectedAt"`
-	QueueDepth   int64   `json:"queueDepth"`
-	NextSendAt   *int64  `json:"nextSendAt"`
+	SessionID    string          `json:"sessionId"`
+	Driver       string          `json:"driver"`
+	Status       string          `json:"status"`
+	StatusReason *string         `json:"statusReason"`
+	CreatedAt    int64           `json:"createdAt"`
+	ConnectedAt  *int64          `json:"connectedAt"`
+	QueueDepth   int64           `json:"queueDepth"`
+	NextSendAt   *int64          `json:"nextSendAt"`
+	Pacing       *storage.Pacing `json:"pacing"` // in force; null: not paced
 }
 
 func intOrNil(n int64) *int64 {
@@ -28,13 +32,14 @@ func intOrNil(n int64) *int64 {
 func toSessionJSON(v appliance.SessionView) sessionJSON {
 	return sessionJSON{
 		SessionID: v.ID, Driver: v.Driver, Status: v.Status, StatusReason: strOrNil(v.StatusReason),
-		CreatedAt: v.CreatedAt, ConnectedAt: intOrNil(v.ConnectedAt), QueueDepth: v.QueueDepth, NextSendAt: intOrNil(v.NextSendAt),
+		CreatedAt: v.CreatedAt, ConnectedAt: intOrNil(v.ConnectedAt), QueueDepth: v.QueueDepth, NextSendAt: intOrNil(v.NextSendAt), Pacing: v.Pacing,
 	}
 }
 
 type createSessionBody struct {
-	SessionID *string `json:"sessionId"`
-	Driver    *string `json:"driver"`
+	SessionID *string         `json:"sessionId"`
+	Driver    *string         `json:"driver"`
+	Pacing    *storage.Pacing `json:"pacing"`
 }
 
 func (s *Server) createSession(ctx *fasthttp.RequestCtx, ws string) {
@@ -51,10 +56,22 @@ func (s *Server) createSession(ctx *fasthttp.RequestCtx, ws string) {
 		s.writeError(ctx, required("driver", sessionExample))
 		return
 	}
+	if body.Pacing != nil {
+		if err := appliance.ValidatePacing(body.Pacing); err != nil {
+			s.writeError(ctx, err)
+			return
+		}
+	}
 	v, err := s.app.CreateSession(ws, *body.SessionID, *body.Driver)
 	if err != nil {
 		s.writeError(ctx, err)
 		return
+	}
+	if body.Pacing != nil {
+		if v, err = s.app.SetPacing(ws, v.ID, body.Pacing); err != nil {
+			s.writeError(ctx, err)
+			return
+		}
 	}
 	writeJSON(ctx, 201, toSessionJSON(v))
 }
@@ -90,17 +107,61 @@ func (s *Server) deleteSession(ctx *fasthttp.RequestCtx, ws, id string) {
 	ctx.SetStatusCode(204)
 }
 
-// sessionQR answers QR and pairing-code requests. Only sessions that are
-// pairing have either; every session this build can create pairs at once
-// or not at all, so the answer is session_not_pairing with its status.
 func (s *Server) sessionQR(ctx *fasthttp.RequestCtx, ws, id string) {
-	v, err := s.app.Session(ws, id)
+	q, err := s.app.QR(ctx, ws, id)
 	if err != nil {
 		s.writeError(ctx, err)
 		return
 	}
-	s.writeError(ctx, &appliance.Error{Code: appliance.CodeSessionNotPairing, Type: "conflict_error", Param: "sessionId",
-		Message: "session " + id + " is " + v.Status + ", not pairing: QR codes and pairing codes exist only while a whatsmeow session waits to be paired"})
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	writeJSON(ctx, 200, map[string]any{"qr": q.Code, "expiresAt": q.ExpiresAt})
+}
+
+func (s *Server) sessionQRPNG(ctx *fasthttp.RequestCtx, ws, id string) {
+	size := 256
+	if v := ctx.QueryArgs().Peek("size"); len(v) > 0 {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 64 || n > 1024 {
+			s.writeError(ctx, appliance.Invalid("size", "size must be 64 to 1024 pixels (default 256)"))
+			return
+		}
+		size = n
+	}
+	png, q, err := s.app.QRPNG(ctx, ws, id, size)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.Response.Header.Set("X-QR-Expires-At", strconv.FormatInt(q.ExpiresAt, 10))
+	ctx.SetContentType("image/png")
+	ctx.SetBody(png)
+}
+
+func (s *Server) pairingCode(ctx *fasthttp.RequestCtx, ws, id string) {
+	code, err := s.app.PairingCode(ctx, ws, id)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	writeJSON(ctx, 200, map[string]string{"code": code})
+}
+
+func (s *Server) patchSession(ctx *fasthttp.RequestCtx, ws, id string) {
+	var body struct {
+		Pacing *storage.Pacing `json:"pacing"`
+	}
+	if err := decodeBody(ctx.PostBody(), &body, `{"pacing":{"ratePerMinute":20,"maxJitterMs":2000,"recipientGapSeconds":10}}`); err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	v, err := s.app.SetPacing(ws, id, body.Pacing)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	writeJSON(ctx, 200, toSessionJSON(v))
 }
 
 const inboundExample = `{"from":"919999999999","text":"Hi, is my order on its way?"}`

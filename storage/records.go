@@ -30,14 +30,23 @@ type APIKey struct {
 
 // Session is a WhatsApp number connected to a workspace.
 type Session struct {
-	Workspace    string `json:"workspace"`
-	ID           string `json:"sessionId"`
-	Driver       string `json:"driver"`
-	Status       string `json:"status"`
-	StatusReason string `json:"statusReason,omitempty"`
-	Paired       bool   `json:"paired"`
-	CreatedAt    int64  `json:"createdAt"`
-	ConnectedAt  int64  `json:"connectedAt,omitempty"`
+	Workspace    string  `json:"workspace"`
+	ID           string  `json:"sessionId"`
+	Driver       string  `json:"driver"`
+	Status       string  `json:"status"`
+	StatusReason string  `json:"statusReason,omitempty"`
+	Paired       bool    `json:"paired"`
+	CreatedAt    int64   `json:"createdAt"`
+	ConnectedAt  int64   `json:"connectedAt,omitempty"`
+	Pacing       *Pacing `json:"pacing,omitempty"` // nil: the driver's default
+}
+
+// Pacing spaces a session's sends the way a person's phone would, which is
+// what keeps real numbers from being banned.
+type Pacing struct {
+	RatePerMinute       int `json:"ratePerMinute"`       // 0 = no rate limit
+	MaxJitterMs         int `json:"maxJitterMs"`         // a random extra 0..this many ms before each send
+	RecipientGapSeconds int `json:"recipientGapSeconds"` // least time between two sends to one recipient
 }
 
 // MessageError is why a message failed.

@@ -220,7 +220,7 @@ func keysCmd(g globals, args []string) error {
 
 func sessionsCmd(g globals, args []string) error {
 	if len(args) == 0 {
-		return usagef("sessions needs a subcommand: list")
+		return usagef("sessions needs a subcommand: list or pair")
 	}
 	c := newAdminClient(g)
 	switch args[0] {
@@ -242,7 +242,7 @@ func sessionsCmd(g globals, args []string) error {
 		}
 		return printJSON(out.Data)
 	case "pair":
-		return errors.New("pairing a WhatsApp number needs the whatsmeow driver, which this build does not include yet; sandbox sessions need no pairing (POST /v1/sessions with \"driver\":\"sandbox\")")
+		return pairCmd(c, args[1:])
 	}
 	return usagef("unknown sessions subcommand %q", args[0])
 }

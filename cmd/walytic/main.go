@@ -25,6 +25,7 @@ Usage:
 Commands:
   serve [--listen 127.0.0.1:8080] [--config FILE] [--check-config] [--admin-token-file FILE]
         [--webhook-allow-private] [--webhook-retry-schedule 5s,5m,…] [--webhook-retention 720h]
+        [--max-queue-age 24h]
   version
   workspaces create NAME [--monthly-quota N]
   workspaces list
@@ -34,6 +35,7 @@ Commands:
   keys rotate KEY_ID
   keys revoke KEY_ID
   sessions list [--workspace NAME]
+  sessions pair NUMBER [--workspace NAME] [--phone-code] [--timeout 5m]
 
 Global flags work before or after the command. --data-dir defaults to
 $WALYTIC_DATA_DIR or ./walytic-data; --admin-socket to $WALYTIC_ADMIN_SOCKET or

@@ -19,6 +19,7 @@ import (
 	"github.com/walytic/appliance/appliance/webhook"
 	"github.com/walytic/appliance/appliance/whatsapp"
 	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
+	"github.com/walytic/appliance/appliance/whatsapp/whatsmeow"
 	"github.com/walytic/appliance/httpfast"
 	"github.com/walytic/appliance/storage"
 )
@@ -32,6 +33,7 @@ type serveConfig struct {
 	webhookAllowPrivate bool
 	webhookSchedule     string
 	webhookRetention    time.Duration
+	maxQueueAge         time.Duration
 }
 
 func serveFlags(c *serveConfig) *flag.FlagSet {
@@ -43,6 +45,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.BoolVar(&c.webhookAllowPrivate, "webhook-allow-private", false, "allow webhook URLs on loopback and private networks")
 	fs.StringVar(&c.webhookSchedule, "webhook-retry-schedule", "", "delays before each webhook retry, e.g. 5s,5m,30m (default: about 3 days)")
 	fs.DurationVar(&c.webhookRetention, "webhook-retention", 30*24*time.Hour, "how long the webhook deliveries log is kept")
+	fs.DurationVar(&c.maxQueueAge, "max-queue-age", 24*time.Hour, "fail messages that waited longer than this for a disconnected session (0 = wait for ever)")
 	return fs
 }
 
@@ -139,6 +142,9 @@ func serve(g globals, args []string) error {
 			return usagef("--webhook-retry-schedule: %v", err)
 		}
 	}
+	if c.maxQueueAge < 0 {
+		return usagef("--max-queue-age must be 0 (no limit) or positive")
+	}
 	if c.webhookRetention < time.Hour {
 		return usagef("--webhook-retention must be at least 1h, got %s", c.webhookRetention)
 	}
@@ -168,10 +174,16 @@ func serve(g globals, args []string) error {
 	})
 	hooks.Start()
 	defer hooks.Close()
+	wa, err := whatsmeow.New(whatsmeow.Options{DBPath: filepath.Join(g.dataDir, "whatsmeow.db"), Logger: log})
+	if err != nil {
+		return fmt.Errorf("open WhatsApp device store: %w", err)
+	}
+	defer wa.Close()
 	app, err := appliance.Open(appliance.Config{
 		DB:                  db,
 		State:               state,
-		Drivers:             []whatsapp.Driver{sandbox.New(sandbox.Options{})},
+		Drivers:             []whatsapp.Driver{sandbox.New(sandbox.Options{}), wa},
+		MaxQueueAge:         c.maxQueueAge,
 		Webhooks:            hooks,
 		WebhookAllowPrivate: c.webhookAllowPrivate,
 		Logger:              log,
