@@ -103,7 +103,23 @@ func (db *DB) get(key []byte) ([]byte, error) {
 
 // Batch collects writes that commit atomically.
 type Batch struct {
-	b *pebble.Batch
+	b        *pebble.Batch
+	onCommit []func()
+}
+
+// OnCommit registers f to run after the batch committed successfully (not
+// if it fails or is discarded), for in-memory state that must follow the
+// durable state, such as the webhook deliverer's queue.
+func (b *Batch) OnCommit(f func()) { b.onCommit = append(b.onCommit, f) }
+
+func (b *Batch) committed(err error) error {
+	if err == nil {
+		for _, f := range b.onCommit {
+			f()
+		}
+	}
+	b.onCommit = nil
+	return err
 }
 
 // NewBatch starts an empty batch.
@@ -122,13 +138,13 @@ func (b *Batch) Empty() bool { return b.b.Empty() }
 // CommitSync writes the batch and waits for the WAL fsync.
 func (db *DB) CommitSync(b *Batch) error {
 	defer b.b.Close()
-	return wrapWriteErr(b.b.Commit(pebble.Sync))
+	return b.committed(wrapWriteErr(b.b.Commit(pebble.Sync)))
 }
 
 // CommitNoSync writes the batch in order without waiting for an fsync.
 func (db *DB) CommitNoSync(b *Batch) error {
 	defer b.b.Close()
-	return wrapWriteErr(b.b.Commit(pebble.NoSync))
+	return b.committed(wrapWriteErr(b.b.Commit(pebble.NoSync)))
 }
 
 // Discard drops a batch without writing it.

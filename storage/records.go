@@ -90,7 +90,7 @@ const (
 	tagZstd = 'z'
 	// compressAbove is the encoded size above which values are zstd-compressed:
 	// below it the frame overhead eats the gain.
-	compressAbove = 512
+	compressAbove = 1024
 )
 
 var (

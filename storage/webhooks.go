@@ -2,6 +2,7 @@ package storage
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -51,21 +52,21 @@ type Webhook struct {
 // Delivery is one event owed to one endpoint, with its body as it is sent on
 // every attempt.
 type Delivery struct {
-	ID         string `json:"id"`
-	EventID    string `json:"eventId"`
-	EventType  string `json:"event"`
-	SessionID  string `json:"sessionId"`
-	Workspace  string `json:"workspace"`
-	EndpointID string `json:"endpointId"`
-	Body       []byte `json:"body"`
-	State      string `json:"state"`    // "pending" | "delivered" | "failed"
-	Attempts   int    `json:"attempts"` // attempts in the current run of the schedule
-	Total      int    `json:"total"`    // attempts ever
-	NextAt     int64  `json:"nextAt"`   // Unix nanoseconds of the next attempt, while pending
-	LastStatus int    `json:"lastStatus,omitempty"`
-	LastError  string `json:"lastError,omitempty"`
-	CreatedAt  int64  `json:"createdAt"`
-	UpdatedAt  int64  `json:"updatedAt"`
+	ID         string          `json:"id"`
+	EventID    string          `json:"eventId"`
+	EventType  string          `json:"event"`
+	SessionID  string          `json:"sessionId"`
+	Workspace  string          `json:"workspace"`
+	EndpointID string          `json:"endpointId"`
+	Body       json.RawMessage `json:"body"`     // the event JSON, sent as is
+	State      string          `json:"state"`    // "pending" | "delivered" | "failed"
+	Attempts   int             `json:"attempts"` // attempts in the current run of the schedule
+	Total      int             `json:"total"`    // attempts ever
+	NextAt     int64           `json:"nextAt"`   // Unix nanoseconds of the next attempt, while pending
+	LastStatus int             `json:"lastStatus,omitempty"`
+	LastError  string          `json:"lastError,omitempty"`
+	CreatedAt  int64           `json:"createdAt"`
+	UpdatedAt  int64           `json:"updatedAt"`
 }
 
 // Attempt is one HTTP POST of a delivery, for the deliveries log.
@@ -160,6 +161,34 @@ func (db *DB) Delivery(id string) (*Delivery, error) {
 		return nil, fmt.Errorf("delivery %s: %w", id, err)
 	}
 	return d, nil
+}
+
+// PendingDeliveries calls fn for every pending delivery, earliest due first
+// (used once at start to rebuild the deliverer's queue).
+func (db *DB) PendingDeliveries(fn func(*Delivery) bool) error {
+	p := []byte("due/")
+	var inner error
+	err := db.Scan(p, prefixEnd(p), false, func(k, _ []byte) bool {
+		if len(k) < len(p)+9 {
+			return true
+		}
+		d, err := db.Delivery(string(k[len(p)+9:]))
+		if errors.Is(err, ErrNotFound) {
+			return true
+		}
+		if err != nil {
+			inner = err
+			return false
+		}
+		if d.State != "pending" || d.NextAt != int64(binary.BigEndian.Uint64(k[len(p):len(p)+8])) {
+			return true // a stale index entry
+		}
+		return fn(d)
+	})
+	if err == nil {
+		err = inner
+	}
+	return err
 }
 
 // DueDeliveries calls fn with the id and due time of pending deliveries due

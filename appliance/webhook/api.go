@@ -59,9 +59,10 @@ func (s *Service) Redeliver(workspace, id string) (*storage.Delivery, error) {
 		b.Discard()
 		return nil, err
 	}
+	queued := *d
+	b.OnCommit(func() { s.accept(&queued) })
 	if err := s.db.CommitSync(b); err != nil {
 		return nil, fmt.Errorf("schedule redelivery: %w", err)
 	}
-	s.kick()
 	return d, nil
 }

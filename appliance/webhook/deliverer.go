@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -22,35 +23,82 @@ type result struct {
 	canceled bool
 }
 
-// loop state, owned by the run goroutine alone.
+// The run loop keeps the outbox's pending deliveries in memory: the Pebble
+// due index is read once at start (recovery); afterwards deliveries arrive
+// through Stage's commit callbacks and retries wait in a heap. No work is
+// proportional to the backlog of an endpoint that is not answering.
+
+// lane is one endpoint's deliveries for one session, attempted one at a time.
+type lane struct {
+	key    string
+	ep     *epState
+	q      []*storage.Delivery
+	busy   bool // an attempt is in flight
+	queued bool // in ep.ready
+}
+
+// epState is one endpoint's share of the loop.
+type epState struct {
+	id       string
+	inflight int
+	ready    []*lane // lanes with work and no attempt in flight, FIFO
+}
+
+// retryHeap orders deliveries waiting for a retry by due time.
+type retryHeap []*storage.Delivery
+
+func (h retryHeap) Len() int           { return len(h) }
+func (h retryHeap) Less(i, j int) bool { return h[i].NextAt < h[j].NextAt }
+func (h retryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *retryHeap) Push(x any)        { *h = append(*h, x.(*storage.Delivery)) }
+func (h *retryHeap) Pop() any {
+	old := *h
+	d := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return d
+}
+
+// loopState is owned by the run goroutine alone.
 type loopState struct {
-	inflight map[string]bool  // delivery ids being attempted
-	lanes    map[string]bool  // endpoint+session lanes with an attempt in flight
-	perEP    map[string]int   // attempts in flight per endpoint
-	failing  map[string]int64 // endpoint → failing since (Unix s), cached
-	// waiting caches due deliveries that could not start yet (lane busy or
-	// endpoint at its limit), so each fill does not read them again.
-	waiting map[string]*storage.Delivery
+	eps     map[string]*epState
+	lanes   map[string]*lane
+	known   map[string]bool // delivery ids queued, waiting or in flight
+	retries retryHeap
+	failing map[string]int64 // endpoint → failing since (Unix s), cached
 	timer   *time.Timer
 }
 
-const fillScanMax = 4096
+// accept hands committed deliveries to the run loop.
+func (s *Service) accept(ds ...*storage.Delivery) {
+	s.inboxMu.Lock()
+	s.inbox = append(s.inbox, ds...)
+	s.inboxMu.Unlock()
+	s.kick()
+}
 
 func (s *Service) run(ctx context.Context) {
 	defer s.wg.Done()
-	st := &loopState{inflight: map[string]bool{}, lanes: map[string]bool{}, perEP: map[string]int{}, failing: map[string]int64{}, waiting: map[string]*storage.Delivery{}}
+	st := &loopState{eps: map[string]*epState{}, lanes: map[string]*lane{}, known: map[string]bool{}, failing: map[string]int64{}}
 	st.timer = time.NewTimer(time.Hour)
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
-	s.fill(ctx, st)
+	inflight := 0
+	err := s.db.PendingDeliveries(func(d *storage.Delivery) bool {
+		s.enqueue(st, d)
+		return true
+	})
+	if err != nil {
+		s.log.Error("read webhook outbox", "err", err)
+	}
+	inflight += s.fill(ctx, st)
 	for {
 		select {
 		case <-ctx.Done():
-			// Let attempts in flight notice the cancellation; their
-			// deliveries stay pending in storage.
-			for len(st.inflight) > 0 {
-				r := <-s.results
-				delete(st.inflight, r.d.ID)
+			// Attempts in flight notice the cancellation; their deliveries
+			// stay pending in storage.
+			for ; inflight > 0; inflight-- {
+				<-s.results
 			}
 			return
 		case <-s.wake:
@@ -68,101 +116,140 @@ func (s *Service) run(ctx context.Context) {
 					break more
 				}
 			}
+			inflight -= len(batch)
 			s.record(st, batch)
 		}
-		s.fill(ctx, st)
+		inflight += s.fill(ctx, st)
 	}
 }
 
-func laneOf(d *storage.Delivery) string { return d.EndpointID + "\x00" + d.SessionID }
+// enqueue places a pending delivery: due now into its lane, later into the
+// retry heap. Ids already known are ignored (a redelivery of a delivery that
+// is queued or in flight is already on its way).
+func (s *Service) enqueue(st *loopState, d *storage.Delivery) {
+	if st.known[d.ID] {
+		for _, w := range st.retries { // a redelivery of one waiting to retry: now
+			if w.ID == d.ID {
+				*w = *d
+				heap.Init(&st.retries)
+				break
+			}
+		}
+		return
+	}
+	st.known[d.ID] = true
+	if d.NextAt > s.now().UnixNano() {
+		heap.Push(&st.retries, d)
+		return
+	}
+	s.toLane(st, d)
+}
 
-// fill starts attempts for due deliveries, respecting lanes and per-endpoint
-// limits, and arms the timer for the next due one.
-func (s *Service) fill(ctx context.Context, st *loopState) {
+func (s *Service) toLane(st *loopState, d *storage.Delivery) {
+	key := d.EndpointID + "\x00" + d.SessionID
+	l := st.lanes[key]
+	if l == nil {
+		ep := st.eps[d.EndpointID]
+		if ep == nil {
+			ep = &epState{id: d.EndpointID}
+			st.eps[d.EndpointID] = ep
+		}
+		l = &lane{key: key, ep: ep}
+		st.lanes[key] = l
+	}
+	l.q = append(l.q, d)
+	s.markReady(l)
+}
+
+func (s *Service) markReady(l *lane) {
+	if !l.busy && !l.queued && len(l.q) > 0 {
+		l.queued = true
+		l.ep.ready = append(l.ep.ready, l)
+	}
+}
+
+// fill moves due retries into their lanes and starts attempts wherever a
+// lane and its endpoint have room. It returns how many it started.
+func (s *Service) fill(ctx context.Context, st *loopState) int {
+	s.inboxMu.Lock()
+	inbox := s.inbox
+	s.inbox = nil
+	s.inboxMu.Unlock()
+	for _, d := range inbox {
+		s.enqueue(st, d)
+	}
 	now := s.now()
+	for len(st.retries) > 0 && st.retries[0].NextAt <= now.UnixNano() {
+		s.toLane(st, heap.Pop(&st.retries).(*storage.Delivery))
+	}
+	started := 0
 	var finished []*storage.Delivery // deliveries that end without an attempt
-	type dueEntry struct {
-		at int64
-		id string
-	}
-	var stale []dueEntry
-	waiting := make(map[string]*storage.Delivery, len(st.waiting))
-	scanned := 0
-	next, err := s.db.DueDeliveries(now.UnixNano(), func(id string, at int64) bool {
-		if st.inflight[id] {
-			return true
-		}
-		scanned++
-		if scanned > fillScanMax {
-			return false
-		}
-		d := st.waiting[id]
-		if d == nil || d.NextAt != at {
-			var err error
-			if d, err = s.db.Delivery(id); err != nil {
-				if !errors.Is(err, storage.ErrNotFound) {
-					s.log.Error("read delivery", "deliveryId", id, "err", err)
+	for _, ep := range st.eps {
+		for ep.inflight < s.opts.MaxInFlight && len(ep.ready) > 0 {
+			l := ep.ready[0]
+			ep.ready[0] = nil
+			ep.ready = ep.ready[1:]
+			l.queued = false
+			d := l.q[0]
+			l.q[0] = nil
+			l.q = l.q[1:]
+			cfg, ok := s.eps.Webhook(ep.id)
+			if !ok || !cfg.Enabled {
+				d.LastError = "the endpoint was deleted"
+				if ok {
+					d.LastError = "the endpoint is disabled; re-enable it and redeliver"
 				}
-				return true
+				finished = append(finished, d)
+				s.markReady(l)
+				continue
+			}
+			l.busy = true
+			ep.inflight++
+			started++
+			s.wg.Add(1)
+			go s.attempt(ctx, d, cfg)
+		}
+		if ep.inflight == 0 && len(ep.ready) == 0 {
+			delete(st.eps, ep.id) // lanes keep their pointer; a new epState is made on demand
+			for k, l := range st.lanes {
+				if l.ep == ep && len(l.q) == 0 && !l.busy {
+					delete(st.lanes, k)
+				}
 			}
 		}
-		if d.State != statePending || d.NextAt != at {
-			stale = append(stale, dueEntry{at, id}) // left by a redelivery racing an attempt
-			return true
-		}
-		ep, ok := s.eps.Webhook(d.EndpointID)
-		switch {
-		case !ok:
-			d.LastError = "the endpoint was deleted"
-			finished = append(finished, d)
-			return true
-		case !ep.Enabled:
-			d.LastError = "the endpoint is disabled; re-enable it and redeliver"
-			finished = append(finished, d)
-			return true
-		}
-		lane := laneOf(d)
-		if st.perEP[ep.ID] >= s.opts.MaxInFlight || st.lanes[lane] {
-			waiting[id] = d
-			return true
-		}
-		st.inflight[id] = true
-		st.lanes[lane] = true
-		st.perEP[ep.ID]++
-		s.wg.Add(1)
-		go s.attempt(ctx, d, ep)
-		return true
-	})
-	if err != nil {
-		s.log.Error("scan webhook outbox", "err", err)
 	}
-	st.waiting = waiting
-	if len(finished) > 0 || len(stale) > 0 {
-		b := s.db.NewBatch()
-		for _, e := range stale {
-			b.StageDeleteDue(e.at, e.id)
-		}
-		for _, d := range finished {
-			prev := d.NextAt
-			d.State = stateFailed
-			d.UpdatedAt = now.Unix()
-			if err := b.StageDelivery(d, prev); err != nil {
-				s.log.Error("encode delivery", "err", err)
-			}
-		}
-		if err := s.db.CommitNoSync(b); err != nil {
-			s.log.Error("record undeliverable events", "err", err)
-		}
+	if len(finished) > 0 {
+		s.finishUnattempted(st, finished, now)
 	}
 	wait := time.Hour
-	if next > 0 {
-		wait = time.Duration(next - now.UnixNano())
+	if len(st.retries) > 0 {
+		wait = max(time.Duration(st.retries[0].NextAt-now.UnixNano()), time.Millisecond)
 	}
-	if scanned > fillScanMax {
-		wait = 0
-	}
-	wait = max(wait, time.Millisecond)
 	st.timer.Reset(wait)
+	return started
+}
+
+// finishUnattempted fails deliveries whose endpoint is gone or disabled and
+// logs why, so the deliveries log shows the end of each.
+func (s *Service) finishUnattempted(st *loopState, ds []*storage.Delivery, now time.Time) {
+	b := s.db.NewBatch()
+	for _, d := range ds {
+		delete(st.known, d.ID)
+		prev := d.NextAt
+		d.State = stateFailed
+		d.UpdatedAt = now.Unix()
+		a := &storage.Attempt{ID: storage.NewID("att_", now), DeliveryID: d.ID, EventID: d.EventID, EventType: d.EventType,
+			EndpointID: d.EndpointID, Number: d.Total, At: now.UnixMilli(), Error: d.LastError + " (not attempted)", State: stateFailed}
+		if err := b.StageDelivery(d, prev); err != nil {
+			s.log.Error("encode delivery", "err", err)
+		}
+		if err := b.StageAttempt(a); err != nil {
+			s.log.Error("encode attempt", "err", err)
+		}
+	}
+	if err := s.db.CommitNoSync(b); err != nil {
+		s.log.Error("record undeliverable events", "err", err)
+	}
 }
 
 // attempt POSTs one delivery and reports the outcome.
@@ -202,7 +289,8 @@ func (s *Service) post(ctx context.Context, d *storage.Delivery, ep *storage.Web
 	return resp.StatusCode, nil
 }
 
-// record writes the outcomes of finished attempts in one batch.
+// record writes the outcomes of finished attempts in one batch and puts
+// retries back in the heap.
 func (s *Service) record(st *loopState, batch []result) {
 	now := s.now()
 	b := s.db.NewBatch()
@@ -213,9 +301,15 @@ func (s *Service) record(st *loopState, batch []result) {
 	var toDisable []disable
 	for _, r := range batch {
 		d := r.d
-		delete(st.inflight, d.ID)
-		delete(st.lanes, laneOf(d))
-		st.perEP[d.EndpointID]--
+		key := d.EndpointID + "\x00" + d.SessionID
+		if l := st.lanes[key]; l != nil {
+			l.busy = false
+			l.ep.inflight--
+			if st.eps[l.ep.id] == nil {
+				st.eps[l.ep.id] = l.ep
+			}
+			s.markReady(l)
+		}
 		if r.canceled {
 			continue // shutting down: the delivery stays pending as stored
 		}
@@ -263,6 +357,11 @@ func (s *Service) record(st *loopState, batch []result) {
 		}
 		if err := b.StageAttempt(a); err != nil {
 			s.log.Error("encode attempt", "err", err)
+		}
+		if d.State == statePending {
+			heap.Push(&st.retries, d)
+		} else {
+			delete(st.known, d.ID)
 		}
 	}
 	if err := s.db.CommitNoSync(b); err != nil {

@@ -55,6 +55,8 @@ type Service struct {
 
 	wake    chan struct{}
 	results chan result
+	inboxMu sync.Mutex
+	inbox   []*storage.Delivery // committed deliveries not yet taken by the run loop
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	started bool
@@ -142,12 +144,14 @@ func (s *Service) Stage(b *storage.Batch, ev *storage.Event) error {
 		if err := b.StageDelivery(d, 0); err != nil {
 			return err
 		}
+		b.OnCommit(func() { s.accept(d) })
 	}
 	return nil
 }
 
-// Committed wakes the deliverer after staged deliveries became durable.
-func (s *Service) Committed() { s.kick() }
+// Committed is part of the domain's EventSink; deliveries reach the run
+// loop through their batch's commit callback, so there is nothing to do.
+func (s *Service) Committed() {}
 
 func (s *Service) kick() {
 	select {

@@ -4,7 +4,11 @@
 //
 //   - the send path (BenchmarkSendPath/walytic) at ≥ 70% of the ceiling's req/s;
 //   - its p99 at ≤ 1.5× the ceiling's p99, in the same run;
-//   - each limiter BenchmarkAllow* at ≤ 100 ns/op with 0 allocs/op.
+//   - each limiter BenchmarkAllow* at ≤ 100 ns/op with 0 allocs/op;
+//   - webhook delivery (BenchmarkWebhooks/outbox) at ≥ 60% of the raw rate of
+//     unsigned POSTs from the same client (BenchmarkWebhooks/raw), same run;
+//   - the send path's req/s with webhooks flowing (BenchmarkWebhooks/send-webhooks)
+//     less than 20% below its req/s without (BenchmarkWebhooks/send-plain).
 //
 // It exits 1 if the input shows a failed test or benchmark, or holds no
 // benchmark at all; a missed target exits 0 unless -strict is given.
@@ -31,6 +35,8 @@ const (
 	minCeilingPct  = 70.0
 	maxP99Ratio    = 1.5
 	maxLimiterNsOp = 100.0
+	minWebhookPct  = 60.0
+	maxSendDropPct = 20.0
 )
 
 type row struct {
@@ -128,7 +134,7 @@ func columns(units []string) []string {
 		have[u] = true
 	}
 	placed := map[string]bool{"ns/op": true, "B/op": true, "allocs/op": true}
-	for _, u := range []string{"req/s", "p50-ms", "p99-ms", "%ceiling", "p99x", "srv-cpu-us/req", "gen-cpu-us/req"} {
+	for _, u := range []string{"req/s", "p50-ms", "p99-ms", "%ceiling", "p99x", "srv-cpu-us/req", "gen-cpu-us/req", "events/s", "%raw", "%drop", "wh-events/s"} {
 		if have[u] {
 			cols = append(cols, u)
 			placed[u] = true
@@ -297,6 +303,46 @@ func judge(p *parsed) []verdict {
 		out = append(out, verdict{target: fmt.Sprintf("limiter ≤ %.0f ns/op, 0 allocs/op", maxLimiterNsOp),
 			status: "NOT MEASURED", detail: "no " + limiterPkg + " BenchmarkAllow* result"})
 	}
+
+	// Webhook delivery against raw POSTs from the same client.
+	t3 := verdict{target: fmt.Sprintf("webhooks ≥ %.0f%% of the raw POST rate (signed, durable outbox)", minWebhookPct), status: "NOT MEASURED",
+		detail: "no BenchmarkWebhooks/outbox result (did the webhook benchmark fail or get skipped?)"}
+	oRate, okO := mean(p, named("Webhooks/outbox"), "events/s")
+	rRate, okR := mean(p, named("Webhooks/raw"), "events/s")
+	wPct, okWP := mean(p, named("Webhooks/outbox"), "%raw")
+	if !okWP && okO && okR && rRate > 0 {
+		wPct, okWP = 100*oRate/rRate, true
+	}
+	if okWP {
+		t3.status = pass(wPct >= minWebhookPct)
+		t3.detail = fmt.Sprintf("%.1f%%", wPct)
+		if okO && okR {
+			t3.detail += fmt.Sprintf(" (%s vs %s events/s)", format(oRate), format(rRate))
+		}
+	}
+	out = append(out, t3)
+
+	// Send path with and without webhooks flowing.
+	t4 := verdict{target: fmt.Sprintf("send path drop < %.0f%% with webhooks flowing", maxSendDropPct), status: "NOT MEASURED",
+		detail: "no BenchmarkWebhooks/send-webhooks result"}
+	withWH, okWith := mean(p, named("Webhooks/send-webhooks"), "req/s")
+	plain, okPlain := mean(p, named("Webhooks/send-plain"), "req/s")
+	drop, okDrop := mean(p, named("Webhooks/send-webhooks"), "%drop")
+	if !okDrop && okWith && okPlain && plain > 0 {
+		drop, okDrop = 100*(plain-withWH)/plain, true
+	}
+	if okDrop {
+		t4.status = pass(drop < maxSendDropPct)
+		t4.detail = fmt.Sprintf("%.1f%%", drop)
+		if okWith && okPlain {
+			t4.detail += fmt.Sprintf(" (%s req/s with webhooks vs %s without", format(withWH), format(plain))
+			if ev, ok := mean(p, named("Webhooks/send-webhooks"), "wh-events/s"); ok {
+				t4.detail += fmt.Sprintf("; %s webhook deliveries/s meanwhile", format(ev))
+			}
+			t4.detail += ")"
+		}
+	}
+	out = append(out, t4)
 	return out
 }
 
@@ -324,6 +370,8 @@ func main() {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "SendPath rows: an op is one HTTP request, at WALYTIC_BENCH_CONNS connections (default 64); ns/op = 1/throughput;")
 		fmt.Fprintln(w, "B/op and allocs/op there are the load generator's own, per request; srv-cpu-us/req and gen-cpu-us/req are the server's and the load generator's CPU time per request.")
+		fmt.Fprintln(w, "Webhooks rows: raw and outbox report events/s (an op is one event), outbox %raw is its rate over raw's; send-plain and send-webhooks")
+		fmt.Fprintf(w, "are the SendPath load without and with a \"*\" webhook endpoint, %s the req/s lost, wh-events/s the deliveries made meanwhile.\n", "%drop")
 	}
 
 	fmt.Fprint(w, "\n## Targets\n\n")

@@ -240,10 +240,10 @@ func walyticBinary(tb testing.TB) string {
 	return bin
 }
 
-// startWalytic runs `walytic serve` on a fresh data directory and returns
-// it with its address; the data directory path is kept short so the admin
-// socket path fits a sockaddr_un.
-func startWalytic(tb testing.TB, bin string) (*server, string) {
+// startWalytic runs `walytic serve` (with any extra flags) on a fresh data
+// directory and returns it with its address; the data directory path is kept
+// short so the admin socket path fits a sockaddr_un.
+func startWalytic(tb testing.TB, bin string, extra ...string) (*server, string) {
 	tb.Helper()
 	base, err := os.MkdirTemp("", "wlb-")
 	if err != nil {
@@ -257,7 +257,7 @@ func startWalytic(tb testing.TB, bin string) (*server, string) {
 		tb.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, append([]string{"serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0"}, extra...)...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf // a file, not a pipe: nothing in this process copies the log
 	setParentDeathSignal(cmd)
