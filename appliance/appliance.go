@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/walytic/appliance/appliance/limiter"
@@ -80,6 +81,8 @@ type Appliance struct {
 
 	mu       sync.RWMutex
 	sessions map[sessionKey]*sessionRuntime
+
+	sendFailures sync.Map // error code → *atomic.Uint64
 
 	// FirstStart is true when Open created the default workspace: the data
 	// directory was empty.
@@ -206,4 +209,22 @@ func (k *keyedMutex) lock(key string) func() {
 	m := &k.stripes[h%uint32(len(k.stripes))]
 	m.Lock()
 	return m.Unlock
+}
+
+func (a *Appliance) countSendFailure(code string) {
+	v, ok := a.sendFailures.Load(code)
+	if !ok {
+		v, _ = a.sendFailures.LoadOrStore(code, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(1)
+}
+
+// SendFailures counts messages that failed, by error code, since start.
+func (a *Appliance) SendFailures() map[string]uint64 {
+	out := map[string]uint64{}
+	a.sendFailures.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
 }

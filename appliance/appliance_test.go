@@ -211,6 +211,9 @@ func TestLifecycleEventsAndStatuses(t *testing.T) {
 	if got := fmt.Sprint(h.events.types(bad.ID)); got != "[message.failed]" {
 		t.Fatalf("events of a failed send = %s (no message.sent before a failure)", got)
 	}
+	if n := h.app.SendFailures()["send_failed"]; n != 1 {
+		t.Fatalf("send_failed counted %d times, want 1", n)
+	}
 	h.waitQueueEmpty(DefaultWorkspace, sess)
 	if v, _ := h.app.Session(DefaultWorkspace, sess); v.Status != "connected" {
 		t.Fatalf("session after drain: %+v", v)

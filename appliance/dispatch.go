@@ -249,6 +249,7 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		m := &u.next
 		ev := &Event{ID: storage.NewID("evt_", now), Workspace: rt.ws, SessionID: rt.id, Timestamp: now.Unix(), MessageID: m.ID, To: m.To}
 		if o.err != nil {
+			rt.a.countSendFailure(o.err.Code)
 			m.Status = StatusFailed
 			m.Error = o.err
 			ev.Type = EventMessageFailed

@@ -2,6 +2,7 @@ package httpfast
 
 import (
 	"fmt"
+	"sort"
 	"sync/atomic"
 
 	"github.com/valyala/fasthttp"
@@ -42,6 +43,17 @@ func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
 	fmt.Fprintln(w, "# HELP walytic_messages_accepted_total Outbound messages accepted (202) by POST /v1/messages.")
 	fmt.Fprintln(w, "# TYPE walytic_messages_accepted_total counter")
 	fmt.Fprintf(w, "walytic_messages_accepted_total %d\n", s.metrics.messagesAccepted.Load())
+	fmt.Fprintln(w, "# HELP walytic_messages_failed_total Outbound messages that failed, by error code.")
+	fmt.Fprintln(w, "# TYPE walytic_messages_failed_total counter")
+	failures := s.app.SendFailures()
+	codes := make([]string, 0, len(failures))
+	for c := range failures {
+		codes = append(codes, c)
+	}
+	sort.Strings(codes)
+	for _, c := range codes {
+		fmt.Fprintf(w, "walytic_messages_failed_total{code=%q} %d\n", c, failures[c])
+	}
 	fmt.Fprintln(w, "# HELP walytic_session_queue_depth Messages waiting in each session's send queue.")
 	fmt.Fprintln(w, "# TYPE walytic_session_queue_depth gauge")
 	for _, v := range s.app.Sessions("") {
