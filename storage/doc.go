@@ -23,7 +23,8 @@
 //	idem/<ws>/<idempotencyKey>      Idempotency               24 h replay of POST /v1/messages
 //	quota/<ws>/<YYYY-MM>            int64 counter (merge)     accepted outbound messages in that UTC month
 //	wh/<endpointID>                 Webhook (JSON)            State; endpoint config, loaded into memory at Open
-//	dlv/<deliveryID>                Delivery (body inside)    webhook outbox: staged in the batch of the change that caused the event
+//	dlv/<deliveryID>                Delivery                  webhook outbox: staged in the batch of the change that caused the event
+//	dlb/<deliveryID>                raw event JSON            the delivery's body, written once
 //	due/<nextAt:8 bytes BE>/<dlvID> empty                     pending deliveries by next attempt time
 //	att/<endpointID>/<attemptID>    Attempt                   the deliveries log, newest first = reverse scan
 //	whf/<endpointID>                int64 Unix seconds        since when an endpoint has failed every attempt

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -52,21 +51,21 @@ type Webhook struct {
 // Delivery is one event owed to one endpoint, with its body as it is sent on
 // every attempt.
 type Delivery struct {
-	ID         string          `json:"id"`
-	EventID    string          `json:"eventId"`
-	EventType  string          `json:"event"`
-	SessionID  string          `json:"sessionId"`
-	Workspace  string          `json:"workspace"`
-	EndpointID string          `json:"endpointId"`
-	Body       json.RawMessage `json:"body"`     // the event JSON, sent as is
-	State      string          `json:"state"`    // "pending" | "delivered" | "failed"
-	Attempts   int             `json:"attempts"` // attempts in the current run of the schedule
-	Total      int             `json:"total"`    // attempts ever
-	NextAt     int64           `json:"nextAt"`   // Unix nanoseconds of the next attempt, while pending
-	LastStatus int             `json:"lastStatus,omitempty"`
-	LastError  string          `json:"lastError,omitempty"`
-	CreatedAt  int64           `json:"createdAt"`
-	UpdatedAt  int64           `json:"updatedAt"`
+	ID         string `json:"id"`
+	EventID    string `json:"eventId"`
+	EventType  string `json:"event"`
+	SessionID  string `json:"sessionId"`
+	Workspace  string `json:"workspace"`
+	EndpointID string `json:"endpointId"`
+	Body       []byte `json:"-"`        // the event JSON, sent as is; stored once under dlb/
+	State      string `json:"state"`    // "pending" | "delivered" | "failed"
+	Attempts   int    `json:"attempts"` // attempts in the current run of the schedule
+	Total      int    `json:"total"`    // attempts ever
+	NextAt     int64  `json:"nextAt"`   // Unix nanoseconds of the next attempt, while pending
+	LastStatus int    `json:"lastStatus,omitempty"`
+	LastError  string `json:"lastError,omitempty"`
+	CreatedAt  int64  `json:"createdAt"`
+	UpdatedAt  int64  `json:"updatedAt"`
 }
 
 // Attempt is one HTTP POST of a delivery, for the deliveries log.
@@ -85,7 +84,15 @@ type Attempt struct {
 	State       string `json:"state"`
 }
 
-func deliveryKey(id string) []byte { return []byte("dlv/" + id) }
+func deliveryKey(id string) []byte     { return []byte("dlv/" + id) }
+func deliveryBodyKey(id string) []byte { return []byte("dlb/" + id) }
+
+// StageNewDelivery writes a new delivery with its body. The body is written
+// once; attempts rewrite only the small delivery record.
+func (b *Batch) StageNewDelivery(d *Delivery) error {
+	b.Set(deliveryBodyKey(d.ID), d.Body)
+	return b.StageDelivery(d, 0)
+}
 func attemptKey(endpointID, id string) []byte {
 	return []byte("att/" + endpointID + "/" + id)
 }
@@ -159,6 +166,9 @@ func (db *DB) Delivery(id string) (*Delivery, error) {
 	d := &Delivery{}
 	if err := decode(v, d); err != nil {
 		return nil, fmt.Errorf("delivery %s: %w", id, err)
+	}
+	if d.Body, err = db.get(deliveryBodyKey(id)); err != nil {
+		return nil, fmt.Errorf("body of delivery %s: %w", id, err)
 	}
 	return d, nil
 }
@@ -268,6 +278,7 @@ func (db *DB) PruneWebhookLog(attemptCutoff, deliveryCutoff string) (int, error)
 		}
 		if d.State != "pending" {
 			b.Delete(append([]byte(nil), k...))
+			b.Delete(deliveryBodyKey(d.ID))
 			n++
 		}
 		return n < 200_000

@@ -141,7 +141,7 @@ func (s *Service) Stage(b *storage.Batch, ev *storage.Event) error {
 			Workspace: ev.Workspace, EndpointID: ep.ID, Body: body, State: statePending,
 			NextAt: now.UnixNano(), CreatedAt: now.Unix(), UpdatedAt: now.Unix(),
 		}
-		if err := b.StageDelivery(d, 0); err != nil {
+		if err := b.StageNewDelivery(d); err != nil {
 			return err
 		}
 		b.OnCommit(func() { s.accept(d) })
