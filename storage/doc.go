@@ -15,7 +15,7 @@
 //	ws/<workspace>                  Workspace (JSON)          State; loaded into memory at Open
 //	key/<keyID>                     APIKey (JSON, hash only)  State; loaded into memory at Open
 //	sess/<ws>/<sessionID>           Session                   session create/status/delete
-//	msg/<ws>/<msgID>                Message (JSON, zstd>512B) send/inbound/status; list newest first = reverse scan
+//	msg/<ws>/<msgID>                Message (binary, zstd>1K) send/inbound/status; list newest first = reverse scan
 //	ms/<ws>/<sessionID>/<msgID>     empty                     secondary index: messages of one session
 //	q/<ws>/<sessionID>/<msgID>      empty                     the session's send queue, FIFO (ids are time-ordered)
 //	wa/<ws>/<sessionID>/<waID>      msgID                     receipt look-up: WhatsApp id → our message

@@ -108,6 +108,9 @@ func zstdCodec() (*zstd.Encoder, *zstd.Decoder) {
 }
 
 func encode(v any) ([]byte, error) {
+	if m, ok := v.(*Message); ok {
+		return encodeMessage(m), nil
+	}
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode record: %w", err)
@@ -129,6 +132,12 @@ func decode(b []byte, v any) error {
 	}
 	payload := b[1:]
 	switch b[0] {
+	case tagMessage, tagMessageZstd:
+		m, ok := v.(*Message)
+		if !ok {
+			return fmt.Errorf("decode record: a message record where %T was expected", v)
+		}
+		return decodeMessage(b, m)
 	case tagJSON:
 	case tagZstd:
 		_, dec := zstdCodec()

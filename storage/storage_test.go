@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -78,9 +79,9 @@ func TestCodecCompressesLargeValues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantTag := byte(tagJSON)
+		wantTag := byte(tagMessage)
 		if m == big {
-			wantTag = tagZstd
+			wantTag = tagMessageZstd
 			if len(v) > len(big.Text)/4 {
 				t.Errorf("big value is %d bytes, compression did not help", len(v))
 			}
@@ -292,4 +293,55 @@ func TestSchemaGuard(t *testing.T) {
 	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "upgrade walytic") {
 		t.Fatalf("newer schema opened: %v", err)
 	}
+}
+
+func TestMessageCodecRoundTripsAndReadsJSONRecords(t *testing.T) {
+	cases := []*Message{
+		{ID: "msg_a", Workspace: "acme", Direction: "outbound", SessionID: "919876543210", To: "919999999999", From: "919876543210",
+			Type: "text", Text: "héllo ✓", Status: "sent", WAID: "3EB0ABCDEF", Sent: true, CreatedAt: 1714602000, UpdatedAt: 1714602001, Fingerprint: "fp"},
+		{ID: "msg_b", Status: "failed", Error: &MessageError{Code: "send_failed", Message: "no"}, CreatedAt: -5},
+		{ID: "msg_c", Direction: "inbound", FromLID: "123@lid", Caption: "look", Text: strings.Repeat("long text ", 300)},
+	}
+	for _, m := range cases {
+		v, err := encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Message
+		if err := decode(v, &back); err != nil {
+			t.Fatalf("%s: %v", m.ID, err)
+		}
+		gotErr, wantErr := back.Error, m.Error
+		want := *m
+		back.Error, want.Error = nil, nil
+		if back != want || (gotErr == nil) != (wantErr == nil) || (gotErr != nil && *gotErr != *wantErr) {
+			t.Fatalf("round trip of %s:\n got %+v\nwant %+v", m.ID, back, *m)
+		}
+	}
+	if v, _ := encode(cases[2]); v[0] != tagMessageZstd {
+		t.Fatalf("a long message is not compressed (tag %q)", v[0])
+	}
+	// Records from the JSON codec (the first release) still read.
+	raw, _ := json.Marshal(cases[0])
+	var back Message
+	if err := decode(append([]byte{tagJSON}, raw...), &back); err != nil || back.Text != cases[0].Text || !back.Sent {
+		t.Fatalf("JSON record: %+v %v", back, err)
+	}
+	for i := 1; i < 20; i++ {
+		v, _ := encode(cases[0])
+		if err := decode(v[:len(v)-i], &back); err == nil {
+			t.Fatalf("record cut by %d bytes decoded", i)
+		}
+	}
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	v, _ := encode(&Message{ID: "msg_a", Text: "hi", Error: &MessageError{Code: "c"}})
+	f.Add(v)
+	f.Add([]byte{tagMessage})
+	f.Add([]byte{tagMessageZstd, 1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m Message
+		_ = decode(b, &m) // must not panic
+	})
 }
