@@ -345,3 +345,46 @@ func FuzzDecodeMessage(f *testing.F) {
 		_ = decode(b, &m) // must not panic
 	})
 }
+
+func TestPruneWebhookLogKeepsPendingAndRecent(t *testing.T) {
+	db := mustOpen(t, t.TempDir())
+	defer db.Close()
+	old := time.Now().Add(-40 * 24 * time.Hour)
+	recent := time.Now()
+	b := db.NewBatch()
+	// NewID never goes back in time within a process, so backdated ids are made by hand.
+	seq := time.Duration(0)
+	idAt := func(prefix string, at time.Time) string { seq++; return IDBound(prefix, at.Add(seq)) }
+	mk := func(at time.Time, state string) *Delivery {
+		d := &Delivery{ID: idAt("dlv_", at), EndpointID: "wh_1", State: state, NextAt: at.UnixNano(), Body: []byte(`{}`)}
+		if err := b.StageNewDelivery(d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	oldDone, oldPending, newDone := mk(old, "delivered"), mk(old, "pending"), mk(recent, "delivered")
+	for _, at := range []time.Time{old, recent} {
+		if err := b.StageAttempt(&Attempt{ID: idAt("att_", at), EndpointID: "wh_1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCommit(t, db, b)
+	cut := time.Now().Add(-30 * 24 * time.Hour)
+	n, err := db.PruneWebhookLog(IDBound("att_", cut), IDBound("dlv_", cut))
+	if err != nil || n != 2 {
+		t.Fatalf("pruned %d (%v), want the old attempt and the old finished delivery", n, err)
+	}
+	if _, err := db.Delivery(oldDone.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("old finished delivery kept: %v", err)
+	}
+	for _, d := range []*Delivery{oldPending, newDone} {
+		if got, err := db.Delivery(d.ID); err != nil || string(got.Body) != `{}` {
+			t.Fatalf("delivery %s lost: %v", d.ID, err)
+		}
+	}
+	var left int
+	_ = db.Attempts("wh_1", "", func(*Attempt) bool { left++; return true })
+	if left != 1 {
+		t.Fatalf("%d attempts left, want the recent one", left)
+	}
+}
