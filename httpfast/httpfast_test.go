@@ -1,6 +1,7 @@
 package httpfast
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -128,5 +129,48 @@ func TestMessageQueryValidation(t *testing.T) {
 	f, limit, err := parseMessageQuery(&args)
 	if err != nil || limit != 1000 || f.Direction != "inbound" || f.Since != 1 || f.Until != 2 {
 		t.Fatalf("valid query: %+v %d %v", f, limit, err)
+	}
+}
+
+func TestDocsAreServedAndDescribeEveryRoute(t *testing.T) {
+	s := New(Config{})
+	get := func(path string) *fasthttp.RequestCtx {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI(path)
+		ctx.Request.Header.SetMethod("GET")
+		s.handlePublic(&ctx)
+		if ctx.Response.StatusCode() != 200 {
+			t.Fatalf("GET %s: %d", path, ctx.Response.StatusCode())
+		}
+		return &ctx
+	}
+	var spec struct {
+		OpenAPI string                    `json:"openapi"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(get("/openapi.json").Response.Body(), &spec); err != nil || spec.OpenAPI != "3.1.0" {
+		t.Fatalf("openapi.json: %v %q", err, spec.OpenAPI)
+	}
+	for _, r := range apiRoutes {
+		if _, ok := spec.Paths[r.Path][strings.ToLower(r.Method)]; !ok {
+			t.Errorf("%s %s missing from the OpenAPI document", r.Method, r.Path)
+		}
+	}
+	for _, want := range []string{"/v1/messages", "/v1/sessions/{id}/qr", "/v1/webhooks/deliveries/{deliveryId}/redeliver", "/v1/usage", "/v1/numbers/check"} {
+		if spec.Paths[want] == nil {
+			t.Errorf("%s is not documented", want)
+		}
+	}
+	var postman struct {
+		Info struct{ Schema string } `json:"info"`
+		Item []any                   `json:"item"`
+	}
+	if err := json.Unmarshal(get("/documentation/postman.json").Response.Body(), &postman); err != nil ||
+		!strings.Contains(postman.Info.Schema, "v2.1.0") || len(postman.Item) != len(apiRoutes) {
+		t.Fatalf("postman: %v %+v", err, postman.Info)
+	}
+	page := string(get("/documentation").Response.Body())
+	if !strings.Contains(page, "<code>/v1/messages</code>") || !strings.Contains(page, "/openapi.json") {
+		t.Fatal("documentation page lacks the routes")
 	}
 }

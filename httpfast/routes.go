@@ -21,6 +21,15 @@ func (s *Server) handlePublic(ctx *fasthttp.RequestCtx) {
 	case "/metrics":
 		s.metricsHandler(ctx)
 		return
+	case "/openapi.json":
+		s.serveDocs(ctx, "openapi")
+		return
+	case "/documentation/postman.json":
+		s.serveDocs(ctx, "postman")
+		return
+	case "/documentation", "/documentation/":
+		s.serveDocs(ctx, "html")
+		return
 	}
 	if strings.HasPrefix(path, "/admin/") {
 		if !s.adminAuthorized(ctx) {
