@@ -369,6 +369,7 @@ func (t *gatedTransport) Send(_ context.Context, r whatsapp.SendRequest) (whatsa
 	v.(*atomic.Int64).Add(1)
 	return whatsapp.SendResult{WAMessageID: r.ID, Timestamp: time.Now()}, nil
 }
+
 // CheckNumbers says nobody is on WhatsApp; tests that send seed the cache.
 func (t *gatedTransport) CheckNumbers(_ context.Context, n []string) ([]bool, error) {
 	return make([]bool, len(n)), nil
