@@ -117,6 +117,11 @@ func (s *Service) run(ctx context.Context) {
 				}
 			}
 			inflight -= len(batch)
+			// Free the slots and start the next attempts before writing the
+			// outcomes: with at most MaxInFlight per endpoint, time spent
+			// between attempts is throughput lost.
+			s.release(st, batch)
+			inflight += s.fill(ctx, st)
 			s.record(st, batch)
 		}
 		inflight += s.fill(ctx, st)
@@ -289,6 +294,21 @@ func (s *Service) post(ctx context.Context, d *storage.Delivery, ep *storage.Web
 	return resp.StatusCode, nil
 }
 
+// release frees the lanes and endpoint slots of finished attempts.
+func (s *Service) release(st *loopState, batch []result) {
+	for _, r := range batch {
+		d := r.d
+		if l := st.lanes[d.EndpointID+"\x00"+d.SessionID]; l != nil {
+			l.busy = false
+			l.ep.inflight--
+			if st.eps[l.ep.id] == nil {
+				st.eps[l.ep.id] = l.ep
+			}
+			s.markReady(l)
+		}
+	}
+}
+
 // record writes the outcomes of finished attempts in one batch and puts
 // retries back in the heap.
 func (s *Service) record(st *loopState, batch []result) {
@@ -301,15 +321,6 @@ func (s *Service) record(st *loopState, batch []result) {
 	var toDisable []disable
 	for _, r := range batch {
 		d := r.d
-		key := d.EndpointID + "\x00" + d.SessionID
-		if l := st.lanes[key]; l != nil {
-			l.busy = false
-			l.ep.inflight--
-			if st.eps[l.ep.id] == nil {
-				st.eps[l.ep.id] = l.ep
-			}
-			s.markReady(l)
-		}
 		if r.canceled {
 			continue // shutting down: the delivery stays pending as stored
 		}
