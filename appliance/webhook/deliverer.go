@@ -61,31 +61,42 @@ func (h *retryHeap) Pop() any {
 
 // loopState is owned by the run goroutine alone.
 type loopState struct {
-	eps     map[string]*epState
-	lanes   map[string]*lane
-	known   map[string]bool // delivery ids queued, waiting or in flight
-	retries retryHeap
-	failing map[string]int64 // endpoint → failing since (Unix s), cached
-	timer   *time.Timer
+	eps   map[string]*epState
+	lanes map[string]*lane
+	known map[string]bool // delivery ids queued, waiting or in flight
+	// done remembers recently finished deliveries: the start-up scan can
+	// see a delivery whose commit callback has not run yet, and the late
+	// callback must not send it a second time.
+	done      map[string]bool
+	doneOrder []string
+	retries   retryHeap
+	failing   map[string]int64 // endpoint → failing since (Unix s), cached
+	timer     *time.Timer
 }
 
-// accept hands committed deliveries to the run loop.
-func (s *Service) accept(ds ...*storage.Delivery) {
+// inboxItem is a committed delivery on its way to the run loop.
+type inboxItem struct {
+	d         *storage.Delivery
+	redeliver bool // asked for again: it may have finished before
+}
+
+// accept hands a committed delivery to the run loop.
+func (s *Service) accept(d *storage.Delivery, redeliver bool) {
 	s.inboxMu.Lock()
-	s.inbox = append(s.inbox, ds...)
+	s.inbox = append(s.inbox, inboxItem{d, redeliver})
 	s.inboxMu.Unlock()
 	s.kick()
 }
 
 func (s *Service) run(ctx context.Context) {
 	defer s.wg.Done()
-	st := &loopState{eps: map[string]*epState{}, lanes: map[string]*lane{}, known: map[string]bool{}, failing: map[string]int64{}}
+	st := &loopState{eps: map[string]*epState{}, lanes: map[string]*lane{}, known: map[string]bool{}, done: map[string]bool{}, failing: map[string]int64{}}
 	st.timer = time.NewTimer(time.Hour)
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
 	inflight := 0
 	err := s.db.PendingDeliveries(func(d *storage.Delivery) bool {
-		s.enqueue(st, d)
+		s.enqueue(st, d, false)
 		return true
 	})
 	if err != nil {
@@ -130,8 +141,15 @@ func (s *Service) run(ctx context.Context) {
 
 // enqueue places a pending delivery: due now into its lane, later into the
 // retry heap. Ids already known are ignored (a redelivery of a delivery that
-// is queued or in flight is already on its way).
-func (s *Service) enqueue(st *loopState, d *storage.Delivery) {
+// is queued or in flight is already on its way), and so are recently
+// finished ones unless asked for again.
+func (s *Service) enqueue(st *loopState, d *storage.Delivery, redeliver bool) {
+	if st.done[d.ID] {
+		if !redeliver {
+			return
+		}
+		delete(st.done, d.ID)
+	}
 	if st.known[d.ID] {
 		for _, w := range st.retries { // a redelivery of one waiting to retry: now
 			if w.ID == d.ID {
@@ -180,8 +198,8 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 	inbox := s.inbox
 	s.inbox = nil
 	s.inboxMu.Unlock()
-	for _, d := range inbox {
-		s.enqueue(st, d)
+	for _, it := range inbox {
+		s.enqueue(st, it.d, it.redeliver)
 	}
 	now := s.now()
 	for len(st.retries) > 0 && st.retries[0].NextAt <= now.UnixNano() {
@@ -239,7 +257,7 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 func (s *Service) finishUnattempted(st *loopState, ds []*storage.Delivery, now time.Time) {
 	b := s.db.NewBatch()
 	for _, d := range ds {
-		delete(st.known, d.ID)
+		s.finished(st, d.ID)
 		prev := d.NextAt
 		d.State = stateFailed
 		d.UpdatedAt = now.Unix()
@@ -372,7 +390,7 @@ func (s *Service) record(st *loopState, batch []result) {
 		if d.State == statePending {
 			heap.Push(&st.retries, d)
 		} else {
-			delete(st.known, d.ID)
+			s.finished(st, d.ID)
 		}
 	}
 	if err := s.db.CommitNoSync(b); err != nil {
@@ -436,5 +454,19 @@ func (s *Service) prune() {
 	}
 	if n > 0 {
 		s.log.Info("pruned webhook log", "records", n, "retention", s.opts.Retention.String())
+	}
+}
+
+// doneMax bounds how many finished delivery ids the loop remembers.
+const doneMax = 100_000
+
+func (s *Service) finished(st *loopState, id string) {
+	delete(st.known, id)
+	st.done[id] = true
+	st.doneOrder = append(st.doneOrder, id)
+	if len(st.doneOrder) > doneMax {
+		delete(st.done, st.doneOrder[0])
+		st.doneOrder[0] = ""
+		st.doneOrder = st.doneOrder[1:]
 	}
 }

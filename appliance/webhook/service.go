@@ -56,7 +56,7 @@ type Service struct {
 	wake    chan struct{}
 	results chan result
 	inboxMu sync.Mutex
-	inbox   []*storage.Delivery // committed deliveries not yet taken by the run loop
+	inbox   []inboxItem // committed deliveries not yet taken by the run loop
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	started bool
@@ -144,7 +144,7 @@ func (s *Service) Stage(b *storage.Batch, ev *storage.Event) error {
 		if err := b.StageNewDelivery(d); err != nil {
 			return err
 		}
-		b.OnCommit(func() { s.accept(d) })
+		b.OnCommit(func() { s.accept(d, false) })
 	}
 	return nil
 }

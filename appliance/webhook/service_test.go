@@ -333,8 +333,12 @@ func TestFiltersDisabledAndPatchTakeEffectAtOnce(t *testing.T) {
 	_ = f.state.PutWebhook(ep)
 	f.emit(sentEvent(4, "919876543210"))
 	time.Sleep(50 * time.Millisecond)
-	if n := len(rc.requests()); n != 2 {
-		t.Fatalf("%d requests; a disabled endpoint got events", n)
+	if got := rc.requests(); len(got) != 2 {
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.header.Get("X-Walytic-Delivery"))
+		}
+		t.Fatalf("%d requests %v; a disabled endpoint got events", len(got), ids)
 	}
 }
 
