@@ -111,45 +111,14 @@ func (a *Appliance) PairingCode(ctx context.Context, workspace, sessionID string
 	return code, nil
 }
 
-// RestartSession reconnects a session's transport, which makes a session
-// whose pairing timed out, or that stopped after a permanent disconnect, try
-// again.
-func (a *Appliance) RestartSession(workspace, sessionID string) (SessionView, error) {
-	if err := ValidateSessionID("sessionId", sessionID); err != nil {
-		return SessionView{}, err
-	}
-	rt, err := a.runtime(workspace, sessionID)
-	if err != nil {
-		return SessionView{}, err
-	}
-	if err := a.restartSession(rt); err != nil {
-		return SessionView{}, err
-	}
-	nrt, err := a.runtime(workspace, sessionID)
-	if err != nil {
-		return SessionView{}, err
-	}
-	return nrt.view(), nil
-}
-
-// restartSession stops a runtime and starts a new one for the same record.
+// restartSession stops a runtime and starts a new one for the same record,
+// which makes a session whose pairing timed out try again.
 func (a *Appliance) restartSession(rt *sessionRuntime) error {
-	d, ok := a.drivers[rt.driver()]
-	if !ok {
-		return Invalid("driver", "driver %q is not available in this build", rt.driver())
-	}
 	rt.stop()
 	rt.mu.Lock()
 	rec := rt.rec
 	rt.mu.Unlock()
-	nrt := a.newRuntime(&rec)
-	if n, err := a.db.QueueLen(rec.Workspace, rec.ID); err == nil {
-		nrt.queueDepth.Store(int64(n))
-	}
-	a.mu.Lock()
-	a.sessions[sessionKey{rec.Workspace, rec.ID}] = nrt
-	a.mu.Unlock()
-	return nrt.open(d)
+	return a.startSession(&rec)
 }
 
 // SetPacing overrides a session's pacing (nil restores the driver's default;

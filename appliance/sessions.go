@@ -78,16 +78,9 @@ func (a *Appliance) dropRuntime(key sessionKey) {
 	a.mu.Unlock()
 }
 
-// startSession brings up a stored session at boot.
+// startSession brings up a stored session: at boot, and when a session is
+// restarted. A session whose driver this build lacks is listed but not run.
 func (a *Appliance) startSession(rec *storage.Session) error {
-	d, ok := a.drivers[rec.Driver]
-	if !ok {
-		rt := a.newRuntime(rec)
-		a.mu.Lock()
-		a.sessions[sessionKey{rec.Workspace, rec.ID}] = rt
-		a.mu.Unlock()
-		return fmt.Errorf("driver %q is not available in this build", rec.Driver)
-	}
 	rt := a.newRuntime(rec)
 	if n, err := a.db.QueueLen(rec.Workspace, rec.ID); err == nil {
 		rt.queueDepth.Store(int64(n))
@@ -95,6 +88,10 @@ func (a *Appliance) startSession(rec *storage.Session) error {
 	a.mu.Lock()
 	a.sessions[sessionKey{rec.Workspace, rec.ID}] = rt
 	a.mu.Unlock()
+	d, ok := a.drivers[rec.Driver]
+	if !ok {
+		return fmt.Errorf("driver %q is not available in this build", rec.Driver)
+	}
 	return rt.open(d)
 }
 

@@ -201,26 +201,6 @@ func (db *DB) PendingDeliveries(fn func(*Delivery) bool) error {
 	return err
 }
 
-// DueDeliveries calls fn with the id and due time of pending deliveries due
-// at or before now (Unix nanoseconds), earliest first, until fn returns false.
-// It returns the due time of the first delivery not yet due (0 if none).
-func (db *DB) DueDeliveries(now int64, fn func(id string, nextAt int64) bool) (int64, error) {
-	p := []byte("due/")
-	var next int64
-	err := db.Scan(p, prefixEnd(p), false, func(k, _ []byte) bool {
-		if len(k) < len(p)+9 {
-			return true
-		}
-		at := int64(binary.BigEndian.Uint64(k[len(p) : len(p)+8]))
-		if at > now {
-			next = at
-			return false
-		}
-		return fn(string(k[len(p)+9:]), at)
-	})
-	return next, err
-}
-
 // Attempts calls fn for an endpoint's attempts, newest first, starting below
 // the attempt id before ("" = newest), until fn returns false.
 func (db *DB) Attempts(endpointID, before string, fn func(*Attempt) bool) error {
@@ -355,6 +335,3 @@ func (s *LocalState) DeleteWebhook(id string) error {
 	s.snap.Store(n)
 	return nil
 }
-
-// StageDeleteDue removes a stale entry of the due index.
-func (b *Batch) StageDeleteDue(nextAt int64, id string) { b.Delete(dueKey(nextAt, id)) }
