@@ -44,7 +44,11 @@ type session struct {
 	stopped    bool // a permanent condition: no reconnects until reopened
 	connecting bool // a connect() call is in flight
 	again      bool // reconnect once the in-flight connect() returns
-	attempt    int  // failed connection attempts since the last login
+	// connectDue: a retry came due while a connect() was still in flight (the
+	// socket can log in and drop before connect() returns); connect again
+	// once it does, or the retry would be lost.
+	connectDue bool
+	attempt    int // failed connection attempts since the last login
 	retry      Timer
 	loginTimer Timer
 	// Pairing.
@@ -120,7 +124,11 @@ func (s *session) reportIf(cond func(cur string) bool, status, reason string) {
 
 // connectLocked starts a connect() unless one runs or the session stopped.
 func (s *session) connectLocked() {
-	if s.closed || s.stopped || s.connecting {
+	if s.closed || s.stopped {
+		return
+	}
+	if s.connecting {
+		s.connectDue = true
 		return
 	}
 	if s.retry != nil {
@@ -146,9 +154,16 @@ func (s *session) doConnect() {
 	if s.again {
 		// A fresh login was asked for while this connect was in flight.
 		s.again = false
+		s.connectDue = false
 		s.mu.Unlock()
 		s.c.disconnect()
 		s.mu.Lock()
+		s.connectLocked()
+		s.mu.Unlock()
+		return
+	}
+	if s.connectDue {
+		s.connectDue = false
 		s.connectLocked()
 		s.mu.Unlock()
 		return
@@ -164,7 +179,9 @@ func (s *session) doConnect() {
 		s.report(whatsapp.StatusDisconnected, fmt.Sprintf("could not connect to WhatsApp (%v); retrying in %s", err, roundDur(d)))
 		return
 	}
-	if s.c.paired() {
+	if s.c.paired() && !s.c.loggedIn() {
+		// Not logged in yet: watch for a login that never comes. (The
+		// Connected event may already have arrived, in which case no watch.)
 		if s.loginTimer != nil {
 			s.loginTimer.Stop()
 		}
@@ -221,6 +238,7 @@ func (s *session) loginTimedOut() {
 // stopLocked makes the session stop reconnecting and cancels its timers.
 func (s *session) stopLocked() {
 	s.stopped = true
+	s.connectDue = false
 	s.stopTimersLocked()
 	s.pairing = false
 }
