@@ -48,6 +48,14 @@ type session struct {
 	// socket can log in and drop before connect() returns); connect again
 	// once it does, or the retry would be lost.
 	connectDue bool
+	// online: WhatsApp logged the session in (Connected) and the socket has
+	// not dropped since. Kept here because asking whatsmeow while a
+	// connect() is in flight races inside its socket code.
+	online bool
+	// hasDevice: the session has a paired device (at start, or since
+	// PairSuccess). Kept here because whatsmeow writes its store's ID from
+	// its pairing goroutine without a lock.
+	hasDevice  bool
 	attempt    int // failed connection attempts since the last login
 	retry      Timer
 	loginTimer Timer
@@ -74,12 +82,14 @@ func newSession(ref whatsapp.SessionRef, h whatsapp.Handler, c conn, opts Option
 
 // start reports "connecting" and dials.
 func (s *session) start() {
+	hasDevice := s.c.paired() // no socket yet: nothing writes the store
 	reason := "connecting to WhatsApp"
-	if !s.c.paired() {
+	if !hasDevice {
 		reason = "connecting to WhatsApp to get a QR code for pairing"
 	}
 	s.report(whatsapp.StatusConnecting, reason)
 	s.mu.Lock()
+	s.hasDevice = hasDevice
 	s.connectLocked()
 	s.mu.Unlock()
 }
@@ -136,6 +146,7 @@ func (s *session) connectLocked() {
 		s.retry = nil
 	}
 	s.connecting = true
+	s.online = false
 	go s.doConnect()
 }
 
@@ -179,7 +190,7 @@ func (s *session) doConnect() {
 		s.report(whatsapp.StatusDisconnected, fmt.Sprintf("could not connect to WhatsApp (%v); retrying in %s", err, roundDur(d)))
 		return
 	}
-	if s.c.paired() && !s.c.loggedIn() {
+	if s.hasDevice && !s.online && !s.stopped {
 		// Not logged in yet: watch for a login that never comes. (The
 		// Connected event may already have arrived, in which case no watch.)
 		if s.loginTimer != nil {
@@ -358,6 +369,7 @@ func (s *session) onConnected() {
 	s.attempt = 0
 	s.pairing = false
 	s.stopped = false
+	s.online = true
 	for _, t := range []*Timer{&s.retry, &s.loginTimer, &s.qrTimer} {
 		if *t != nil {
 			(*t).Stop()
@@ -374,6 +386,7 @@ func (s *session) onConnected() {
 
 func (s *session) onDisconnected() {
 	s.mu.Lock()
+	s.online = false
 	if s.closed || s.stopped {
 		s.mu.Unlock()
 		return
@@ -382,7 +395,7 @@ func (s *session) onDisconnected() {
 		s.loginTimer.Stop()
 		s.loginTimer = nil
 	}
-	if !s.c.paired() {
+	if !s.hasDevice {
 		// The server closed the pre-login socket: the QR codes it issued on
 		// it are void. whatsmeow's QR channel calls this a timeout too.
 		wasPairing := s.pairing
@@ -603,6 +616,7 @@ func (s *session) onPairSuccess(e *events.PairSuccess) {
 		s.report(whatsapp.StatusLoggedOut, mismatchReason(e.ID.User, s.ref.SessionID))
 		return
 	}
+	s.hasDevice = true
 	s.mu.Unlock()
 	if err := s.c.saveMapping(s.ctx, e.ID); err != nil {
 		s.log.Error("whatsmeow: remember paired device", "err", err, "device", e.ID.String())
