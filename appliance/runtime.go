@@ -344,9 +344,6 @@ func (rt *sessionRuntime) checkNumbers(ctx context.Context, numbers []string) ([
 		rt.numbers.mu.Lock()
 		if len(rt.numbers.m) > numberCacheMax {
 			rt.numbers.m = map[string]numberEntry{}
-			rt.live = map[string]*storage.Message{}
-			rt.pacer = newPacer()
-			rt.byWA = map[string]*storage.Message{}
 		}
 		for j, on := range got {
 			ttl := numberTTLOn

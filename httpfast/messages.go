@@ -29,8 +29,8 @@ type queuedJSON struct {
 }
 
 func (s *Server) sendMessage(ctx *fasthttp.RequestCtx, ws string) {
-	var body sendBody
-	if err := decodeBody(ctx.PostBody(), &body, sendExample); err != nil {
+	body, err := decodeSendBody(ctx.PostBody())
+	if err != nil {
 		s.writeError(ctx, err)
 		return
 	}
@@ -57,7 +57,10 @@ func (s *Server) sendMessage(ctx *fasthttp.RequestCtx, ws string) {
 	} else {
 		s.metrics.messagesAccepted.Add(1)
 	}
-	writeJSON(ctx, 202, queuedJSON{ID: m.ID, Status: appliance.StatusQueued, SessionID: m.SessionID, To: m.To, CreatedAt: m.CreatedAt})
+	ctx.SetStatusCode(202)
+	ctx.SetContentType("application/json")
+	out := appendQueuedJSON(make([]byte, 0, 160), queuedJSON{ID: m.ID, Status: appliance.StatusQueued, SessionID: m.SessionID, To: m.To, CreatedAt: m.CreatedAt})
+	ctx.SetBody(append(out, '\n'))
 }
 
 type messageJSON struct {

@@ -37,10 +37,13 @@ func Open(dir string) (*DB, error) {
 	cache := pebble.NewCache(64 << 20)
 	defer cache.Unref() // the DB keeps its own reference
 	opts := &pebble.Options{
-		Merger:       counterMerger,
-		MemTableSize: 32 << 20,
-		Cache:        cache,
-		Logger:       quietLogger{},
+		Merger:                counterMerger,
+		MemTableSize:          64 << 20,
+		Cache:                 cache,
+		Logger:                quietLogger{},
+		L0CompactionThreshold: 8,
+		L0StopWritesThreshold: 32,
+		LBaseMaxBytes:         256 << 20,
 	}
 	// Bloom filters: receipt and idempotency look-ups are point reads of
 	// random keys that would otherwise touch every level.
