@@ -96,54 +96,41 @@ func (rt *sessionRuntime) dispatchLoop() {
 }
 
 // enqueue hands a committed message to the dispatcher.
+// It ends the reservation reserveQueued made.
 func (rt *sessionRuntime) enqueue(m *storage.Message) {
 	rt.queueMu.Lock()
 	rt.memq = append(rt.memq, m)
 	rt.queueMu.Unlock()
 	rt.queueDepth.Add(1)
+	rt.sends.Done()
 	rt.kick()
 }
 
 // nextBatch takes the next messages to send. drops are queue entries to
 // remove without sending (their message is gone or already handled).
 func (rt *sessionRuntime) nextBatch(max int) (batch []*storage.Message, drops []string, err error) {
-	if rt.recovering {
-		ids, err := rt.a.db.Queue(rt.ws, rt.id, rt.recoverAfter, max)
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(ids) < max {
-			rt.recovering = false
-		}
+	if len(rt.recoverIDs) > 0 {
+		ids := rt.recoverIDs[:min(max, len(rt.recoverIDs))]
 		for _, id := range ids {
-			if id > rt.recoverHigh {
-				rt.recovering = false
-				break
-			}
-			rt.recoverAfter = id
-			rt.msgMu.Lock()
-			_, dup := rt.live[id]
-			rt.msgMu.Unlock()
-			if dup {
-				continue
-			}
 			m, err := rt.a.db.Message(rt.ws, id)
 			switch {
 			case errors.Is(err, storage.ErrNotFound):
 				drops = append(drops, id)
 				continue
 			case err != nil:
-				return nil, nil, err
+				return nil, nil, err // all of ids stay for the next try
 			case m.Status != StatusQueued:
 				drops = append(drops, id)
 				continue
 			}
 			batch = append(batch, m)
 		}
-		if len(batch) > 0 || len(drops) > 0 {
-			rt.track(batch)
-			return batch, drops, nil
+		rt.recoverIDs = rt.recoverIDs[len(ids):]
+		if len(rt.recoverIDs) == 0 {
+			rt.recoverIDs = nil
 		}
+		rt.track(batch)
+		return batch, drops, nil
 	}
 	rt.queueMu.Lock()
 	n := min(max, len(rt.memq))
@@ -240,8 +227,11 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 	b := rt.a.db.NewBatch()
 	staged := false
 	updates := make([]msgUpdate, 0, len(outcomes))
+	awaitFrom := "" // the smallest id this batch sends, "" for none
 	for _, o := range outcomes {
-		b.StageDequeue(rt.ws, rt.id, o.id)
+		if _, ok := rt.legacyQ[o.id]; ok {
+			b.StageLegacyDequeue(rt.ws, rt.id, o.id)
+		}
 		if o.m == nil || o.m.Status != StatusQueued {
 			continue
 		}
@@ -261,7 +251,9 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 			}
 			m.Sent = true
 			m.Status = StatusSent
-			b.StageAwaiting(rt.ws, rt.id, m.ID)
+			if awaitFrom == "" || m.ID < awaitFrom {
+				awaitFrom = m.ID
+			}
 			ev.Type = EventMessageSent
 			ev.WAMessageID = m.WAID
 		}
@@ -277,8 +269,32 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		staged = true
 		updates = append(updates, u)
 	}
+	// The batch's messages leave the queue in the same commit that moves
+	// the marks past them.
+	rt.queueMu.Lock()
+	for _, o := range outcomes {
+		delete(rt.queued, o.id)
+	}
+	marks := storage.SessionMarks{QueueFrom: rt.queueFromLocked()}
+	rt.queueMu.Unlock()
+	marks.AwaitFrom = rt.awaitFromLocked(marks.QueueFrom, nil)
+	if awaitFrom != "" && awaitFrom < marks.AwaitFrom {
+		marks.AwaitFrom = awaitFrom
+	}
+	b.StageSessionMarks(rt.ws, rt.id, marks)
 	if err := rt.a.db.CommitSync(b); err != nil {
+		// Still queued as far as the disk knows: keep counting them.
+		rt.queueMu.Lock()
+		for _, o := range outcomes {
+			rt.queued[o.id] = struct{}{}
+			rt.queuedIDs.push(o.id)
+		}
+		rt.queueMu.Unlock()
 		return err
+	}
+	rt.marks = marks
+	for _, o := range outcomes {
+		delete(rt.legacyQ, o.id)
 	}
 	for _, u := range updates {
 		*u.live = u.next
@@ -306,6 +322,7 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 func (rt *sessionRuntime) awaitReceipts(m *storage.Message) {
 	rt.live[m.ID] = m
 	rt.byWA[m.WAID] = m
+	rt.awaitIDs.push(m.ID)
 	rt.awaitOrder = append(rt.awaitOrder, m)
 	for len(rt.byWA) > liveMax {
 		old := rt.awaitOrder[0]
@@ -327,8 +344,31 @@ func (rt *sessionRuntime) awaitReceipts(m *storage.Message) {
 	}
 }
 
+// awaitFromLocked is the marks' AwaitFrom: the smallest id of a sent message
+// in memory that still owes receipts, bounded by queueFrom (queued messages
+// will owe them too). pending holds updates not yet committed, which win
+// over the in-memory records. msgMu is held.
+func (rt *sessionRuntime) awaitFromLocked(queueFrom string, pending map[string]*msgUpdate) string {
+	id, ok := rt.awaitIDs.min(func(id string) bool {
+		m := rt.live[id]
+		if m == nil {
+			return false // read, failed, or beyond liveMax
+		}
+		status := m.Status
+		if u := pending[id]; u != nil {
+			status = u.next.Status
+		}
+		return status == StatusSent || status == StatusDelivered
+	})
+	if !ok || queueFrom < id {
+		return queueFrom
+	}
+	return id
+}
+
 // liveMax bounds how many sent messages per session wait in memory for
-// their receipts.
+// their receipts. Beyond it the oldest fall back to storage look-ups, and a
+// restart no longer re-announces them to the transport.
 const liveMax = 100_000
 
 // eventLoop applies receipts and inbound messages in batches.
@@ -390,13 +430,24 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 		b.Discard()
 		return nil
 	}
+	marks := rt.marks
+	if len(order) > 0 {
+		marks.AwaitFrom = rt.awaitFromLocked(marks.QueueFrom, touched)
+		if marks != rt.marks {
+			b.StageSessionMarks(rt.ws, rt.id, marks)
+		}
+	}
 	commit := rt.a.db.CommitNoSync
 	if inbound {
 		commit = rt.a.db.CommitSync // an inbound message exists nowhere else
 	}
 	if err := commit(b); err != nil {
+		for _, u := range order {
+			rt.awaitIDs.push(u.next.ID) // the marks may have dropped it
+		}
 		return err
 	}
+	rt.marks = marks
 	for _, u := range order {
 		if u.live == nil {
 			continue
@@ -458,8 +509,9 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 		if err := b.StageMessageUpdate(m); err != nil {
 			return staged, err
 		}
-		if status == StatusRead {
-			b.StageAwaitDone(rt.ws, rt.id, m.ID)
+		if _, ok := rt.legacyAW[m.ID]; ok && status == StatusRead {
+			b.StageLegacyAwaitDone(rt.ws, rt.id, m.ID)
+			delete(rt.legacyAW, m.ID)
 		}
 		ev := &Event{ID: storage.NewID("evt_", now), Type: evType, Workspace: rt.ws, SessionID: rt.id,
 			Timestamp: now.Unix(), MessageID: m.ID, To: m.To, WAMessageID: m.WAID}
@@ -502,7 +554,7 @@ func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, n
 		CreatedAt: ts.Unix(),
 		UpdatedAt: now.Unix(),
 	}
-	if err := b.StageNewMessage(m, false); err != nil {
+	if err := b.StageNewMessage(m); err != nil {
 		return err
 	}
 	ev := &Event{ID: storage.NewID("evt_", now), Type: EventMessageReceived, Workspace: rt.ws, SessionID: rt.id,
@@ -514,25 +566,20 @@ func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, n
 // failQueued marks every message still queued for the session failed. The
 // session's goroutines are stopped.
 func (rt *sessionRuntime) failQueued(code, reason string) error {
-	after := ""
 	for {
-		ids, err := rt.a.db.Queue(rt.ws, rt.id, after, 256)
+		batch, drops, err := rt.nextBatch(256)
 		if err != nil {
 			return err
 		}
-		if len(ids) == 0 {
+		if len(batch) == 0 && len(drops) == 0 {
 			return nil
 		}
-		outcomes := make([]sendOutcome, 0, len(ids))
-		for _, id := range ids {
-			after = id
-			o := sendOutcome{id: id, err: &storage.MessageError{Code: code, Message: reason}}
-			if m, err := rt.a.db.Message(rt.ws, id); err == nil {
-				o.m = m
-			} else if !errors.Is(err, storage.ErrNotFound) {
-				return err
-			}
-			outcomes = append(outcomes, o)
+		outcomes := make([]sendOutcome, 0, len(batch)+len(drops))
+		for _, id := range drops {
+			outcomes = append(outcomes, sendOutcome{id: id})
+		}
+		for _, m := range batch {
+			outcomes = append(outcomes, sendOutcome{id: m.ID, m: m, err: &storage.MessageError{Code: code, Message: reason}})
 		}
 		if err := rt.recordOutcomes(outcomes); err != nil {
 			return err

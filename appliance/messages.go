@@ -54,8 +54,8 @@ func fingerprint(in SendInput) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// Send queues an outbound message. It returns after the message, its queue
-// entry, its idempotency record and its quota use are durable. replay is
+// Send queues an outbound message. It returns after the message, its
+// idempotency record and its quota use are durable. replay is
 // true when an Idempotency-Key repeated an earlier request: the original
 // message is returned and nothing new is stored.
 func (a *Appliance) Send(ctx context.Context, workspace string, in SendInput) (msg *storage.Message, replay bool, err error) {
@@ -115,8 +115,13 @@ func (a *Appliance) Send(ctx context.Context, workspace string, in SendInput) (m
 	if err != nil {
 		return nil, false, err
 	}
+	id, err := rt.reserveQueued(now)
+	if err != nil {
+		a.quota.release(workspace, period)
+		return nil, false, err
+	}
 	m := &storage.Message{
-		ID:          storage.NewID("msg_", now),
+		ID:          id,
 		Workspace:   workspace,
 		Direction:   "outbound",
 		SessionID:   in.SessionID,
@@ -131,20 +136,19 @@ func (a *Appliance) Send(ctx context.Context, workspace string, in SendInput) (m
 		Fingerprint: fp,
 	}
 	b := a.db.NewBatch()
-	if err := b.StageNewMessage(m, true); err != nil {
+	err = b.StageNewMessage(m)
+	if err == nil && in.IdempotencyKey != "" {
+		err = b.StageIdempotency(workspace, &storage.Idempotency{Key: in.IdempotencyKey, Fingerprint: fp, MessageID: m.ID, CreatedAt: now.Unix()})
+	}
+	if err != nil {
 		b.Discard()
+		rt.abandonQueued(id, false)
 		a.quota.release(workspace, period)
 		return nil, false, err
 	}
-	if in.IdempotencyKey != "" {
-		if err := b.StageIdempotency(workspace, &storage.Idempotency{Key: in.IdempotencyKey, Fingerprint: fp, MessageID: m.ID, CreatedAt: now.Unix()}); err != nil {
-			b.Discard()
-			a.quota.release(workspace, period)
-			return nil, false, err
-		}
-	}
 	b.StageQuotaUse(workspace, period, 1)
 	if err := a.db.CommitSync(b); err != nil {
+		rt.abandonQueued(id, true)
 		a.quota.release(workspace, period)
 		return nil, false, storageErr("store message", err)
 	}

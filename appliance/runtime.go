@@ -3,7 +3,11 @@ package appliance
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,19 +34,29 @@ type sessionRuntime struct {
 
 	// msgMu serialises changes to this session's message records between
 	// the dispatcher and the event loop, so a status never regresses. It
-	// guards live, byWA and awaitOrder.
+	// guards live, byWA, awaitOrder, awaitIDs, marks and the legacy sets.
 	msgMu      sync.Mutex
 	live       map[string]*storage.Message // by id: being sent, or sent and owing receipts
 	byWA       map[string]*storage.Message // the sent ones, by WhatsApp id
 	awaitOrder []*storage.Message          // sent ones in send order, for bounding byWA
+	awaitIDs   idHeap                      // ids of the sent ones (and stale ids), for marks.AwaitFrom
+	marks      storage.SessionMarks        // as last committed
+	// Messages an earlier build indexed under q/ or aw/ keys, which are
+	// cleared as those messages move on.
+	legacyQ, legacyAW map[string]struct{}
 
-	// queueMu guards memq: messages Send committed, in order, not yet taken.
+	// queueMu guards memq, queued, queuedIDs and sendsClosed.
 	queueMu sync.Mutex
-	memq    []*storage.Message
-	// Recovery of the queue an earlier run left in storage; dispatcher only.
-	recovering   bool
-	recoverAfter string
-	recoverHigh  string
+	memq    []*storage.Message // committed by Send, in order, not yet taken
+	// queued holds the id of every message of the session whose record says
+	// "queued": reserved by a Send, in memq, being sent, or left by an
+	// earlier run. Its smallest id is marks.QueueFrom.
+	queued      map[string]struct{}
+	queuedIDs   idHeap
+	sendsClosed bool           // stop has begun: Send may not reserve ids
+	sends       sync.WaitGroup // Sends between reserving an id and handing the message over
+	// recoverIDs: what an earlier run left queued, oldest first; dispatcher only.
+	recoverIDs []string
 
 	queueDepth atomic.Int64
 	nextSendAt atomic.Int64 // Unix seconds while the pacer holds a send back
@@ -74,6 +88,9 @@ func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
 	rt.live = map[string]*storage.Message{}
 	rt.pacer = newPacer()
 	rt.byWA = map[string]*storage.Message{}
+	rt.queued = map[string]struct{}{}
+	rt.legacyQ = map[string]struct{}{}
+	rt.legacyAW = map[string]struct{}{}
 	rt.ctx, rt.cancel = context.WithCancel(a.ctx)
 	return rt
 }
@@ -82,12 +99,7 @@ func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
 // queued are sent first; sent messages it left owing receipts are announced
 // to the transport.
 func (rt *sessionRuntime) open(d whatsapp.Driver) error {
-	high, err := rt.a.db.QueueLast(rt.ws, rt.id)
-	if err != nil {
-		return err
-	}
-	rt.recoverHigh, rt.recovering = high, high != ""
-	awaiting, err := rt.loadAwaiting()
+	awaiting, err := rt.recover()
 	if err != nil {
 		return err
 	}
@@ -110,32 +122,150 @@ func (rt *sessionRuntime) open(d whatsapp.Driver) error {
 	return nil
 }
 
-// loadAwaiting brings the sent messages that still owe receipts into memory
-// and returns their WhatsApp ids.
-func (rt *sessionRuntime) loadAwaiting() ([]string, error) {
-	ids, err := rt.a.db.Awaiting(rt.ws, rt.id, liveMax)
-	if err != nil || len(ids) == 0 {
+// recover reads what an earlier run left: the messages still queued (they
+// become recoverIDs) and the sent ones still owing receipts (brought into
+// memory; their WhatsApp ids are returned). It reads the session's log from
+// its marks on, plus the q/ and aw/ keys of builds before marks.
+func (rt *sessionRuntime) recover() ([]string, error) {
+	db := rt.a.db
+	marks, found, err := db.SessionMarks(rt.ws, rt.id)
+	if err != nil {
 		return nil, err
 	}
-	waIDs := make([]string, 0, len(ids))
-	rt.msgMu.Lock()
-	defer rt.msgMu.Unlock()
-	for _, id := range ids {
-		m, err := rt.a.db.Message(rt.ws, id)
+	var queued []string
+	var owing []*storage.Message
+	if found {
+		// Ids made from now on must sort after everything the marks cover,
+		// even if the clock went back while we were down.
+		storage.ObserveID("msg_", marks.QueueFrom)
+		storage.ObserveID("msg_", marks.AwaitFrom)
+		err := db.SessionMessagesFrom(rt.ws, rt.id, min(marks.QueueFrom, marks.AwaitFrom), func(m *storage.Message) bool {
+			storage.ObserveID("msg_", m.ID)
+			if m.Direction != "outbound" {
+				return true
+			}
+			switch {
+			case m.Status == StatusQueued && m.ID >= marks.QueueFrom:
+				queued = append(queued, m.ID)
+			case (m.Status == StatusSent || m.Status == StatusDelivered) && m.ID >= marks.AwaitFrom:
+				owing = append(owing, m)
+			}
+			return true
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read the log of session %s from its marks: %w", rt.id, err)
+		}
+	}
+	legacyQ, err := db.Queue(rt.ws, rt.id, "", math.MaxInt)
+	if err != nil {
+		return nil, err
+	}
+	legacyAW, err := db.Awaiting(rt.ws, rt.id, liveMax)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range legacyQ {
+		rt.legacyQ[id] = struct{}{}
+		queued = append(queued, id)
+	}
+	for _, id := range legacyAW {
+		m, err := db.Message(rt.ws, id)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
+		if m.Status == StatusSent || m.Status == StatusDelivered {
+			rt.legacyAW[id] = struct{}{}
+			owing = append(owing, m)
+		}
+	}
+	slices.Sort(queued)
+	queued = slices.Compact(queued)
+	slices.SortFunc(owing, func(a, b *storage.Message) int { return strings.Compare(a.ID, b.ID) })
+	owing = slices.CompactFunc(owing, func(a, b *storage.Message) bool { return a.ID == b.ID })
+	if len(owing) > liveMax {
+		owing = owing[len(owing)-liveMax:] // the newest; see liveMax
+	}
+
+	rt.queueMu.Lock()
+	for _, id := range queued {
+		rt.queued[id] = struct{}{}
+		rt.queuedIDs.push(id)
+	}
+	rt.queueMu.Unlock()
+	rt.recoverIDs = queued
+	rt.queueDepth.Store(int64(len(queued)))
+
+	waIDs := make([]string, 0, len(owing))
+	rt.msgMu.Lock()
+	defer rt.msgMu.Unlock()
+	for _, m := range owing {
 		rt.awaitReceipts(m)
 		waIDs = append(waIDs, m.WAID)
 	}
+	if !found {
+		// A session without marks (new, or from a build before them): the
+		// first marks lie after every message; older ones are found
+		// through their legacy keys.
+		fresh := storage.NewID("msg_", rt.a.now())
+		marks = storage.SessionMarks{QueueFrom: fresh, AwaitFrom: fresh}
+		b := db.NewBatch()
+		b.StageSessionMarks(rt.ws, rt.id, marks)
+		if err := db.CommitSync(b); err != nil {
+			return nil, storageErr("store session marks", err)
+		}
+	}
+	rt.marks = marks
 	return waIDs, nil
 }
 
-// stop closes the transport and waits for the goroutines.
+// reserveQueued makes the id of a message Send is about to store and counts
+// it as queued, so the marks cannot pass it while it is being written.
+// Every successful call is followed by enqueue or abandonQueued.
+func (rt *sessionRuntime) reserveQueued(now time.Time) (string, error) {
+	rt.queueMu.Lock()
+	defer rt.queueMu.Unlock()
+	if rt.sendsClosed {
+		return "", newErr(CodeSessionNotConnected, "sessionId", "session %s is restarting or being deleted; retry in a moment", rt.id)
+	}
+	rt.sends.Add(1)
+	id := storage.NewID("msg_", now)
+	rt.queued[id] = struct{}{}
+	rt.queuedIDs.push(id)
+	return id, nil
+}
+
+// abandonQueued ends a reservation whose message was not handed over.
+// maybeStored keeps the id counted when a failed commit may still have
+// reached the disk: the marks then stay behind it until a restart reads it.
+func (rt *sessionRuntime) abandonQueued(id string, maybeStored bool) {
+	rt.queueMu.Lock()
+	if !maybeStored {
+		delete(rt.queued, id)
+	}
+	rt.queueMu.Unlock()
+	rt.sends.Done()
+}
+
+// queueFromLocked is the marks' QueueFrom now: the smallest queued id, or,
+// with none, a fresh id, which every later message sorts after. queueMu is
+// held.
+func (rt *sessionRuntime) queueFromLocked() string {
+	if id, ok := rt.queuedIDs.min(func(id string) bool { _, ok := rt.queued[id]; return ok }); ok {
+		return id
+	}
+	return storage.NewID("msg_", rt.a.now())
+}
+
+// stop waits for Sends in progress, closes the transport and waits for the
+// goroutines.
 func (rt *sessionRuntime) stop() {
+	rt.queueMu.Lock()
+	rt.sendsClosed = true
+	rt.queueMu.Unlock()
+	rt.sends.Wait()
 	rt.mu.Lock()
 	tr := rt.tr
 	rt.tr = nil

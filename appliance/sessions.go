@@ -82,9 +82,6 @@ func (a *Appliance) dropRuntime(key sessionKey) {
 // restarted. A session whose driver this build lacks is listed but not run.
 func (a *Appliance) startSession(rec *storage.Session) error {
 	rt := a.newRuntime(rec)
-	if n, err := a.db.QueueLen(rec.Workspace, rec.ID); err == nil {
-		rt.queueDepth.Store(int64(n))
-	}
 	a.mu.Lock()
 	a.sessions[sessionKey{rec.Workspace, rec.ID}] = rt
 	a.mu.Unlock()
@@ -148,7 +145,7 @@ func (a *Appliance) DeleteSession(ctx context.Context, workspace, sessionID stri
 		return err
 	}
 	b := a.db.NewBatch()
-	b.StageDeleteSession(workspace, sessionID, nil)
+	b.StageDeleteSession(workspace, sessionID)
 	if rt.status() != whatsapp.StatusLoggedOut {
 		now := a.now()
 		ev := &Event{ID: storage.NewID("evt_", now), Type: EventSessionLoggedOut, Workspace: workspace, SessionID: sessionID,

@@ -75,7 +75,7 @@ func TestOpensDataWrittenByTheFirstRelease(t *testing.T) {
 	// New records (binary codec) live beside the old ones.
 	m := &Message{ID: NewID("msg_", time.Now()), Workspace: "default", Direction: "outbound", SessionID: "919876543210", Text: "new", Status: "queued"}
 	b := db.NewBatch()
-	if err := b.StageNewMessage(m, false); err != nil {
+	if err := b.StageNewMessage(m); err != nil {
 		t.Fatal(err)
 	}
 	mustCommit(t, db, b)

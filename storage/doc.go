@@ -17,9 +17,10 @@
 //	sess/<ws>/<sessionID>           Session                   session create/status/delete
 //	msg/<ws>/<msgID>                Message (binary, zstd>1K) send/inbound/status; list newest first = reverse scan
 //	ms/<ws>/<sessionID>/<msgID>     empty                     secondary index: messages of one session
-//	q/<ws>/<sessionID>/<msgID>      empty                     the session's send queue, FIFO (ids are time-ordered)
 //	wa/<ws>/<sessionID>/<waID>      msgID                     receipt look-up: WhatsApp id → our message
-//	aw/<ws>/<sessionID>/<msgID>     empty                     sent messages still owing a read receipt (re-announced after a restart)
+//	mark/<ws>/<sessionID>           SessionMarks              where a restart starts reading the session's log for queued messages and owed receipts
+//	q/<ws>/<sessionID>/<msgID>      empty                     legacy (before marks): queued messages; read and cleared, never written
+//	aw/<ws>/<sessionID>/<msgID>     empty                     legacy (before marks): messages owing receipts; read and cleared, never written
 //	idem/<ws>/<idempotencyKey>      Idempotency               24 h replay of POST /v1/messages
 //	quota/<ws>/<YYYY-MM>            int64 counter (merge)     accepted outbound messages in that UTC month
 //	wh/<endpointID>                 Webhook (JSON)            State; endpoint config, loaded into memory at Open

@@ -36,6 +36,23 @@ func NewID(prefix string, now time.Time) string {
 	return prefix + encodeSortable(raw)
 }
 
+// ObserveID makes every id NewID returns from now on sort after id (of any
+// prefix length), even if the wall clock is behind the time id was made at.
+// A restart calls it with the ids its marks were computed from.
+func ObserveID(prefix, id string) {
+	t, ok := IDTime(prefix, id)
+	if !ok {
+		return
+	}
+	n := t.UnixNano()
+	for {
+		last := idClock.Load()
+		if n <= last || idClock.CompareAndSwap(last, n) {
+			return
+		}
+	}
+}
+
 // IDBound returns the smallest id (with prefix) made at or after t, for
 // turning a time range into a key range.
 func IDBound(prefix string, t time.Time) string {

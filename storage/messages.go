@@ -14,9 +14,10 @@ func idemKey(ws, key string) []byte       { return []byte("idem/" + ws + "/" + k
 func quotaKey(ws, period string) []byte   { return []byte("quota/" + ws + "/" + period) }
 
 // StageNewMessage adds a new message to b: its record, its session index
-// entry, its WhatsApp-id index entry and, when enqueue is set, its place at
-// the end of the session's send queue.
-func (b *Batch) StageNewMessage(m *Message, enqueue bool) error {
+// entry and its WhatsApp-id index entry. A queued message needs nothing
+// more: its status says it is queued, and the session's marks (marks.go)
+// keep it inside the part of the log a restart reads.
+func (b *Batch) StageNewMessage(m *Message) error {
 	v, err := encode(m)
 	if err != nil {
 		return err
@@ -25,9 +26,6 @@ func (b *Batch) StageNewMessage(m *Message, enqueue bool) error {
 	b.Set(msgIdxKey(m.Workspace, m.SessionID, m.ID), nil)
 	if m.WAID != "" {
 		b.Set(waKey(m.Workspace, m.SessionID, m.WAID), []byte(m.ID))
-	}
-	if enqueue {
-		b.Set(queueKey(m.Workspace, m.SessionID, m.ID), nil)
 	}
 	return nil
 }
@@ -42,8 +40,9 @@ func (b *Batch) StageMessageUpdate(m *Message) error {
 	return nil
 }
 
-// StageDequeue removes a message from its session's send queue.
-func (b *Batch) StageDequeue(ws, sessionID, msgID string) {
+// StageLegacyDequeue removes a queue entry written by a build before session
+// marks (q/ keys are no longer written, only read and cleared).
+func (b *Batch) StageLegacyDequeue(ws, sessionID, msgID string) {
 	b.Delete(queueKey(ws, sessionID, msgID))
 }
 
@@ -147,8 +146,9 @@ func leUint64(b []byte) uint64 {
 		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
-// Queue returns up to n message ids from the front of a session's send
-// queue, oldest first, starting after the id after ("" = from the front).
+// Queue returns up to n message ids from the front of a session's legacy
+// send queue (q/ keys of builds before session marks), oldest first,
+// starting after the id after ("" = from the front).
 func (db *DB) Queue(ws, sessionID, after string, n int) ([]string, error) {
 	p := []byte("q/" + ws + "/" + sessionID + "/")
 	lower := p
@@ -162,14 +162,6 @@ func (db *DB) Queue(ws, sessionID, after string, n int) ([]string, error) {
 		return len(ids) < n
 	})
 	return ids, err
-}
-
-// QueueLen counts a session's queued messages (used once per session at start).
-func (db *DB) QueueLen(ws, sessionID string) (int, error) {
-	p := []byte("q/" + ws + "/" + sessionID + "/")
-	n := 0
-	err := db.Scan(p, prefixEnd(p), false, func(_, _ []byte) bool { n++; return true })
-	return n, err
 }
 
 // MessageRange bounds a scan of the message log.
@@ -229,16 +221,14 @@ func Period(year int, month int) string {
 
 func awaitKey(ws, sid, id string) []byte { return []byte("aw/" + ws + "/" + sid + "/" + id) }
 
-// StageAwaiting marks a sent message as still owing receipts.
-func (b *Batch) StageAwaiting(ws, sessionID, msgID string) {
-	b.Set(awaitKey(ws, sessionID, msgID), nil)
+// StageLegacyAwaitDone clears an aw/ mark of a build before session marks
+// once its message is read.
+func (b *Batch) StageLegacyAwaitDone(ws, sessionID, msgID string) {
+	b.Delete(awaitKey(ws, sessionID, msgID))
 }
 
-// StageAwaitDone clears that mark once the message is read (or failed).
-func (b *Batch) StageAwaitDone(ws, sessionID, msgID string) { b.Delete(awaitKey(ws, sessionID, msgID)) }
-
 // Awaiting lists, oldest first, up to n ids of a session's sent messages that
-// still owe receipts.
+// a build before session marks recorded as owing receipts (aw/ keys).
 func (db *DB) Awaiting(ws, sessionID string, n int) ([]string, error) {
 	p := []byte("aw/" + ws + "/" + sessionID + "/")
 	var ids []string
@@ -247,17 +237,6 @@ func (db *DB) Awaiting(ws, sessionID string, n int) ([]string, error) {
 		return len(ids) < n
 	})
 	return ids, err
-}
-
-// QueueLast returns the id at the end of a session's send queue ("" if empty).
-func (db *DB) QueueLast(ws, sessionID string) (string, error) {
-	p := []byte("q/" + ws + "/" + sessionID + "/")
-	last := ""
-	err := db.Scan(p, prefixEnd(p), true, func(k, _ []byte) bool {
-		last = string(k[len(p):])
-		return false
-	})
-	return last, err
 }
 
 // StageWAIndex points a WhatsApp id at a message (when the network chose

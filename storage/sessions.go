@@ -17,13 +17,11 @@ func (b *Batch) StageSession(s *Session) error {
 	return nil
 }
 
-// StageDeleteSession removes a session record and its queue. Its messages
-// stay in the log.
-func (b *Batch) StageDeleteSession(ws, id string, queued []string) {
+// StageDeleteSession removes a session record and its marks. Its messages
+// stay in the log (the caller has failed the queued ones first).
+func (b *Batch) StageDeleteSession(ws, id string) {
 	b.Delete(sessKey(ws, id))
-	for _, mid := range queued {
-		b.Delete(queueKey(ws, id, mid))
-	}
+	b.StageDeleteSessionMarks(ws, id)
 }
 
 // Session reads one session, or ErrNotFound.

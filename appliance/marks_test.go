@@ -1,0 +1,138 @@
+package appliance
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/walytic/appliance/appliance/whatsapp"
+	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
+	"github.com/walytic/appliance/storage"
+)
+
+// TestLegacyQueueAndReceiptKeysAreRecovered opens data written the way
+// builds before session marks wrote it: a q/ key per queued message, an aw/
+// key per sent message owing receipts, no marks. Both kinds are picked up,
+// and their keys cleared as the messages move on.
+func TestLegacyQueueAndReceiptKeysAreRecovered(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	h.close()
+
+	db, err := storage.Open(h.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	b := db.NewBatch()
+	b.StageDeleteSessionMarks(DefaultWorkspace, sess)
+	var queued, sent []string
+	for i := range 6 {
+		m := &storage.Message{ID: storage.NewID("msg_", now), Workspace: DefaultWorkspace, Direction: "outbound",
+			SessionID: sess, To: rcpt, From: sess, Type: "text", Text: fmt.Sprint("legacy ", i), Status: StatusQueued,
+			WAID: whatsapp.NewMessageID(), CreatedAt: now.Unix(), UpdatedAt: now.Unix()}
+		if i%2 == 0 {
+			queued = append(queued, m.ID)
+			b.Set([]byte("q/"+DefaultWorkspace+"/"+sess+"/"+m.ID), nil)
+		} else {
+			m.Status, m.Sent = StatusSent, true
+			sent = append(sent, m.ID)
+			b.Set([]byte("aw/"+DefaultWorkspace+"/"+sess+"/"+m.ID), nil)
+		}
+		if err := b.StageNewMessage(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.CommitSync(b); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+
+	h.open(fastSandbox())
+	for _, id := range append(queued, sent...) {
+		h.waitStatus(DefaultWorkspace, id, StatusRead)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		q, _ := h.db.Queue(DefaultWorkspace, sess, "", 100)
+		aw, _ := h.db.Awaiting(DefaultWorkspace, sess, 100)
+		if len(q) == 0 && len(aw) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("legacy keys left: q %v, aw %v", q, aw)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestMarksNeverPassAQueuedMessage restarts a session again and again while
+// messages are queued, some sent and some not, and checks after each
+// restart that nothing queued is forgotten and nothing is sent twice.
+func TestMarksNeverPassAQueuedMessage(t *testing.T) {
+	gate := &gatedDriver{}
+	h := newHarness(t, gate)
+	h.mustSession(DefaultWorkspace, sess, "gated")
+	seed := func() {
+		rt, _ := h.app.runtime(DefaultWorkspace, sess)
+		rt.numbers.mu.Lock()
+		rt.numbers.m[rcpt] = numberEntry{on: true, expires: time.Now().Add(time.Hour)}
+		rt.numbers.mu.Unlock()
+	}
+	seed()
+	var all []string
+	for round := range 4 {
+		// Queue behind a closed gate, then open it for a moment while
+		// more arrive, so the queue is part sent, part waiting at close.
+		for i := range 25 {
+			all = append(all, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: fmt.Sprint(round, "/", i)}).ID)
+		}
+		gate.open.Store(true)
+		rt, _ := h.app.runtime(DefaultWorkspace, sess)
+		rt.kick()
+		for i := range 25 {
+			all = append(all, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: fmt.Sprint(round, "+", i)}).ID)
+		}
+		gate.open.Store(false)
+		h.close()
+		h.open(gate)
+		seed()
+	}
+	gate.open.Store(true)
+	rt, _ := h.app.runtime(DefaultWorkspace, sess)
+	rt.kick()
+	for _, id := range all {
+		h.waitStatus(DefaultWorkspace, id, StatusSent)
+	}
+	n := 0
+	gate.sent.Range(func(_, v any) bool {
+		n++
+		if c := v.(*atomic.Int64).Load(); c != 1 {
+			t.Errorf("a message was sent %d times", c)
+		}
+		return true
+	})
+	if n != len(all) {
+		t.Fatalf("%d distinct messages sent, want %d", n, len(all))
+	}
+	h.waitQueueEmpty(DefaultWorkspace, sess)
+}
+
+// TestNewIDsSortAfterTheMarksWhenTheClockWentBack: a restart with the clock
+// behind the last run still makes ids the marks cover.
+func TestNewIDsSortAfterTheMarksWhenTheClockWentBack(t *testing.T) {
+	slow := sandbox.New(sandbox.Options{DeliveredAfter: time.Hour, ReadAfter: time.Hour})
+	h := newHarness(t, slow)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	first := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "before"})
+	h.waitStatus(DefaultWorkspace, first.ID, StatusSent)
+	marks, _, _ := h.db.SessionMarks(DefaultWorkspace, sess)
+	h.close()
+	h.setNow(func() time.Time { return time.Now().Add(-time.Hour) })
+	h.open(slow)
+	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "after"})
+	if m.ID < marks.QueueFrom || m.ID < first.ID {
+		t.Fatalf("id %s made after the restart sorts before the marks %+v", m.ID, marks)
+	}
+}
