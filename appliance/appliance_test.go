@@ -40,7 +40,8 @@ func (s *recordingSink) Stage(b *storage.Batch, ev *Event) error {
 	s.mu.Unlock()
 	return nil
 }
-func (s *recordingSink) Committed() { s.commit.Add(1) }
+func (s *recordingSink) Committed()                { s.commit.Add(1) }
+func (s *recordingSink) Wants(string, string) bool { return true }
 
 func (s *recordingSink) types(msgID string) []string {
 	s.mu.Lock()

@@ -237,13 +237,21 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		}
 		u := msgUpdate{live: o.m, next: *o.m}
 		m := &u.next
-		ev := &Event{ID: storage.NewID("evt_", now), Workspace: rt.ws, SessionID: rt.id, Timestamp: now.Unix(), MessageID: m.ID, To: m.To}
+		evType := EventMessageSent
+		if o.err != nil {
+			evType = EventMessageFailed
+		}
+		var ev *Event
+		if rt.a.events.Wants(rt.ws, evType) {
+			ev = &Event{ID: storage.NewID("evt_", now), Type: evType, Workspace: rt.ws, SessionID: rt.id, Timestamp: now.Unix(), MessageID: m.ID, To: m.To}
+		}
 		if o.err != nil {
 			rt.a.countSendFailure(o.err.Code)
 			m.Status = StatusFailed
 			m.Error = o.err
-			ev.Type = EventMessageFailed
-			ev.Error = o.err
+			if ev != nil {
+				ev.Error = o.err
+			}
 		} else {
 			if o.res.WAMessageID != "" && o.res.WAMessageID != m.WAID {
 				m.WAID = o.res.WAMessageID
@@ -254,19 +262,22 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 			if awaitFrom == "" || m.ID < awaitFrom {
 				awaitFrom = m.ID
 			}
-			ev.Type = EventMessageSent
-			ev.WAMessageID = m.WAID
+			if ev != nil {
+				ev.WAMessageID = m.WAID
+			}
 		}
 		m.UpdatedAt = now.Unix()
 		if err := b.StageMessageUpdate(m); err != nil {
 			b.Discard()
 			return err
 		}
-		if err := rt.a.events.Stage(b, ev); err != nil {
-			b.Discard()
-			return err
+		if ev != nil {
+			if err := rt.a.events.Stage(b, ev); err != nil {
+				b.Discard()
+				return err
+			}
+			staged = true
 		}
-		staged = true
 		updates = append(updates, u)
 	}
 	// The batch's messages leave the queue in the same commit that moves
@@ -512,6 +523,9 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 		if _, ok := rt.legacyAW[m.ID]; ok && status == StatusRead {
 			b.StageLegacyAwaitDone(rt.ws, rt.id, m.ID)
 			delete(rt.legacyAW, m.ID)
+		}
+		if !rt.a.events.Wants(rt.ws, evType) {
+			continue
 		}
 		ev := &Event{ID: storage.NewID("evt_", now), Type: evType, Workspace: rt.ws, SessionID: rt.id,
 			Timestamp: now.Unix(), MessageID: m.ID, To: m.To, WAMessageID: m.WAID}

@@ -28,7 +28,11 @@ type Event = storage.Event
 //
 // Committed is called after a batch holding staged events is durable
 // (or ordered, for unsynced status batches), so a deliverer can wake.
+//
+// Wants reports whether Stage would keep an event of this type for the
+// workspace; the hot paths skip building events nobody subscribed to.
 type EventSink interface {
+	Wants(workspace, eventType string) bool
 	Stage(b *storage.Batch, ev *Event) error
 	Committed()
 }
@@ -36,5 +40,6 @@ type EventSink interface {
 // discardEvents is the sink used when no webhook deliverer is configured.
 type discardEvents struct{}
 
+func (discardEvents) Wants(string, string) bool          { return false }
 func (discardEvents) Stage(*storage.Batch, *Event) error { return nil }
 func (discardEvents) Committed()                         {}

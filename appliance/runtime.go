@@ -444,6 +444,11 @@ func (rt *sessionRuntime) cachedNumber(n string) (on, known bool) {
 }
 
 func (rt *sessionRuntime) checkNumbers(ctx context.Context, numbers []string) ([]bool, error) {
+	if tr := rt.transportNow(); tr != nil {
+		if _, local := tr.(whatsapp.LocalNumbers); local {
+			return tr.CheckNumbers(ctx, numbers)
+		}
+	}
 	now := rt.a.now()
 	out := make([]bool, len(numbers))
 	var missIdx []int

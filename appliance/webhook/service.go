@@ -118,6 +118,18 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 
 // Stage writes one delivery per subscribed, enabled endpoint of the event's
 // workspace into b. It takes no lock and does no I/O outside b.
+// Wants reports whether an enabled endpoint of the workspace subscribes to
+// the event type.
+func (s *Service) Wants(workspace, eventType string) bool {
+	eps := s.eps.Webhooks(workspace)
+	for i := range eps {
+		if eps[i].Enabled && subscribed(&eps[i], eventType) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Service) Stage(b *storage.Batch, ev *storage.Event) error {
 	eps := s.eps.Webhooks(ev.Workspace)
 	if len(eps) == 0 {

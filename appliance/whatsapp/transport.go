@@ -79,6 +79,13 @@ type Transport interface {
 	Logout(ctx context.Context) error
 }
 
+// LocalNumbers is implemented by transports whose CheckNumbers answers from
+// local rules, without asking the network (the sandbox). Callers ask them
+// directly instead of caching the answers.
+type LocalNumbers interface {
+	NumbersAreLocal()
+}
+
 // SendRequest is one outbound text message.
 type SendRequest struct {
 	ID   string // WhatsApp message id chosen at queue time

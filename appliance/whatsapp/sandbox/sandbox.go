@@ -246,6 +246,10 @@ func (t *transport) AwaitReceipts(ids []string) {
 	}
 }
 
+// NumbersAreLocal marks the sandbox as a whatsapp.LocalNumbers: its answers
+// cost less than caching them.
+func (t *transport) NumbersAreLocal() {}
+
 // CheckNumbers reports false for numbers ending in 0000 and true for others.
 func (t *transport) CheckNumbers(ctx context.Context, numbers []string) ([]bool, error) {
 	if err := ctx.Err(); err != nil {
