@@ -10,8 +10,11 @@
 // cluster swaps the implementation, not the domain.
 //
 // Invariants the code relies on:
-//   - A send is acknowledged only after its message record, queue entry,
+//   - A send is acknowledged only after its message record, indexes,
 //     idempotency record and quota use are in one synced batch.
+//   - A session's marks (storage.SessionMarks) never pass a message that is
+//     queued or owes receipts: ids are reserved before their batch commits,
+//     and the marks move in the same batch that moves messages on.
 //   - Quota is reserved in memory before that batch and released if it fails,
 //     so concurrent sends never take one more than the budget.
 //   - One dispatcher goroutine per session drains its queue in id order; a
