@@ -122,7 +122,7 @@ func Open(cfg Config) (*Appliance, error) {
 	for _, d := range cfg.Drivers {
 		a.drivers[d.Name()] = d
 	}
-	a.limiter = limiter.New(a.now)
+	a.limiter = limiter.New(cfg.Now) // nil: the limiter's own, cheaper monotonic reads
 	a.quota = newQuotaTracker(a.db)
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 

@@ -31,9 +31,10 @@
 // RunEvictor in a goroutine) drops such entries, and Forget drops a key's
 // state at once (for revoked or rotated keys).
 //
-// Times are measured from the Limiter's creation through the injected clock,
-// using time.Time.Sub, so a real clock's monotonic reading protects the state
-// from wall-clock jumps.
+// Times are measured from the Limiter's creation on the monotonic clock
+// (time.Since, which skips the wall-clock read time.Now makes), or through an
+// injected clock with time.Time.Sub, so wall-clock jumps never move the
+// state.
 //
 // The state is per process: in a cluster each node enforces its own share of
 // a key's limits (the caller divides the limits if it needs a global bound).

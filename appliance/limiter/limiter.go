@@ -115,22 +115,31 @@ type Limiter struct {
 	shards [numShards]shard
 }
 
-// New returns an empty Limiter reading time from now (time.Now if nil).
+// New returns an empty Limiter reading time from now, or from the
+// monotonic clock if now is nil.
 func New(now func() time.Time) *Limiter {
-	if now == nil {
-		now = time.Now
-	}
 	l := &Limiter{now: now, seed: maphash.MakeSeed()}
-	l.epoch = now()
+	if now == nil {
+		l.epoch = time.Now()
+	} else {
+		l.epoch = now()
+	}
 	for i := range l.shards {
 		l.shards[i].m = make(map[string]*entry)
 	}
 	return l
 }
 
-// since is the current time in ns since epoch. Sub uses the monotonic
-// reading when the clock provides one, so wall-clock jumps do not matter.
-func (l *Limiter) since() int64 { return int64(l.now().Sub(l.epoch)) }
+// since is the current time in ns since epoch, on the monotonic clock, so
+// wall-clock jumps do not matter. With no clock given, time.Since reads
+// only the monotonic clock: half the cost of time.Now, which also reads
+// the wall clock, and the largest part of an Allow call.
+func (l *Limiter) since() int64 {
+	if l.now == nil {
+		return int64(time.Since(l.epoch))
+	}
+	return int64(l.now().Sub(l.epoch))
+}
 
 func (l *Limiter) shard(keyID string) *shard {
 	return &l.shards[maphash.String(l.seed, keyID)&(numShards-1)]

@@ -505,3 +505,24 @@ func TestAllowDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Allow allocates %v per call", n)
 	}
 }
+
+// TestMonotonicClock: with no clock given, the limiter reads the monotonic
+// clock itself; a burst is admitted, the next request waits about one
+// emission interval, and time passing gives allowance back.
+func TestMonotonicClock(t *testing.T) {
+	l := New(nil)
+	lim := Limits{PerMinute: 600, Burst: 5} // one every 100 ms
+	for i := range 5 {
+		if d := l.Allow("k", lim); !d.Allowed {
+			t.Fatalf("request %d of the burst refused: %+v", i+1, d)
+		}
+	}
+	d := l.Allow("k", lim)
+	if d.Allowed || d.RetryAfter <= 0 || d.RetryAfter > 100*time.Millisecond {
+		t.Fatalf("over the burst: %+v, want refused with a wait of at most 100ms", d)
+	}
+	time.Sleep(d.RetryAfter + 5*time.Millisecond)
+	if d := l.Allow("k", lim); !d.Allowed {
+		t.Fatalf("after waiting RetryAfter: %+v", d)
+	}
+}
