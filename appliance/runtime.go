@@ -18,7 +18,7 @@ import (
 
 // dispatchBatch is how many queued messages the dispatcher takes at once;
 // their status updates share one synced commit.
-const dispatchBatch = 64
+const dispatchBatch = 256
 
 // sessionRuntime is one session's live part: its transport, its dispatcher
 // goroutine and its event goroutine. It implements whatsapp.Handler.
