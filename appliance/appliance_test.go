@@ -375,6 +375,24 @@ func (t *gatedTransport) Send(_ context.Context, r whatsapp.SendRequest) (whatsa
 func (t *gatedTransport) CheckNumbers(_ context.Context, n []string) ([]bool, error) {
 	return make([]bool, len(n)), nil
 }
+
+// checkSentOnceEach fails t unless exactly want distinct messages went
+// through the gate, each once.
+func (d *gatedDriver) checkSentOnceEach(t *testing.T, want int) {
+	t.Helper()
+	n := 0
+	d.sent.Range(func(_, v any) bool {
+		n++
+		if c := v.(*atomic.Int64).Load(); c != 1 {
+			t.Errorf("a message was sent %d times", c)
+		}
+		return true
+	})
+	if n != want {
+		t.Fatalf("%d distinct messages sent, want %d", n, want)
+	}
+}
+
 func (t *gatedTransport) Close() error                 { return nil }
 func (t *gatedTransport) Logout(context.Context) error { return nil }
 
@@ -399,17 +417,7 @@ func TestRestartResumesQueueWithoutDuplicates(t *testing.T) {
 	for _, id := range ids {
 		h.waitStatus(DefaultWorkspace, id, StatusSent)
 	}
-	n := 0
-	gate.sent.Range(func(_, v any) bool {
-		n++
-		if c := v.(*atomic.Int64).Load(); c != 1 {
-			t.Errorf("a message was sent %d times", c)
-		}
-		return true
-	})
-	if n != 40 {
-		t.Fatalf("%d distinct messages sent, want 40", n)
-	}
+	gate.checkSentOnceEach(t, 40)
 	h.waitQueueEmpty(DefaultWorkspace, sess)
 }
 

@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,17 +104,7 @@ func TestMarksNeverPassAQueuedMessage(t *testing.T) {
 	for _, id := range all {
 		h.waitStatus(DefaultWorkspace, id, StatusSent)
 	}
-	n := 0
-	gate.sent.Range(func(_, v any) bool {
-		n++
-		if c := v.(*atomic.Int64).Load(); c != 1 {
-			t.Errorf("a message was sent %d times", c)
-		}
-		return true
-	})
-	if n != len(all) {
-		t.Fatalf("%d distinct messages sent, want %d", n, len(all))
-	}
+	gate.checkSentOnceEach(t, len(all))
 	h.waitQueueEmpty(DefaultWorkspace, sess)
 }
 
