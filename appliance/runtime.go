@@ -149,6 +149,10 @@ func (rt *sessionRuntime) recover() ([]string, error) {
 				queued = append(queued, m.ID)
 			case (m.Status == StatusSent || m.Status == StatusDelivered) && m.ID >= marks.AwaitFrom:
 				owing = append(owing, m)
+				if len(owing) >= 2*liveMax {
+					// Only the newest liveMax are kept in memory (below).
+					owing = append(owing[:0], owing[liveMax:]...)
+				}
 			}
 			return true
 		})
