@@ -18,7 +18,6 @@ type conn interface {
 	disconnect()
 	paired() bool
 	ownJID() types.JID
-	loggedIn() bool
 	send(ctx context.Context, to types.JID, text, id string) (whatsmeow.SendResponse, error)
 	isOnWhatsApp(ctx context.Context, phones []string) ([]types.IsOnWhatsAppResponse, error)
 	pairPhone(ctx context.Context, phone string) (string, error)
@@ -43,7 +42,6 @@ func (c *realConn) connect(ctx context.Context) error { return c.cli.ConnectCont
 func (c *realConn) disconnect()                       { c.cli.Disconnect() }
 func (c *realConn) paired() bool                      { return c.cli.Store.ID != nil }
 func (c *realConn) ownJID() types.JID                 { return c.cli.Store.GetJID() }
-func (c *realConn) loggedIn() bool                    { return c.cli.IsConnected() && c.cli.IsLoggedIn() }
 
 func (c *realConn) send(ctx context.Context, to types.JID, text, id string) (whatsmeow.SendResponse, error) {
 	return c.cli.SendMessage(ctx, to, &waE2E.Message{Conversation: proto.String(text)},

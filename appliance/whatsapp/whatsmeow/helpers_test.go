@@ -206,7 +206,6 @@ func (r *recorder) waitStatus(t *testing.T, status string, d time.Duration) what
 type fakeConn struct {
 	mu          sync.Mutex
 	isPaired    bool
-	isLoggedIn  bool
 	jid         types.JID
 	connectErrs []error // returned by successive connect calls; nil after
 	connects    int
@@ -252,7 +251,6 @@ func (f *fakeConn) counts() (connects, disconnects int) {
 func (f *fakeConn) disconnect() {
 	f.mu.Lock()
 	f.disconnects++
-	f.isLoggedIn = false
 	f.mu.Unlock()
 }
 func (f *fakeConn) paired() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.isPaired }
@@ -261,7 +259,6 @@ func (f *fakeConn) ownJID() types.JID {
 	defer f.mu.Unlock()
 	return f.jid
 }
-func (f *fakeConn) loggedIn() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.isLoggedIn }
 func (f *fakeConn) send(ctx context.Context, to types.JID, text, id string) (whatsmeow.SendResponse, error) {
 	return f.sendFn(to, text, id)
 }
@@ -278,7 +275,6 @@ func (f *fakeConn) logout(ctx context.Context) error {
 	f.mu.Lock()
 	f.logouts++
 	f.isPaired = false
-	f.isLoggedIn = false
 	f.mu.Unlock()
 	return nil
 }

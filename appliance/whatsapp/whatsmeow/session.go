@@ -229,7 +229,7 @@ func (s *session) armRetryLocked(d time.Duration) {
 // loginTimedOut fires when a paired session's socket is up but WhatsApp did
 // not log it in within LoginTimeout.
 func (s *session) loginTimedOut() {
-	if s.c.loggedIn() {
+	if s.isOnline() {
 		return
 	}
 	s.mu.Lock()
@@ -322,7 +322,7 @@ func (s *session) handleEvent(evt any) {
 	case *events.KeepAliveTimeout:
 		s.onKeepAliveTimeout(e)
 	case *events.KeepAliveRestored:
-		if s.c.loggedIn() {
+		if s.isOnline() {
 			s.report(whatsapp.StatusConnected, "keep-alive pings are answered again")
 		}
 	case *events.LoggedOut:
@@ -642,6 +642,14 @@ func (s *session) onPairError(e *events.PairError) {
 
 // ---- Transport ----
 
+// isOnline reports whether WhatsApp has logged the session in and the socket
+// has not dropped since (see online).
+func (s *session) isOnline() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.online
+}
+
 func notConnected(msg string) *whatsapp.SendError {
 	return &whatsapp.SendError{Code: "session_not_connected", Message: msg}
 }
@@ -649,12 +657,12 @@ func notConnected(msg string) *whatsapp.SendError {
 // Send delivers one text message with the id chosen at queue time.
 func (s *session) Send(ctx context.Context, req whatsapp.SendRequest) (whatsapp.SendResult, error) {
 	s.mu.Lock()
-	closed := s.closed
+	closed, online := s.closed, s.online
 	s.mu.Unlock()
 	if closed {
 		return whatsapp.SendResult{}, notConnected("the session is closed")
 	}
-	if !s.c.loggedIn() {
+	if !online {
 		return whatsapp.SendResult{}, notConnected("the session is not connected to WhatsApp")
 	}
 	to := types.NewJID(req.To, types.DefaultUserServer)
@@ -694,7 +702,7 @@ func (s *session) CheckNumbers(ctx context.Context, numbers []string) ([]bool, e
 	if len(numbers) == 0 {
 		return out, nil
 	}
-	if !s.c.loggedIn() {
+	if !s.isOnline() {
 		return nil, notConnected("the session is not connected to WhatsApp")
 	}
 	for start := 0; start < len(numbers); start += s.opts.CheckBatch {
@@ -742,12 +750,13 @@ func (s *session) Close() error {
 // Logout unlinks the device on WhatsApp (when connected) and deletes its
 // state, so the number can be paired afresh.
 func (s *session) Logout(ctx context.Context) error {
+	online := s.isOnline()
 	if !s.shut() {
 		return nil
 	}
 	defer s.finish()
 	var err error
-	if s.c.loggedIn() {
+	if online {
 		if lerr := s.c.logout(ctx); lerr != nil {
 			s.log.Warn("whatsmeow: WhatsApp did not confirm the logout; deleting the device locally (the phone may list it until WhatsApp prunes it)", "err", lerr)
 		}

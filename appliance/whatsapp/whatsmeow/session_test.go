@@ -62,9 +62,6 @@ func TestReconnectBackoffOnFakeClock(t *testing.T) {
 	}
 	fc.waitConnects(t, 4)
 	// The fourth attempt succeeds; WhatsApp logs us in.
-	fc.mu.Lock()
-	fc.isLoggedIn = true
-	fc.mu.Unlock()
 	s.handleEvent(&events.Connected{})
 	st := rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
 	if !contains(st.Reason, "919876543210") {
@@ -125,9 +122,6 @@ func TestPermanentStops(t *testing.T) {
 			s, rec := newTestSession(t, fc, clk)
 			s.start()
 			fc.waitConnects(t, 1)
-			fc.mu.Lock()
-			fc.isLoggedIn = true
-			fc.mu.Unlock()
 			s.handleEvent(&events.Connected{})
 			rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
 
@@ -321,9 +315,6 @@ func TestKeepAliveTimeout(t *testing.T) {
 	s, rec := newTestSession(t, fc, clk)
 	s.start()
 	fc.waitConnects(t, 1)
-	fc.mu.Lock()
-	fc.isLoggedIn = true
-	fc.mu.Unlock()
 	s.handleEvent(&events.Connected{})
 	rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
 	s.handleEvent(&events.KeepAliveTimeout{ErrorCount: 1, LastSuccess: clk.Now().Add(-40 * time.Second)})
@@ -391,9 +382,7 @@ func TestLogoutDeletesDevice(t *testing.T) {
 	clk := newFakeClock()
 	fc := newFakeConn(true)
 	s, _ := newTestSession(t, fc, clk)
-	fc.mu.Lock()
-	fc.isLoggedIn = true
-	fc.mu.Unlock()
+	s.handleEvent(&events.Connected{}) // WhatsApp logs the session in
 	if err := s.Logout(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -421,9 +410,7 @@ func TestSendMapsErrors(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != "session_not_connected" {
 		t.Fatalf("offline send: %v", err)
 	}
-	fc.mu.Lock()
-	fc.isLoggedIn = true
-	fc.mu.Unlock()
+	s.handleEvent(&events.Connected{}) // WhatsApp logs the session in
 	ts := time.Unix(1_800_000_123, 0)
 	var gotTo types.JID
 	var gotID, gotText string
@@ -470,9 +457,7 @@ func TestCheckNumbersBatches(t *testing.T) {
 	if _, err := s.CheckNumbers(context.Background(), []string{"1"}); err == nil {
 		t.Fatal("CheckNumbers offline succeeded")
 	}
-	fc.mu.Lock()
-	fc.isLoggedIn = true
-	fc.mu.Unlock()
+	s.handleEvent(&events.Connected{}) // WhatsApp logs the session in
 	fc.checkFn = func(phones []string) ([]types.IsOnWhatsAppResponse, error) {
 		var out []types.IsOnWhatsAppResponse
 		for _, p := range phones {
