@@ -152,6 +152,11 @@ type transport struct {
 	// idle is true while the scheduler waits without a timer (empty queue);
 	// the next Send wakes it.
 	idle bool
+	// wakeAt is when (mono) the scheduler plans to collect next. A Send
+	// whose delivered receipt falls due earlier wakes it: while it sleeps
+	// until an older message's read receipt, a new message's delivered
+	// receipt can be due first.
+	wakeAt int64
 
 	wake chan struct{} // capacity 1: Send -> idle scheduler
 	stop chan struct{} // closed by Close
@@ -220,7 +225,7 @@ func (t *transport) track(id string, ts time.Time) (time.Time, bool) {
 	sent := max(t.mono(), t.lastSent)
 	t.lastSent = sent
 	t.q = append(t.q, pending{id: id, sent: sent})
-	wake := t.idle
+	wake := t.idle || sent+t.dAfter < t.wakeAt
 	t.idle = false
 	t.mu.Unlock()
 
@@ -355,6 +360,8 @@ func (t *transport) run() {
 			timer.Reset(time.Duration(wait))
 			select {
 			case <-timer.C:
+			case <-t.wake: // a receipt fell due before the timer
+				timer.Stop()
 			case <-t.stop:
 				return
 			}
@@ -420,6 +427,7 @@ func (t *transport) collect() (delivered, read []string, next int64, ok bool) {
 		}
 	}
 	t.idle = next < 0
+	t.wakeAt = next
 	return delivered, read, next, true
 }
 

@@ -801,3 +801,28 @@ func BenchmarkSend(b *testing.B) {
 		})
 	}
 }
+
+// TestDeliveredNotHeldBehindAnOlderRead: while the scheduler sleeps until an
+// older message's read receipt, a newer message's delivered receipt that
+// falls due first is still reported on time.
+func TestDeliveredNotHeldBehindAnOlderRead(t *testing.T) {
+	rec := newRecorder(t)
+	tr := open(t, Options{DeliveredAfter: 20 * time.Millisecond, ReadAfter: time.Hour, Tick: NoDelay}, rec)
+	deliveredCount := func() int {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.delivered)
+	}
+	for i := 1; i <= 3; i++ {
+		if _, err := tr.Send(context.Background(), whatsapp.SendRequest{ID: NewMessageID(), To: "4915199999999", Text: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for deliveredCount() < i {
+			if time.Now().After(deadline) {
+				t.Fatalf("message %d: no delivered receipt within 2s (due after 20ms)", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
