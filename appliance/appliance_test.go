@@ -29,6 +29,8 @@ type recordingSink struct {
 	mu     sync.Mutex
 	staged []*Event
 	commit atomic.Int64
+	// ignore lists event types no endpoint subscribes to (Wants is false).
+	ignore atomic.Value // map[string]bool
 }
 
 func (s *recordingSink) Stage(b *storage.Batch, ev *Event) error {
@@ -40,8 +42,11 @@ func (s *recordingSink) Stage(b *storage.Batch, ev *Event) error {
 	s.mu.Unlock()
 	return nil
 }
-func (s *recordingSink) Committed()                { s.commit.Add(1) }
-func (s *recordingSink) Wants(string, string) bool { return true }
+func (s *recordingSink) Committed() { s.commit.Add(1) }
+func (s *recordingSink) Wants(_, typ string) bool {
+	ignore, _ := s.ignore.Load().(map[string]bool)
+	return !ignore[typ]
+}
 
 func (s *recordingSink) types(msgID string) []string {
 	s.mu.Lock()

@@ -218,6 +218,9 @@ func (rt *sessionRuntime) sendBatch(batch []*storage.Message, drops []string) er
 type msgUpdate struct {
 	live *storage.Message // the shared record
 	next storage.Message  // its new value, applied once committed
+	// deferred: next is not in the batch; it becomes a dirty status
+	// (deferredStatus), written later unless a newer one supersedes it.
+	deferred bool
 }
 
 func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
@@ -382,14 +385,22 @@ func (rt *sessionRuntime) awaitFromLocked(queueFrom string, pending map[string]*
 // restart no longer re-announces them to the transport.
 const liveMax = 100_000
 
-// eventLoop applies receipts and inbound messages in batches.
+// eventLoop applies receipts and inbound messages in batches, and writes
+// deferred statuses when they come due.
 func (rt *sessionRuntime) eventLoop() {
 	defer rt.wg.Done()
 	pending := make([]sessionEvent, 0, 256)
+	flush := time.NewTimer(time.Hour)
+	defer flush.Stop()
 	for {
 		select {
 		case <-rt.ctx.Done():
+			if err := rt.flushDeferred(true); err != nil {
+				rt.a.log.Error("record deferred statuses", "workspace", rt.ws, "sessionId", rt.id, "err", err)
+			}
 			return
+		case <-flush.C:
+			pending = pending[:0]
 		case ev := <-rt.events:
 			pending = append(pending[:0], ev)
 		}
@@ -402,9 +413,15 @@ func (rt *sessionRuntime) eventLoop() {
 				break drain
 			}
 		}
-		if err := rt.applyEvents(pending); err != nil {
-			rt.a.log.Error("record session events", "workspace", rt.ws, "sessionId", rt.id, "err", err)
+		if len(pending) > 0 {
+			if err := rt.applyEvents(pending); err != nil {
+				rt.a.log.Error("record session events", "workspace", rt.ws, "sessionId", rt.id, "err", err)
+			}
 		}
+		if err := rt.flushDeferred(false); err != nil {
+			rt.a.log.Error("record deferred statuses", "workspace", rt.ws, "sessionId", rt.id, "err", err)
+		}
+		flush.Reset(rt.nextDeferredDue())
 	}
 }
 
@@ -437,10 +454,6 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 			inbound = true
 		}
 	}
-	if b.Empty() {
-		b.Discard()
-		return nil
-	}
 	marks := rt.marks
 	if len(order) > 0 {
 		marks.AwaitFrom = rt.awaitFromLocked(marks.QueueFrom, touched)
@@ -452,7 +465,9 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 	if inbound {
 		commit = rt.a.db.CommitSync // an inbound message exists nowhere else
 	}
-	if err := commit(b); err != nil {
+	if b.Empty() { // only deferred statuses
+		b.Discard()
+	} else if err := commit(b); err != nil {
 		for _, u := range order {
 			rt.awaitIDs.push(u.next.ID) // the marks may have dropped it
 		}
@@ -464,6 +479,7 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 			continue
 		}
 		*u.live = u.next
+		rt.setDeferred(u.live, u.deferred, now)
 		if u.next.Status == StatusRead {
 			delete(rt.byWA, u.next.WAID)
 			delete(rt.live, u.next.ID)
@@ -517,8 +533,14 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 			touched[m.ID] = u
 			*order = append(*order, u)
 		}
-		if err := b.StageMessageUpdate(m); err != nil {
-			return staged, err
+		// A delivered status no endpoint waits for is kept in memory for a
+		// moment: the read receipt often follows and then one write records
+		// both. API reads see it at once (overlayDeferred).
+		u.deferred = status == StatusDelivered && u.live != nil && !rt.a.events.Wants(rt.ws, evType)
+		if !u.deferred {
+			if err := b.StageMessageUpdate(m); err != nil {
+				return staged, err
+			}
 		}
 		if _, ok := rt.legacyAW[m.ID]; ok && status == StatusRead {
 			b.StageLegacyAwaitDone(rt.ws, rt.id, m.ID)

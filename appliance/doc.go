@@ -19,5 +19,8 @@
 //     so concurrent sends never take one more than the budget.
 //   - One dispatcher goroutine per session drains its queue in id order; a
 //     status only moves forward (queued → sent → delivered → read), and every
-//     status change is staged with its event in the same batch.
+//     status change is staged with its event in the same batch. The one
+//     exception has no event: a delivered status no endpoint subscribed to
+//     is held in memory for up to deferWindow, so the read receipt that
+//     usually follows is written with it; reads see it at once (overlay).
 package appliance

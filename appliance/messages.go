@@ -78,6 +78,7 @@ func (a *Appliance) Send(ctx context.Context, workspace string, in SendInput) (m
 			if err != nil {
 				return nil, false, fmt.Errorf("read replayed message: %w", err)
 			}
+			a.overlay(m)
 			return m, true, nil
 		case err != nil && !errors.Is(err, storage.ErrNotFound):
 			return nil, false, fmt.Errorf("read idempotency record: %w", err)
@@ -163,6 +164,9 @@ func (a *Appliance) Message(workspace, id string) (*storage.Message, error) {
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, newErr(CodeMessageNotFound, "id", "no message %s in this workspace: ids look like \"msg_…\" as returned by POST /v1/messages", quoteShort(id))
 	}
+	if err == nil {
+		a.overlay(m)
+	}
 	return m, err
 }
 
@@ -192,6 +196,9 @@ func (a *Appliance) Messages(workspace string, f MessageFilter, fn func(*storage
 		}
 	}
 	return a.db.Messages(workspace, r, func(m *storage.Message) bool {
+		if m.Status == StatusSent {
+			a.overlay(m) // only a sent message can have a delivered status pending
+		}
 		if f.Direction != "" && m.Direction != f.Direction {
 			return true
 		}

@@ -45,6 +45,13 @@ type sessionRuntime struct {
 	// cleared as those messages move on.
 	legacyQ, legacyAW map[string]struct{}
 
+	// deferMu guards deferred and deferOrder: statuses applied in memory
+	// and not yet written (deferred.go). The event loop changes them with
+	// msgMu held too; API reads take only deferMu.
+	deferMu    sync.Mutex
+	deferred   map[string]*deferredStatus
+	deferOrder []string // ids in the order they were deferred (and so fall due)
+
 	// queueMu guards memq, queued, queuedIDs and sendsClosed.
 	queueMu sync.Mutex
 	memq    []*storage.Message // committed by Send, in order, not yet taken
@@ -91,6 +98,7 @@ func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
 	rt.queued = map[string]struct{}{}
 	rt.legacyQ = map[string]struct{}{}
 	rt.legacyAW = map[string]struct{}{}
+	rt.deferred = map[string]*deferredStatus{}
 	rt.ctx, rt.cancel = context.WithCancel(a.ctx)
 	return rt
 }
