@@ -138,7 +138,7 @@ func Open(cfg Config) (*Appliance, error) {
 		return nil, err
 	}
 	for _, s := range sessions {
-		if err := a.startSession(s); err != nil {
+		if err := a.startSession(s, true); err != nil {
 			a.log.Error("session did not start", "workspace", s.Workspace, "sessionId", s.ID, "err", err)
 		}
 	}

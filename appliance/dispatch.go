@@ -231,12 +231,20 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 	staged := false
 	updates := make([]msgUpdate, 0, len(outcomes))
 	awaitFrom := "" // the smallest id this batch sends, "" for none
+	var quota map[string]int64
 	for _, o := range outcomes {
-		if _, ok := rt.legacyQ[o.id]; ok {
+		_, legacy := rt.legacyQ[o.id]
+		if legacy {
 			b.StageLegacyDequeue(rt.ws, rt.id, o.id)
 		}
 		if o.m == nil || o.m.Status != StatusQueued {
 			continue
+		}
+		if !legacy { // builds before marks counted a message when it was queued
+			if quota == nil {
+				quota = map[string]int64{}
+			}
+			quota[Period(time.Unix(o.m.CreatedAt, 0))]++
 		}
 		u := msgUpdate{live: o.m, next: *o.m}
 		m := &u.next
@@ -282,6 +290,9 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 			staged = true
 		}
 		updates = append(updates, u)
+	}
+	for period, n := range quota {
+		b.StageQuotaUse(rt.ws, period, n)
 	}
 	// The batch's messages leave the queue in the same commit that moves
 	// the marks past them.

@@ -10,8 +10,10 @@
 // cluster swaps the implementation, not the domain.
 //
 // Invariants the code relies on:
-//   - A send is acknowledged only after its message record, indexes,
-//     idempotency record and quota use are in one synced batch.
+//   - A send is acknowledged only after its message record, indexes and
+//     idempotency record are in one synced batch. A month's quota use is its
+//     stored counter plus its messages still queued: the dispatcher moves
+//     messages into the counter in the batch that records their outcome.
 //   - A session's marks (storage.SessionMarks) never pass a message that is
 //     queued or owes receipts: ids are reserved before their batch commits,
 //     and the marks move in the same batch that moves messages on.

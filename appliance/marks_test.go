@@ -125,3 +125,59 @@ func TestNewIDsSortAfterTheMarksWhenTheClockWentBack(t *testing.T) {
 		t.Fatalf("id %s made after the restart sorts before the marks %+v", m.ID, marks)
 	}
 }
+
+// TestQuotaCountsQueuedMessagesAcrossRestarts: the stored counter grows as
+// messages leave the queue, so a restart must count the queued ones it
+// finds, once, and the total must not change as they are then sent.
+func TestQuotaCountsQueuedMessagesAcrossRestarts(t *testing.T) {
+	gate := &gatedDriver{}
+	h := newHarness(t, gate)
+	h.mustSession(DefaultWorkspace, sess, "gated")
+	seed := func() {
+		rt, _ := h.app.runtime(DefaultWorkspace, sess)
+		rt.numbers.mu.Lock()
+		rt.numbers.m[rcpt] = numberEntry{on: true, expires: time.Now().Add(time.Hour)}
+		rt.numbers.mu.Unlock()
+	}
+	used := func(when string, want int64) {
+		t.Helper()
+		u, err := h.app.Usage(DefaultWorkspace)
+		if err != nil || u.Used != want {
+			t.Fatalf("%s: used %d (%v), want %d", when, u.Used, err, want)
+		}
+	}
+	seed()
+	gate.open.Store(true)
+	var ids []string
+	for range 5 {
+		ids = append(ids, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "sent"}).ID)
+	}
+	for _, id := range ids {
+		h.waitStatus(DefaultWorkspace, id, StatusSent)
+	}
+	gate.open.Store(false)
+	for range 7 {
+		ids = append(ids, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "queued"}).ID)
+	}
+	used("before restart", 12)
+	h.close()
+	h.open(gate)
+	used("after restart, 7 still queued", 12)
+	h.close()
+	h.open(gate)
+	used("after a second restart", 12)
+	seed()
+	gate.open.Store(true)
+	rt, _ := h.app.runtime(DefaultWorkspace, sess)
+	rt.kick()
+	for _, id := range ids {
+		h.waitStatus(DefaultWorkspace, id, StatusSent)
+	}
+	used("all sent", 12)
+	h.close()
+	h.open(gate)
+	used("all sent, after restart", 12)
+	if n, _ := h.db.QuotaUsed(DefaultWorkspace, Period(time.Now())); n != 12 {
+		t.Fatalf("stored counter %d, want 12", n)
+	}
+}

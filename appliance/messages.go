@@ -54,8 +54,9 @@ func fingerprint(in SendInput) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// Send queues an outbound message. It returns after the message, its
-// idempotency record and its quota use are durable. replay is
+// Send queues an outbound message. It returns after the message and its
+// idempotency record are durable (the queued record counts against the
+// quota until the dispatcher adds it to the counter). replay is
 // true when an Idempotency-Key repeated an earlier request: the original
 // message is returned and nothing new is stored.
 func (a *Appliance) Send(ctx context.Context, workspace string, in SendInput) (msg *storage.Message, replay bool, err error) {
@@ -147,7 +148,8 @@ func (a *Appliance) Send(ctx context.Context, workspace string, in SendInput) (m
 		a.quota.release(workspace, period)
 		return nil, false, err
 	}
-	b.StageQuotaUse(workspace, period, 1)
+	// The quota counter is added to when the message leaves the queue
+	// (recordOutcomes); until then the queued record is what counts it.
 	if err := a.db.CommitSync(b); err != nil {
 		rt.abandonQueued(id, true)
 		a.quota.release(workspace, period)

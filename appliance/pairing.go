@@ -118,7 +118,7 @@ func (a *Appliance) restartSession(rt *sessionRuntime) error {
 	rt.mu.Lock()
 	rec := rt.rec
 	rt.mu.Unlock()
-	return a.startSession(&rec)
+	return a.startSession(&rec, false)
 }
 
 // SetPacing overrides a session's pacing (nil restores the driver's default;

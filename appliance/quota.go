@@ -9,9 +9,15 @@ import (
 )
 
 // quotaTracker counts each workspace's accepted sends for the current UTC
-// month in memory, backed by the Pebble counter that every send batch
-// increments. Reserve/Release bracket the batch so concurrent sends can never
-// take one more than the budget.
+// month in memory. Reserve/Release bracket the send's batch so concurrent
+// sends can never take one more than the budget.
+//
+// The Pebble counter of a month counts the messages that have left the
+// queue: the dispatcher adds them in its outcome batch, one merge per batch
+// rather than one per send on a key every send would share. What a month
+// has accepted is therefore that counter plus its messages still queued in
+// storage; a restart adds the queued ones it recovers (addRecovered) before
+// their session dispatches anything.
 type quotaTracker struct {
 	db *storage.DB
 	mu sync.Mutex
@@ -73,6 +79,24 @@ func (q *quotaTracker) reserve(ws string, limit int64, now time.Time) (string, e
 	}
 	c.used++
 	return period, nil
+}
+
+// addRecovered counts n messages of period that an earlier run accepted and
+// left queued: they are not in the stored counter yet. Only the current
+// month is tracked in memory; an earlier month's counter becomes exact as
+// its queued messages leave the queue.
+func (q *quotaTracker) addRecovered(ws, period string, n int64, now time.Time) error {
+	if period != Period(now) {
+		return nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c, err := q.countLocked(ws, period)
+	if err != nil {
+		return err
+	}
+	c.used += n
+	return nil
 }
 
 // release returns a reservation whose batch did not commit.

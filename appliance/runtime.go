@@ -106,8 +106,8 @@ func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
 // open starts the transport and the goroutines. Messages an earlier run left
 // queued are sent first; sent messages it left owing receipts are announced
 // to the transport.
-func (rt *sessionRuntime) open(d whatsapp.Driver) error {
-	awaiting, err := rt.recover()
+func (rt *sessionRuntime) open(d whatsapp.Driver, atBoot bool) error {
+	awaiting, err := rt.recover(atBoot)
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,10 @@ func (rt *sessionRuntime) open(d whatsapp.Driver) error {
 // become recoverIDs) and the sent ones still owing receipts (brought into
 // memory; their WhatsApp ids are returned). It reads the session's log from
 // its marks on, plus the q/ and aw/ keys of builds before marks.
-func (rt *sessionRuntime) recover() ([]string, error) {
+//
+// atBoot: the process just started, so the queued messages found are not
+// in the quota tracker yet (after a restart of one session, they are).
+func (rt *sessionRuntime) recover(atBoot bool) ([]string, error) {
 	db := rt.a.db
 	marks, found, err := db.SessionMarks(rt.ws, rt.id)
 	if err != nil {
@@ -142,6 +145,7 @@ func (rt *sessionRuntime) recover() ([]string, error) {
 	}
 	var queued []string
 	var owing []*storage.Message
+	uncounted := map[string]int64{} // queued messages by month, not yet in the quota counter
 	if found {
 		// Ids made from now on must sort after everything the marks cover,
 		// even if the clock went back while we were down.
@@ -155,6 +159,7 @@ func (rt *sessionRuntime) recover() ([]string, error) {
 			switch {
 			case m.Status == StatusQueued && m.ID >= marks.QueueFrom:
 				queued = append(queued, m.ID)
+				uncounted[Period(time.Unix(m.CreatedAt, 0))]++
 			case (m.Status == StatusSent || m.Status == StatusDelivered) && m.ID >= marks.AwaitFrom:
 				owing = append(owing, m)
 				if len(owing) >= 2*liveMax {
@@ -201,6 +206,13 @@ func (rt *sessionRuntime) recover() ([]string, error) {
 		owing = owing[len(owing)-liveMax:] // the newest; see liveMax
 	}
 
+	if atBoot {
+		for period, n := range uncounted {
+			if err := rt.a.quota.addRecovered(rt.ws, period, n, rt.a.now()); err != nil {
+				return nil, err
+			}
+		}
+	}
 	rt.queueMu.Lock()
 	for _, id := range queued {
 		rt.queued[id] = struct{}{}

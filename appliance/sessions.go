@@ -53,7 +53,7 @@ func (a *Appliance) CreateSession(workspace, sessionID, driver string) (SessionV
 		a.dropRuntime(key)
 		return SessionView{}, storageErr("store session", err)
 	}
-	if err := rt.open(d); err != nil {
+	if err := rt.open(d, false); err != nil {
 		a.log.Error("session transport did not open", "workspace", workspace, "sessionId", sessionID, "err", err)
 	}
 	return rt.view(), nil
@@ -80,7 +80,7 @@ func (a *Appliance) dropRuntime(key sessionKey) {
 
 // startSession brings up a stored session: at boot, and when a session is
 // restarted. A session whose driver this build lacks is listed but not run.
-func (a *Appliance) startSession(rec *storage.Session) error {
+func (a *Appliance) startSession(rec *storage.Session, atBoot bool) error {
 	rt := a.newRuntime(rec)
 	a.mu.Lock()
 	a.sessions[sessionKey{rec.Workspace, rec.ID}] = rt
@@ -89,7 +89,7 @@ func (a *Appliance) startSession(rec *storage.Session) error {
 	if !ok {
 		return fmt.Errorf("driver %q is not available in this build", rec.Driver)
 	}
-	return rt.open(d)
+	return rt.open(d, atBoot)
 }
 
 func (a *Appliance) runtime(workspace, sessionID string) (*sessionRuntime, error) {

@@ -22,7 +22,7 @@
 //	q/<ws>/<sessionID>/<msgID>      empty                     legacy (before marks): queued messages; read and cleared, never written
 //	aw/<ws>/<sessionID>/<msgID>     empty                     legacy (before marks): messages owing receipts; read and cleared, never written
 //	idem/<ws>/<idempotencyKey>      Idempotency               24 h replay of POST /v1/messages
-//	quota/<ws>/<YYYY-MM>            int64 counter (merge)     accepted outbound messages in that UTC month
+//	quota/<ws>/<YYYY-MM>            int64 counter (merge)     outbound messages of that UTC month that left the queue (plus the queued ones = accepted)
 //	wh/<endpointID>                 Webhook (JSON)            State; endpoint config, loaded into memory at Open
 //	dlv/<deliveryID>                Delivery                  webhook outbox: staged in the batch of the change that caused the event
 //	dlb/<deliveryID>                raw event JSON            the delivery's body, written once
