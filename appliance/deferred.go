@@ -38,6 +38,9 @@ func (rt *sessionRuntime) setDeferred(m *storage.Message, deferred bool, now tim
 // force) in one unsynced batch, like the receipts they stand for.
 func (rt *sessionRuntime) flushDeferred(force bool) error {
 	now := rt.a.now()
+	if !force && !rt.deferredDue(now) {
+		return nil // the common case, without taking msgMu
+	}
 	rt.msgMu.Lock()
 	defer rt.msgMu.Unlock()
 	rt.deferMu.Lock()
@@ -87,6 +90,18 @@ func (rt *sessionRuntime) flushDeferred(force bool) error {
 	}
 	rt.deferMu.Unlock()
 	return nil
+}
+
+// deferredDue reports whether anything deferred is due (or superseded and
+// waiting to be dropped from deferOrder).
+func (rt *sessionRuntime) deferredDue(now time.Time) bool {
+	rt.deferMu.Lock()
+	defer rt.deferMu.Unlock()
+	if len(rt.deferOrder) == 0 {
+		return false
+	}
+	d, ok := rt.deferred[rt.deferOrder[0]]
+	return !ok || !d.due.After(now)
 }
 
 // nextDeferredDue is how long until the oldest deferred status is due; an

@@ -487,6 +487,9 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 	rt.marks = marks
 	for _, u := range order {
 		if u.live == nil {
+			// Updated from storage (no longer in memory): a status still
+			// held for it is older than what was just written.
+			rt.setDeferred(&u.next, false, now)
 			continue
 		}
 		*u.live = u.next
