@@ -401,13 +401,24 @@ func (d *gatedDriver) checkSentOnceEach(t *testing.T, want int) {
 func (t *gatedTransport) Close() error                 { return nil }
 func (t *gatedTransport) Logout(context.Context) error { return nil }
 
+// knowRecipient puts rcpt in the session's number cache as on WhatsApp: the
+// gated transport says nobody is, so sends are answered from the cache.
+func (h *harness) knowRecipient() {
+	h.t.Helper()
+	rt, err := h.app.runtime(DefaultWorkspace, sess)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	rt.numbers.mu.Lock()
+	rt.numbers.m[rcpt] = numberEntry{on: true, expires: time.Now().Add(time.Hour)}
+	rt.numbers.mu.Unlock()
+}
+
 func TestRestartResumesQueueWithoutDuplicates(t *testing.T) {
 	gate := &gatedDriver{}
 	h := newHarness(t, gate)
 	h.mustSession(DefaultWorkspace, sess, "gated")
-	// The gated transport says nobody is on WhatsApp; answer from the cache instead.
-	rt, _ := h.app.runtime(DefaultWorkspace, sess)
-	rt.numbers.m[rcpt] = numberEntry{on: true, expires: time.Now().Add(time.Hour)}
+	h.knowRecipient()
 	var ids []string
 	for i := 0; i < 40; i++ {
 		ids = append(ids, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: fmt.Sprint("m", i)}).ID)
@@ -445,8 +456,7 @@ func TestDeleteSessionFailsQueuedMessages(t *testing.T) {
 	gate := &gatedDriver{}
 	h := newHarness(t, gate)
 	h.mustSession(DefaultWorkspace, sess, "gated")
-	rt, _ := h.app.runtime(DefaultWorkspace, sess)
-	rt.numbers.m[rcpt] = numberEntry{on: true, expires: time.Now().Add(time.Hour)}
+	h.knowRecipient()
 	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
 	if err := h.app.DeleteSession(context.Background(), DefaultWorkspace, sess); err != nil {
 		t.Fatal(err)
@@ -690,8 +700,7 @@ func TestQueuedMessagesExpireWhileDisconnected(t *testing.T) {
 	h.db, h.app = db, app
 	t.Cleanup(h.close)
 	h.mustSession(DefaultWorkspace, sess, "gated")
-	rt, _ := h.app.runtime(DefaultWorkspace, sess)
-	rt.numbers.m[rcpt] = numberEntry{on: true, expires: time.Now().Add(time.Hour)}
+	h.knowRecipient()
 	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
 	gate.handler.Load().(whatsapp.Handler).OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusDisconnected, Reason: "test"})
 	// A paired session that is disconnected still accepts sends: they wait.

@@ -73,13 +73,7 @@ func TestMarksNeverPassAQueuedMessage(t *testing.T) {
 	gate := &gatedDriver{}
 	h := newHarness(t, gate)
 	h.mustSession(DefaultWorkspace, sess, "gated")
-	seed := func() {
-		rt, _ := h.app.runtime(DefaultWorkspace, sess)
-		rt.numbers.mu.Lock()
-		rt.numbers.m[rcpt] = numberEntry{on: true, expires: time.Now().Add(time.Hour)}
-		rt.numbers.mu.Unlock()
-	}
-	seed()
+	h.knowRecipient()
 	var all []string
 	for round := range 4 {
 		// Queue behind a closed gate, then open it for a moment while
@@ -96,7 +90,7 @@ func TestMarksNeverPassAQueuedMessage(t *testing.T) {
 		gate.open.Store(false)
 		h.close()
 		h.open(gate)
-		seed()
+		h.knowRecipient()
 	}
 	gate.open.Store(true)
 	rt, _ := h.app.runtime(DefaultWorkspace, sess)
@@ -133,12 +127,6 @@ func TestQuotaCountsQueuedMessagesAcrossRestarts(t *testing.T) {
 	gate := &gatedDriver{}
 	h := newHarness(t, gate)
 	h.mustSession(DefaultWorkspace, sess, "gated")
-	seed := func() {
-		rt, _ := h.app.runtime(DefaultWorkspace, sess)
-		rt.numbers.mu.Lock()
-		rt.numbers.m[rcpt] = numberEntry{on: true, expires: time.Now().Add(time.Hour)}
-		rt.numbers.mu.Unlock()
-	}
 	used := func(when string, want int64) {
 		t.Helper()
 		u, err := h.app.Usage(DefaultWorkspace)
@@ -146,7 +134,7 @@ func TestQuotaCountsQueuedMessagesAcrossRestarts(t *testing.T) {
 			t.Fatalf("%s: used %d (%v), want %d", when, u.Used, err, want)
 		}
 	}
-	seed()
+	h.knowRecipient()
 	gate.open.Store(true)
 	var ids []string
 	for range 5 {
@@ -166,7 +154,7 @@ func TestQuotaCountsQueuedMessagesAcrossRestarts(t *testing.T) {
 	h.close()
 	h.open(gate)
 	used("after a second restart", 12)
-	seed()
+	h.knowRecipient()
 	gate.open.Store(true)
 	rt, _ := h.app.runtime(DefaultWorkspace, sess)
 	rt.kick()

@@ -18,19 +18,26 @@ import (
 // has accepted is therefore that counter plus its messages still queued in
 // storage; a restart adds the queued ones it recovers (addRecovered) before
 // their session dispatches anything.
+//
+// A month's count is read from storage once, the first time it is needed,
+// and kept: later the stored counter trails the memory by the messages still
+// queued, so reading it again would lose them. That first read is exact:
+// only a month's queued messages move its counter, and accepting or
+// recovering one reads the month first.
 type quotaTracker struct {
 	db *storage.DB
 	mu sync.Mutex
-	m  map[string]*quotaCount
+	m  map[quotaKey]*quotaCount
 }
 
+type quotaKey struct{ ws, period string }
+
 type quotaCount struct {
-	period string
-	used   int64 // committed + reserved
+	used int64 // accepted: in the stored counter, queued, or reserved
 }
 
 func newQuotaTracker(db *storage.DB) *quotaTracker {
-	return &quotaTracker{db: db, m: map[string]*quotaCount{}}
+	return &quotaTracker{db: db, m: map[quotaKey]*quotaCount{}}
 }
 
 // Period is the UTC calendar month of t, as "2026-11".
@@ -46,16 +53,16 @@ func nextPeriodStart(t time.Time) time.Time {
 }
 
 func (q *quotaTracker) countLocked(ws, period string) (*quotaCount, error) {
-	c, ok := q.m[ws]
-	if ok && c.period == period {
+	k := quotaKey{ws, period}
+	if c, ok := q.m[k]; ok {
 		return c, nil
 	}
 	used, err := q.db.QuotaUsed(ws, period)
 	if err != nil {
 		return nil, fmt.Errorf("read quota of %s: %w", ws, err)
 	}
-	c = &quotaCount{period: period, used: used}
-	q.m[ws] = c
+	c := &quotaCount{used: used}
+	q.m[k] = c
 	return c, nil
 }
 
@@ -82,13 +89,8 @@ func (q *quotaTracker) reserve(ws string, limit int64, now time.Time) (string, e
 }
 
 // addRecovered counts n messages of period that an earlier run accepted and
-// left queued: they are not in the stored counter yet. Only the current
-// month is tracked in memory; an earlier month's counter becomes exact as
-// its queued messages leave the queue.
-func (q *quotaTracker) addRecovered(ws, period string, n int64, now time.Time) error {
-	if period != Period(now) {
-		return nil
-	}
+// left queued: they are not in the stored counter yet.
+func (q *quotaTracker) addRecovered(ws, period string, n int64) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	c, err := q.countLocked(ws, period)
@@ -103,7 +105,7 @@ func (q *quotaTracker) addRecovered(ws, period string, n int64, now time.Time) e
 func (q *quotaTracker) release(ws, period string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if c, ok := q.m[ws]; ok && c.period == period && c.used > 0 {
+	if c, ok := q.m[quotaKey{ws, period}]; ok && c.used > 0 {
 		c.used--
 	}
 }

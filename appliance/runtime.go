@@ -208,7 +208,7 @@ func (rt *sessionRuntime) recover(atBoot bool) ([]string, error) {
 
 	if atBoot {
 		for period, n := range uncounted {
-			if err := rt.a.quota.addRecovered(rt.ws, period, n, rt.a.now()); err != nil {
+			if err := rt.a.quota.addRecovered(rt.ws, period, n); err != nil {
 				return nil, err
 			}
 		}
