@@ -321,6 +321,12 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 	for _, o := range outcomes {
 		delete(rt.legacyQ, o.id)
 	}
+	if len(rt.early) > 0 {
+		select {
+		case rt.retryEarly <- struct{}{}:
+		default:
+		}
+	}
 	for _, u := range updates {
 		*u.live = u.next
 		if u.live.Status == StatusFailed {
@@ -391,6 +397,31 @@ func (rt *sessionRuntime) awaitFromLocked(queueFrom string, pending map[string]*
 	return id
 }
 
+// earlyMax bounds how many early receipts a session holds; beyond it the
+// oldest are dropped (their messages keep the status of their outcome).
+const earlyMax = 10_000
+
+// holdEarly keeps a receipt for a message whose send outcome is not
+// recorded yet. msgMu is held.
+func (rt *sessionRuntime) holdEarly(r whatsapp.Receipt) {
+	if len(rt.early) >= earlyMax {
+		rt.early = append(rt.early[:0], rt.early[len(rt.early)-earlyMax/2:]...)
+	}
+	rt.early = append(rt.early, r)
+}
+
+// takeEarly appends the held receipts to evs, to be tried again.
+func (rt *sessionRuntime) takeEarly(evs []sessionEvent) []sessionEvent {
+	rt.msgMu.Lock()
+	early := rt.early
+	rt.early = nil
+	rt.msgMu.Unlock()
+	for i := range early {
+		evs = append(evs, sessionEvent{receipt: &early[i]})
+	}
+	return evs
+}
+
 // liveMax bounds how many sent messages per session wait in memory for
 // their receipts. Beyond it the oldest fall back to storage look-ups, and a
 // restart no longer re-announces them to the transport.
@@ -412,6 +443,8 @@ func (rt *sessionRuntime) eventLoop() {
 			return
 		case <-flush.C:
 			pending = pending[:0]
+		case <-rt.retryEarly:
+			pending = rt.takeEarly(pending[:0])
 		case ev := <-rt.events:
 			pending = append(pending[:0], ev)
 		}
@@ -537,6 +570,12 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 			}
 		}
 		m := &u.next
+		if m.Direction == "outbound" && m.Status == StatusQueued {
+			// The network answered before the outcome of the send was
+			// recorded: applying it now would be overwritten by "sent".
+			rt.holdEarly(whatsapp.Receipt{WAMessageIDs: []string{waID}, Kind: r.Kind, Timestamp: r.Timestamp})
+			continue
+		}
 		if m.Direction != "outbound" || m.Status == StatusFailed || statusRank(m.Status) >= statusRank(status) {
 			continue
 		}

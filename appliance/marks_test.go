@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -167,5 +168,49 @@ func TestQuotaCountsQueuedMessagesAcrossRestarts(t *testing.T) {
 	used("all sent, after restart", 12)
 	if n, _ := h.db.QuotaUsed(DefaultWorkspace, Period(time.Now())); n != 12 {
 		t.Fatalf("stored counter %d, want 12", n)
+	}
+}
+
+// eagerDriver's network answers before Send returns: a delivered receipt
+// reaches the session while the outcome of the send is not recorded yet.
+type eagerDriver struct{}
+
+func (eagerDriver) Name() string { return "eager" }
+func (eagerDriver) Open(_ context.Context, _ whatsapp.SessionRef, h whatsapp.Handler) (whatsapp.Transport, error) {
+	h.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
+	return &eagerTransport{h: h}, nil
+}
+
+type eagerTransport struct{ h whatsapp.Handler }
+
+func (t *eagerTransport) Send(_ context.Context, r whatsapp.SendRequest) (whatsapp.SendResult, error) {
+	t.h.OnReceipt(whatsapp.Receipt{WAMessageIDs: []string{r.ID}, Kind: whatsapp.ReceiptDelivered, Timestamp: time.Now()})
+	time.Sleep(30 * time.Millisecond) // the event loop handles the receipt first
+	return whatsapp.SendResult{WAMessageID: r.ID, Timestamp: time.Now()}, nil
+}
+func (t *eagerTransport) CheckNumbers(_ context.Context, n []string) ([]bool, error) {
+	out := make([]bool, len(n))
+	for i := range out {
+		out[i] = true
+	}
+	return out, nil
+}
+func (t *eagerTransport) Close() error                 { return nil }
+func (t *eagerTransport) Logout(context.Context) error { return nil }
+
+// TestReceiptBeforeTheSendOutcomeWaitsForIt: the receipt is applied after
+// "sent" is recorded, so the stored status ends delivered, not sent, and
+// the events come in order.
+func TestReceiptBeforeTheSendOutcomeWaitsForIt(t *testing.T) {
+	h := newHarness(t, eagerDriver{})
+	h.mustSession(DefaultWorkspace, sess, "eager")
+	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "fast network"})
+	h.waitStatus(DefaultWorkspace, m.ID, StatusDelivered)
+	time.Sleep(100 * time.Millisecond) // an outcome that overwrote it would have landed
+	if got := h.storedStatus(m.ID); got != StatusDelivered {
+		t.Fatalf("stored status %q, want delivered", got)
+	}
+	if got := fmt.Sprint(h.events.types(m.ID)); got != "[message.sent message.delivered]" {
+		t.Fatalf("events %s, want sent then delivered", got)
 	}
 }

@@ -44,6 +44,10 @@ type sessionRuntime struct {
 	// Messages an earlier build indexed under q/ or aw/ keys, which are
 	// cleared as those messages move on.
 	legacyQ, legacyAW map[string]struct{}
+	// early holds receipts that arrived before the outcome of their send
+	// was recorded; recordOutcomes signals retryEarly to have them applied.
+	early      []whatsapp.Receipt
+	retryEarly chan struct{}
 
 	// deferMu guards deferred and deferOrder: statuses applied in memory
 	// and not yet written (deferred.go). The event loop changes them with
@@ -84,12 +88,13 @@ type sessionEvent struct {
 
 func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
 	rt := &sessionRuntime{
-		a:      a,
-		ws:     rec.Workspace,
-		id:     rec.ID,
-		rec:    *rec,
-		wake:   make(chan struct{}, 1),
-		events: make(chan sessionEvent, 4096),
+		a:          a,
+		ws:         rec.Workspace,
+		id:         rec.ID,
+		rec:        *rec,
+		wake:       make(chan struct{}, 1),
+		retryEarly: make(chan struct{}, 1),
+		events:     make(chan sessionEvent, 4096),
 	}
 	rt.numbers.m = map[string]numberEntry{}
 	rt.live = map[string]*storage.Message{}
