@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"errors"
+	"math"
 	"time"
 
 	"github.com/walytic/appliance/appliance/whatsapp"
@@ -232,6 +233,8 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 	updates := make([]msgUpdate, 0, len(outcomes))
 	awaitFrom := "" // the smallest id this batch sends, "" for none
 	var quota map[string]int64
+	wantSent := rt.a.events.Wants(rt.ws, EventMessageSent)
+	wantFailed := rt.a.events.Wants(rt.ws, EventMessageFailed)
 	for _, o := range outcomes {
 		_, legacy := rt.legacyQ[o.id]
 		if legacy {
@@ -248,12 +251,12 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		}
 		u := msgUpdate{live: o.m, next: *o.m}
 		m := &u.next
-		evType := EventMessageSent
+		evType, wanted := EventMessageSent, wantSent
 		if o.err != nil {
-			evType = EventMessageFailed
+			evType, wanted = EventMessageFailed, wantFailed
 		}
 		var ev *Event
-		if rt.a.events.Wants(rt.ws, evType) {
+		if wanted {
 			ev = &Event{ID: storage.NewID("evt_", now), Type: evType, Workspace: rt.ws, SessionID: rt.id, Timestamp: now.Unix(), MessageID: m.ID, To: m.To}
 		}
 		if o.err != nil {
@@ -543,6 +546,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 	if r.Kind == whatsapp.ReceiptRead {
 		status, evType = StatusRead, EventMessageRead
 	}
+	wanted := rt.a.events.Wants(rt.ws, evType) // the same for every id of r
 	staged := 0
 	for _, waID := range r.WAMessageIDs {
 		var u *msgUpdate
@@ -589,7 +593,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 		// A delivered status no endpoint waits for is kept in memory for a
 		// moment: the read receipt often follows and then one write records
 		// both. API reads see it at once (overlayDeferred).
-		u.deferred = status == StatusDelivered && u.live != nil && !rt.a.events.Wants(rt.ws, evType)
+		u.deferred = status == StatusDelivered && u.live != nil && !wanted
 		if !u.deferred {
 			if err := b.StageMessageUpdate(m); err != nil {
 				return staged, err
@@ -599,7 +603,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 			b.StageLegacyAwaitDone(rt.ws, rt.id, m.ID)
 			delete(rt.legacyAW, m.ID)
 		}
-		if !rt.a.events.Wants(rt.ws, evType) {
+		if !wanted {
 			continue
 		}
 		ev := &Event{ID: storage.NewID("evt_", now), Type: evType, Workspace: rt.ws, SessionID: rt.id,
@@ -655,25 +659,7 @@ func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, n
 // failQueued marks every message still queued for the session failed. The
 // session's goroutines are stopped.
 func (rt *sessionRuntime) failQueued(code, reason string) error {
-	for {
-		batch, drops, err := rt.nextBatch(256)
-		if err != nil {
-			return err
-		}
-		if len(batch) == 0 && len(drops) == 0 {
-			return nil
-		}
-		outcomes := make([]sendOutcome, 0, len(batch)+len(drops))
-		for _, id := range drops {
-			outcomes = append(outcomes, sendOutcome{id: id})
-		}
-		for _, m := range batch {
-			outcomes = append(outcomes, sendOutcome{id: m.ID, m: m, err: &storage.MessageError{Code: code, Message: reason}})
-		}
-		if err := rt.recordOutcomes(outcomes); err != nil {
-			return err
-		}
-	}
+	return rt.failQueuedBefore(math.MaxInt64, &storage.MessageError{Code: code, Message: reason})
 }
 
 func (rt *sessionRuntime) wait() bool {
@@ -725,6 +711,14 @@ func (rt *sessionRuntime) waitForPacing(cfg *storage.Pacing, to string) bool {
 // expireQueued fails queued messages created before cutoff (Unix seconds):
 // they waited for a disconnected session longer than the configured maximum.
 func (rt *sessionRuntime) expireQueued(cutoff int64) error {
+	return rt.failQueuedBefore(cutoff, &storage.MessageError{Code: CodeSessionNotConnected,
+		Message: "the session stayed disconnected longer than the queue's maximum age (--max-queue-age), so the message was not sent"})
+}
+
+// failQueuedBefore fails, in queue order, the queued messages created before
+// cutoff (Unix seconds) with me, and puts the first younger one and the rest
+// back. Only the dispatcher, or a caller that stopped it, may call it.
+func (rt *sessionRuntime) failQueuedBefore(cutoff int64, me *storage.MessageError) error {
 	for {
 		batch, drops, err := rt.nextBatch(dispatchBatch)
 		if err != nil {
@@ -743,8 +737,7 @@ func (rt *sessionRuntime) expireQueued(cutoff int64) error {
 				rest = batch[i:]
 				break
 			}
-			outcomes = append(outcomes, sendOutcome{id: m.ID, m: m, err: &storage.MessageError{Code: CodeSessionNotConnected,
-				Message: "the session stayed disconnected longer than the queue's maximum age (--max-queue-age), so the message was not sent"}})
+			outcomes = append(outcomes, sendOutcome{id: m.ID, m: m, err: me})
 		}
 		if len(rest) > 0 {
 			rt.putBack(rest)
