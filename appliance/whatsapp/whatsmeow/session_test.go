@@ -224,13 +224,21 @@ func TestPairingCodeExtendsTheWait(t *testing.T) {
 	rec.waitStatus(t, whatsapp.StatusPairingTimeout, time.Second)
 }
 
-func TestPairSuccessSameNumber(t *testing.T) {
+// newPairingSession starts an unpaired session and shows it QR codes; it
+// is pairing when this returns.
+func newPairingSession(t *testing.T, codes ...string) (*session, *recorder, *fakeConn, *fakeClock) {
+	t.Helper()
 	clk := newFakeClock()
 	fc := newFakeConn(false)
 	s, rec := newTestSession(t, fc, clk)
 	s.start()
-	s.handleEvent(&events.QR{Codes: []string{"a"}})
+	s.handleEvent(&events.QR{Codes: codes})
 	rec.waitStatus(t, whatsapp.StatusPairing, time.Second)
+	return s, rec, fc, clk
+}
+
+func TestPairSuccessSameNumber(t *testing.T) {
+	s, rec, fc, clk := newPairingSession(t, "a")
 	jid := types.NewADJID("919876543210", 0, 7)
 	if !s.prePair(jid, "android", "") {
 		t.Fatal("prePair refused the session's own number")
@@ -259,12 +267,7 @@ func TestPairSuccessSameNumber(t *testing.T) {
 }
 
 func TestPairSuccessDifferentNumberLogsOut(t *testing.T) {
-	clk := newFakeClock()
-	fc := newFakeConn(false)
-	s, rec := newTestSession(t, fc, clk)
-	s.start()
-	s.handleEvent(&events.QR{Codes: []string{"a"}})
-	rec.waitStatus(t, whatsapp.StatusPairing, time.Second)
+	s, rec, fc, clk := newPairingSession(t, "a")
 	other := types.NewADJID("14155550100", 0, 3)
 	s.handleEvent(&events.PairSuccess{ID: other})
 	st := rec.waitStatus(t, whatsapp.StatusLoggedOut, time.Second)
@@ -281,11 +284,7 @@ func TestPairSuccessDifferentNumberLogsOut(t *testing.T) {
 }
 
 func TestPrePairRejectsDifferentNumber(t *testing.T) {
-	clk := newFakeClock()
-	fc := newFakeConn(false)
-	s, rec := newTestSession(t, fc, clk)
-	s.start()
-	s.handleEvent(&events.QR{Codes: []string{"a"}})
+	s, rec, _, _ := newPairingSession(t, "a")
 	other := types.NewADJID("14155550100", 0, 3)
 	if s.prePair(other, "iphone", "") {
 		t.Fatal("prePair accepted another number")
@@ -299,12 +298,7 @@ func TestPrePairRejectsDifferentNumber(t *testing.T) {
 }
 
 func TestDisconnectWhilePairingIsTimeout(t *testing.T) {
-	clk := newFakeClock()
-	fc := newFakeConn(false)
-	s, rec := newTestSession(t, fc, clk)
-	s.start()
-	s.handleEvent(&events.QR{Codes: []string{"a"}})
-	rec.waitStatus(t, whatsapp.StatusPairing, time.Second)
+	s, rec, _, _ := newPairingSession(t, "a")
 	s.handleEvent(&events.Disconnected{})
 	rec.waitStatus(t, whatsapp.StatusPairingTimeout, time.Second)
 }
