@@ -24,10 +24,10 @@
 //	idem/<ws>/<idempotencyKey>      Idempotency               24 h replay of POST /v1/messages
 //	quota/<ws>/<YYYY-MM>            int64 counter (merge)     outbound messages of that UTC month that left the queue (plus the queued ones = accepted)
 //	wh/<endpointID>                 Webhook (JSON)            State; endpoint config, loaded into memory at Open
-//	dlv/<deliveryID>                Delivery                  webhook outbox: staged in the batch of the change that caused the event
+//	dlv/<deliveryID>                Delivery (binary)         webhook outbox: staged in the batch of the change that caused the event
 //	dlb/<deliveryID>                raw event JSON            the delivery's body, written once
 //	due/<nextAt:8 bytes BE>/<dlvID> empty                     pending deliveries by next attempt time
-//	att/<endpointID>/<attemptID>    Attempt                   the deliveries log, newest first = reverse scan
+//	att/<endpointID>/<attemptID>    Attempt (binary)          the deliveries log, newest first = reverse scan
 //	whf/<endpointID>                int64 Unix seconds        since when an endpoint has failed every attempt
 //
 // Message ids begin with their creation time, so ranges of time are key ranges

@@ -108,8 +108,13 @@ func zstdCodec() (*zstd.Encoder, *zstd.Decoder) {
 }
 
 func encode(v any) ([]byte, error) {
-	if m, ok := v.(*Message); ok {
-		return encodeMessage(m), nil
+	switch r := v.(type) {
+	case *Message:
+		return encodeMessage(r), nil
+	case *Delivery:
+		return encodeDelivery(r), nil
+	case *Attempt:
+		return encodeAttempt(r), nil
 	}
 	raw, err := json.Marshal(v)
 	if err != nil {
@@ -138,6 +143,18 @@ func decode(b []byte, v any) error {
 			return fmt.Errorf("decode record: a message record where %T was expected", v)
 		}
 		return decodeMessage(b, m)
+	case tagDelivery:
+		d, ok := v.(*Delivery)
+		if !ok {
+			return fmt.Errorf("decode record: a delivery record where %T was expected", v)
+		}
+		return decodeDelivery(payload, d)
+	case tagAttempt:
+		a, ok := v.(*Attempt)
+		if !ok {
+			return fmt.Errorf("decode record: an attempt record where %T was expected", v)
+		}
+		return decodeAttempt(payload, a)
 	case tagJSON:
 	case tagZstd:
 		_, dec := zstdCodec()

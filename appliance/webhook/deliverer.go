@@ -229,8 +229,7 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 			l.busy = true
 			ep.inflight++
 			started++
-			s.wg.Add(1)
-			go s.attempt(ctx, d, cfg)
+			s.startAttempt(ctx, attemptJob{d, cfg})
 		}
 		if ep.inflight == 0 && len(ep.ready) == 0 {
 			delete(st.eps, ep.id) // lanes keep their pointer; a new epState is made on demand
@@ -275,30 +274,92 @@ func (s *Service) finishUnattempted(st *loopState, ds []*storage.Delivery, now t
 	}
 }
 
-// attempt POSTs one delivery and reports the outcome.
-func (s *Service) attempt(ctx context.Context, d *storage.Delivery, ep storage.Webhook) {
+// attemptJob is one attempt for a worker: the delivery and the endpoint's
+// configuration as it was when the attempt was started.
+type attemptJob struct {
+	d  *storage.Delivery
+	ep storage.Webhook
+}
+
+// workerIdle is how long an attempt worker waits for more work before it
+// exits. Workers outlive their attempt because a new goroutine must grow its
+// stack to what an HTTP round trip needs on every attempt, which cost about
+// a twentieth of the deliverer's CPU.
+const workerIdle = 30 * time.Second
+
+// startAttempt hands j to an idle worker, or starts a new worker for it.
+func (s *Service) startAttempt(ctx context.Context, j attemptJob) {
+	select {
+	case s.jobs <- j:
+	default:
+		s.wg.Add(1)
+		go s.worker(ctx, j)
+	}
+}
+
+func (s *Service) worker(ctx context.Context, j attemptJob) {
 	defer s.wg.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		s.attempt(ctx, j.d, &j.ep)
+		j = attemptJob{}
+		idle.Reset(workerIdle)
+		select {
+		case j = <-s.jobs:
+		case <-idle.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// attempt POSTs one delivery and reports the outcome.
+func (s *Service) attempt(ctx context.Context, d *storage.Delivery, ep *storage.Webhook) {
 	at := s.now()
 	r := result{d: d, at: at}
-	r.status, r.err = s.post(ctx, d, &ep, at)
+	r.status, r.err = s.post(ctx, d, ep, at)
 	r.latency = s.now().Sub(at)
 	r.canceled = ctx.Err() != nil
 	s.results <- r
 }
 
+// Header values every delivery carries, shared read-only by all requests.
+var (
+	contentTypeJSON = []string{"application/json"}
+	userAgent       = []string{"Walytic-Webhooks/1"}
+)
+
+// canonicalName is http.CanonicalHeaderKey for the signature headers,
+// without its work on every attempt.
+func canonicalName(name string) string {
+	switch name {
+	case HeaderWebhookID:
+		return "Webhook-Id"
+	case HeaderWebhookTimestamp:
+		return "Webhook-Timestamp"
+	case HeaderWebhookSignature:
+		return "Webhook-Signature"
+	}
+	return http.CanonicalHeaderKey(name)
+}
+
+// post sends one attempt. The client's Timeout bounds it from connection to
+// last byte; ctx only ends it early when the service stops.
 func (s *Service) post(ctx context.Context, d *storage.Delivery, ep *storage.Webhook, at time.Time) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(d.Body))
 	if err != nil {
 		return 0, fmt.Errorf("build request: %w", err)
 	}
+	// Canonical names assigned directly: Header.Set would canonicalize
+	// each name again on every attempt.
 	h := req.Header
-	h.Set("Content-Type", "application/json")
-	h.Set("User-Agent", "Walytic-Webhooks/1")
-	h.Set("X-Walytic-Event", d.EventType)
+	h["Content-Type"] = contentTypeJSON
+	h["User-Agent"] = userAgent
+	h["X-Walytic-Event"] = []string{d.EventType}
 	for _, kv := range SignatureHeaders(liveSecrets(ep, at), d.EventID, at.Unix(), d.Body) {
-		h.Set(kv.Name, kv.Value)
+		h[canonicalName(kv.Name)] = []string{kv.Value}
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {

@@ -55,6 +55,7 @@ type Service struct {
 
 	wake    chan struct{}
 	results chan result
+	jobs    chan attemptJob // idle attempt workers wait here
 	inboxMu sync.Mutex
 	inbox   []inboxItem // committed deliveries not yet taken by the run loop
 	cancel  context.CancelFunc
@@ -109,6 +110,7 @@ func New(o Options) *Service {
 		rand:    rand.Float64,
 		wake:    make(chan struct{}, 1),
 		results: make(chan result, 1024),
+		jobs:    make(chan attemptJob),
 	}
 }
 

@@ -484,3 +484,11 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestCanonicalNameMatchesNetHTTP(t *testing.T) {
+	for _, name := range []string{HeaderDelivery, HeaderTimestamp, HeaderSignature, HeaderWebhookID, HeaderWebhookTimestamp, HeaderWebhookSignature, "x-other"} {
+		if got, want := canonicalName(name), http.CanonicalHeaderKey(name); got != want {
+			t.Errorf("canonicalName(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
