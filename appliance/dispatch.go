@@ -555,21 +555,14 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 				u = &msgUpdate{live: m, next: *m}
 			}
 		} else {
-			id, err := rt.a.db.MessageIDByWAID(rt.ws, rt.id, waID)
+			m, err := rt.outboundByWAID(waID)
 			if errors.Is(err, storage.ErrNotFound) {
 				continue // not one of ours (sent from the phone)
 			}
 			if err != nil {
 				return staged, err
 			}
-			if u = touched[id]; u == nil {
-				m, err := rt.a.db.Message(rt.ws, id)
-				if errors.Is(err, storage.ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					return staged, err
-				}
+			if u = touched[m.ID]; u == nil {
 				u = &msgUpdate{next: *m}
 			}
 		}
@@ -649,6 +642,9 @@ func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, n
 	}
 	if err := b.StageNewMessage(m); err != nil {
 		return err
+	}
+	if m.WAID != "" {
+		b.StageWAIndex(rt.ws, rt.id, m.WAID, m.ID) // for the redelivery check above
 	}
 	ev := &Event{ID: storage.NewID("evt_", now), Type: EventMessageReceived, Workspace: rt.ws, SessionID: rt.id,
 		Timestamp: now.Unix(), MessageID: m.ID, From: in.From, FromLID: in.FromLID, Text: in.Text,

@@ -31,7 +31,7 @@ func TestLegacyQueueAndReceiptKeysAreRecovered(t *testing.T) {
 	for i := range 6 {
 		m := &storage.Message{ID: storage.NewID("msg_", now), Workspace: DefaultWorkspace, Direction: "outbound",
 			SessionID: sess, To: rcpt, From: sess, Type: "text", Text: fmt.Sprint("legacy ", i), Status: StatusQueued,
-			WAID: whatsapp.NewMessageID(), CreatedAt: now.Unix(), UpdatedAt: now.Unix()}
+			WAID: fmt.Sprintf("3EB0%018X", now.UnixNano()+int64(i)), CreatedAt: now.Unix(), UpdatedAt: now.Unix()}
 		if i%2 == 0 {
 			queued = append(queued, m.ID)
 			b.Set([]byte("q/"+DefaultWorkspace+"/"+sess+"/"+m.ID), nil)
@@ -43,6 +43,7 @@ func TestLegacyQueueAndReceiptKeysAreRecovered(t *testing.T) {
 		if err := b.StageNewMessage(m); err != nil {
 			t.Fatal(err)
 		}
+		b.StageWAIndex(DefaultWorkspace, sess, m.WAID, m.ID) // earlier builds indexed every WhatsApp id
 	}
 	if err := db.CommitSync(b); err != nil {
 		t.Fatal(err)

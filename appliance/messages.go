@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/walytic/appliance/appliance/whatsapp"
 	"github.com/walytic/appliance/storage"
 )
 
@@ -132,7 +131,7 @@ func (a *Appliance) Send(ctx context.Context, workspace string, in SendInput) (m
 		Type:        "text",
 		Text:        in.Text,
 		Status:      StatusQueued,
-		WAID:        whatsapp.NewMessageID(),
+		WAID:        outboundWAID(id),
 		CreatedAt:   now.Unix(),
 		UpdatedAt:   now.Unix(),
 		Fingerprint: fp,

@@ -17,7 +17,7 @@
 //	sess/<ws>/<sessionID>           Session                   session create/status/delete
 //	msg/<ws>/<msgID>                Message (binary, zstd>1K) send/inbound/status; list newest first = reverse scan
 //	ms/<ws>/<sessionID>/<msgID>     empty                     secondary index: messages of one session
-//	wa/<ws>/<sessionID>/<waID>      msgID                     receipt look-up: WhatsApp id → our message
+//	wa/<ws>/<sessionID>/<waID>      msgID                     WhatsApp id → our message, for ids not made from a message id (inbound; older sends)
 //	mark/<ws>/<sessionID>           SessionMarks              where a restart starts reading the session's log for queued messages and owed receipts
 //	q/<ws>/<sessionID>/<msgID>      empty                     legacy (before marks): queued messages; read and cleared, never written
 //	aw/<ws>/<sessionID>/<msgID>     empty                     legacy (before marks): messages owing receipts; read and cleared, never written

@@ -130,3 +130,31 @@ func indexSortable(c byte) int {
 	}
 	return -1
 }
+
+// IDHeadLen is how many leading bytes of an id IDHead returns: the 8 bytes of
+// time and the first 2 random bytes, exactly the first 16 characters of the
+// id's text, so a head names an id prefix.
+const IDHeadLen = 10
+
+// IDHead returns the first IDHeadLen bytes of an id made by NewID with
+// prefix. Other identifiers can carry them, and IDHeadPrefix turns them back
+// into the id prefix to look for.
+func IDHead(prefix, id string) (head [IDHeadLen]byte, ok bool) {
+	if len(id) != len(prefix)+20 || id[:len(prefix)] != prefix {
+		return head, false
+	}
+	raw, ok := decodeSortable(id[len(prefix):])
+	if !ok {
+		return head, false
+	}
+	copy(head[:], raw[:IDHeadLen])
+	return head, true
+}
+
+// IDHeadPrefix returns prefix and the 16 characters every id whose first
+// IDHeadLen bytes are head begins with.
+func IDHeadPrefix(prefix string, head [IDHeadLen]byte) string {
+	var raw [12]byte
+	copy(raw[:], head[:])
+	return prefix + encodeSortable(raw)[:16]
+}

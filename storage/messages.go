@@ -13,10 +13,12 @@ func waKey(ws, sid, waID string) []byte   { return []byte("wa/" + ws + "/" + sid
 func idemKey(ws, key string) []byte       { return []byte("idem/" + ws + "/" + key) }
 func quotaKey(ws, period string) []byte   { return []byte("quota/" + ws + "/" + period) }
 
-// StageNewMessage adds a new message to b: its record, its session index
-// entry and its WhatsApp-id index entry. A queued message needs nothing
-// more: its status says it is queued, and the session's marks (marks.go)
-// keep it inside the part of the log a restart reads.
+// StageNewMessage adds a new message to b: its record and its session
+// index entry. A queued message needs nothing more: its status says it is
+// queued, and the session's marks (marks.go) keep it inside the part of the
+// log a restart reads. A message that must be found by its WhatsApp id gets
+// a StageWAIndex entry too, unless its id can be found from its WhatsApp id
+// another way (see MessagesWithIDPrefix).
 func (b *Batch) StageNewMessage(m *Message) error {
 	v, err := encode(m)
 	if err != nil {
@@ -24,9 +26,6 @@ func (b *Batch) StageNewMessage(m *Message) error {
 	}
 	b.Set(msgKey(m.Workspace, m.ID), v)
 	b.Set(msgIdxKey(m.Workspace, m.SessionID, m.ID), nil)
-	if m.WAID != "" {
-		b.Set(waKey(m.Workspace, m.SessionID, m.WAID), []byte(m.ID))
-	}
 	return nil
 }
 
@@ -78,6 +77,25 @@ func (db *DB) Message(ws, id string) (*Message, error) {
 		return nil, fmt.Errorf("message %s: %w", id, err)
 	}
 	return m, nil
+}
+
+// MessagesWithIDPrefix calls fn for each message of the workspace whose id
+// begins with idPrefix, in id order, until fn returns false.
+func (db *DB) MessagesWithIDPrefix(ws, idPrefix string, fn func(*Message) bool) error {
+	p := msgKey(ws, idPrefix)
+	var inner error
+	err := db.Scan(p, prefixEnd(p), false, func(k, v []byte) bool {
+		m := &Message{}
+		if inner = decode(v, m); inner != nil {
+			inner = fmt.Errorf("message %s: %w", k, inner)
+			return false
+		}
+		return fn(m)
+	})
+	if err == nil {
+		err = inner
+	}
+	return err
 }
 
 // MessageIDByWAID finds the message a session sent or received under a

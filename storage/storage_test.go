@@ -122,6 +122,7 @@ func TestMessagesNewestFirstWithRangesAndIndex(t *testing.T) {
 		if err := b.StageNewMessage(m); err != nil {
 			t.Fatal(err)
 		}
+		b.StageWAIndex(m.Workspace, m.SessionID, m.WAID, m.ID)
 		b.Set(queueKey(m.Workspace, m.SessionID, m.ID), nil) // as builds before marks did
 	}
 	// Another workspace whose name extends the first: must never leak in.
@@ -390,5 +391,48 @@ func TestPruneWebhookLogKeepsPendingAndRecent(t *testing.T) {
 	_ = db.Attempts("wh_1", "", func(*Attempt) bool { left++; return true })
 	if left != 1 {
 		t.Fatalf("%d attempts left, want the recent one", left)
+	}
+}
+
+func TestIDHeadNamesAnIDPrefix(t *testing.T) {
+	db := mustOpen(t, t.TempDir())
+	defer db.Close()
+	now := time.Unix(1_800_000_000, 123)
+	b := db.NewBatch()
+	var ms []*Message
+	for i := range 5 {
+		m := newMsg("acme", "919876543210", now, i) // same second: ids differ in their nanoseconds
+		ms = append(ms, m)
+		if err := b.StageNewMessage(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.CommitSync(b); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		head, ok := IDHead("msg_", m.ID)
+		if !ok {
+			t.Fatalf("IDHead(%q) failed", m.ID)
+		}
+		p := IDHeadPrefix("msg_", head)
+		if len(p) != len("msg_")+16 || !strings.HasPrefix(m.ID, p) {
+			t.Fatalf("IDHeadPrefix = %q, not a 16-character prefix of %q", p, m.ID)
+		}
+		var got []string
+		if err := db.MessagesWithIDPrefix("acme", p, func(x *Message) bool { got = append(got, x.ID); return true }); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0] != m.ID {
+			t.Fatalf("prefix %q found %v, want only %s", p, got, m.ID)
+		}
+		if err := db.MessagesWithIDPrefix("acme2", p, func(x *Message) bool { t.Fatalf("found %s in another workspace", x.ID); return false }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, bad := range []string{"", "msg_", "evt_0123456789abcdefghjk", "msg_0123456789abcdefghj!", "msg_0123456789abcdefghjkm"} {
+		if _, ok := IDHead("msg_", bad); ok {
+			t.Errorf("IDHead accepted %q", bad)
+		}
 	}
 }

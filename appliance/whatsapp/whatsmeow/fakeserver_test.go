@@ -3,9 +3,11 @@ package whatsmeow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,7 +131,7 @@ func TestFakeServerSessionLifecycle(t *testing.T) {
 	}
 
 	// A text send with the id chosen at queue time; the ack's timestamp.
-	id := whatsapp.NewMessageID()
+	id := newTestWAID()
 	res, err := tr.Send(ctx, whatsapp.SendRequest{ID: id, To: "919999999999", Text: "order #1 shipped"})
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +144,7 @@ func TestFakeServerSessionLifecycle(t *testing.T) {
 	}
 	// A refused send keeps the server's code in the message.
 	srv.SendErrorCode.Store(463)
-	_, err = tr.Send(ctx, whatsapp.SendRequest{ID: whatsapp.NewMessageID(), To: "919999999999", Text: "x"})
+	_, err = tr.Send(ctx, whatsapp.SendRequest{ID: newTestWAID(), To: "919999999999", Text: "x"})
 	var se *whatsapp.SendError
 	if !errors.As(err, &se) || se.Code != "send_failed" || !strings.Contains(se.Message, "server returned error 463") {
 		t.Errorf("refused send: %v", err)
@@ -176,7 +178,7 @@ func TestFakeServerSessionLifecycle(t *testing.T) {
 		t.Errorf("replaced reason %q", st.Reason)
 	}
 	noConn(t, srv, 300*time.Millisecond)
-	if _, err := tr.Send(ctx, whatsapp.SendRequest{ID: whatsapp.NewMessageID(), To: "919999999999", Text: "x"}); !errors.As(err, &se) || se.Code != "session_not_connected" {
+	if _, err := tr.Send(ctx, whatsapp.SendRequest{ID: newTestWAID(), To: "919999999999", Text: "x"}); !errors.As(err, &se) || se.Code != "session_not_connected" {
 		t.Errorf("send while stopped: %v", err)
 	}
 	if err := tr.Close(); err != nil {
@@ -306,3 +308,8 @@ func TestFakeServerLogoutAndWrongPhone(t *testing.T) {
 		t.Fatalf("a wrong phone left a device: %v %v", dev.ID, err)
 	}
 }
+
+var testWAIDs atomic.Uint64
+
+// newTestWAID returns a WhatsApp-style id that no other call returns.
+func newTestWAID() string { return fmt.Sprintf("3EB0%020X", testWAIDs.Add(1)) }
