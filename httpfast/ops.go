@@ -2,6 +2,7 @@ package httpfast
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
 	"sync/atomic"
 
@@ -40,6 +41,9 @@ func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
 	for c := 1; c <= 5; c++ {
 		fmt.Fprintf(w, "walytic_http_responses_total{class=\"%dxx\"} %d\n", c, s.metrics.responses[c].Load())
 	}
+	fmt.Fprintln(w, "# HELP walytic_go_maxprocs Ps the Go runtime runs goroutines on (GOMAXPROCS).")
+	fmt.Fprintln(w, "# TYPE walytic_go_maxprocs gauge")
+	fmt.Fprintf(w, "walytic_go_maxprocs %d\n", runtime.GOMAXPROCS(0))
 	fmt.Fprintln(w, "# HELP walytic_messages_accepted_total Outbound messages accepted (202) by POST /v1/messages.")
 	fmt.Fprintln(w, "# TYPE walytic_messages_accepted_total counter")
 	fmt.Fprintf(w, "walytic_messages_accepted_total %d\n", s.metrics.messagesAccepted.Load())

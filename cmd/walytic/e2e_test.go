@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -156,6 +158,16 @@ func TestE2EReadmeUserPath(t *testing.T) {
 		r := mustStatus(t, s.do(t, "GET", path, "", nil), 200)
 		if path == "/metrics" && (!strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") || !strings.Contains(string(r.Body), "# TYPE ")) {
 			t.Errorf("/metrics is not Prometheus text: %s", r)
+		}
+		if path == "/metrics" {
+			// serve runs two Ps per CPU unless GOMAXPROCS says otherwise (procs.go).
+			want := 2 * runtime.GOMAXPROCS(0)
+			if os.Getenv("GOMAXPROCS") != "" {
+				want = runtime.GOMAXPROCS(0)
+			}
+			if line := fmt.Sprintf("\nwalytic_go_maxprocs %d\n", want); !strings.Contains(string(r.Body), line) {
+				t.Errorf("/metrics lacks %q:\n%s", strings.TrimSpace(line), r.Body)
+			}
 		}
 	}
 

@@ -155,6 +155,7 @@ func serve(g globals, args []string) error {
 
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
+	procs := setProcs()
 
 	db, err := storage.Open(g.dataDir)
 	if err != nil {
@@ -206,7 +207,7 @@ func serve(g globals, args []string) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.ServePublic(publicLn) }()
 	go func() { errc <- srv.ServeAdmin(adminLn) }()
-	log.Info("walytic serving", "version", version, "listen", publicLn.Addr().String(), "adminSocket", g.socketPath(), "dataDir", g.dataDir)
+	log.Info("walytic serving", "version", version, "listen", publicLn.Addr().String(), "adminSocket", g.socketPath(), "dataDir", g.dataDir, "goMaxProcs", procs)
 	if app.FirstStart {
 		fmt.Fprintf(os.Stderr, "walytic: new data directory %s. Create an API key:  walytic --data-dir %s keys create\n", g.dataDir, g.dataDir)
 		fmt.Fprintf(os.Stderr, "walytic: then a sandbox session:  curl -X POST http://%s/v1/sessions -H \"Authorization: Bearer $KEY\" -d '{\"sessionId\":\"919876543210\",\"driver\":\"sandbox\"}'\n", publicLn.Addr().String())

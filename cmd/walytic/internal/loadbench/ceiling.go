@@ -34,7 +34,7 @@ func (silentLogger) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...
 // the product's storage.Open where they matter (memtable size).
 func OpenCeiling(dir string) (*Ceiling, error) {
 	db, err := pebble.Open(filepath.Join(dir, "pebble"), &pebble.Options{
-		MemTableSize: 32 << 20,
+		MemTableSize: 64 << 20,
 		Logger:       silentLogger{},
 	})
 	if err != nil {

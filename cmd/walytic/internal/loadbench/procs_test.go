@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,11 @@ func serveCeilingProcess() int {
 	if dir == "" {
 		fmt.Fprintln(os.Stderr, "ceiling: "+ceilingDirEnv+" is not set")
 		return 2
+	}
+	// The same Ps as walytic serve gets (cmd/walytic/procs.go): two per CPU
+	// unless GOMAXPROCS is set, so the runtime setting is no part of the gap.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0))
 	}
 	c, err := OpenCeiling(dir)
 	if err != nil {
