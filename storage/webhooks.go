@@ -173,32 +173,18 @@ func (db *DB) Delivery(id string) (*Delivery, error) {
 	return d, nil
 }
 
-// PendingDeliveries calls fn for every pending delivery, earliest due first
-// (used once at start to rebuild the deliverer's queue).
-func (db *DB) PendingDeliveries(fn func(*Delivery) bool) error {
+// PendingDeliveryIDs calls fn with the id and due time (Unix nanoseconds) of
+// every pending delivery, earliest due first, reading only the due index,
+// until fn returns false. An id can come twice if a stale index entry
+// survives; callers skip ids they already hold.
+func (db *DB) PendingDeliveryIDs(fn func(id string, nextAt int64) bool) error {
 	p := []byte("due/")
-	var inner error
-	err := db.Scan(p, prefixEnd(p), false, func(k, _ []byte) bool {
+	return db.Scan(p, prefixEnd(p), false, func(k, _ []byte) bool {
 		if len(k) < len(p)+9 {
 			return true
 		}
-		d, err := db.Delivery(string(k[len(p)+9:]))
-		if errors.Is(err, ErrNotFound) {
-			return true
-		}
-		if err != nil {
-			inner = err
-			return false
-		}
-		if d.State != "pending" || d.NextAt != int64(binary.BigEndian.Uint64(k[len(p):len(p)+8])) {
-			return true // a stale index entry
-		}
-		return fn(d)
+		return fn(string(k[len(p)+9:]), int64(binary.BigEndian.Uint64(k[len(p):len(p)+8])))
 	})
-	if err == nil {
-		err = inner
-	}
-	return err
 }
 
 // Attempts calls fn for an endpoint's attempts, newest first, starting below

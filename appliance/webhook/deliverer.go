@@ -72,7 +72,16 @@ type loopState struct {
 	retries   retryHeap
 	failing   map[string]int64 // endpoint → failing since (Unix s), cached
 	timer     *time.Timer
+	// overflow is set when deliveries due now were left in storage because
+	// MaxQueued were ready in memory; overflowAt is the earliest due time of
+	// retries left in storage because MaxQueued were waiting in memory (0:
+	// none). refill reads them back.
+	overflow   bool
+	overflowAt int64
 }
+
+// ready is how many deliveries in memory are due: in lanes or in flight.
+func (st *loopState) ready() int { return len(st.known) - len(st.retries) }
 
 // inboxItem is a committed delivery on its way to the run loop.
 type inboxItem struct {
@@ -95,13 +104,7 @@ func (s *Service) run(ctx context.Context) {
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
 	inflight := 0
-	err := s.db.PendingDeliveries(func(d *storage.Delivery) bool {
-		s.enqueue(st, d, false)
-		return true
-	})
-	if err != nil {
-		s.log.Error("read webhook outbox", "err", err)
-	}
+	st.overflow = true // what an earlier run left pending is read by refill
 	inflight += s.fill(ctx, st)
 	for {
 		select {
@@ -160,12 +163,32 @@ func (s *Service) enqueue(st *loopState, d *storage.Delivery, redeliver bool) {
 		}
 		return
 	}
-	st.known[d.ID] = true
 	if d.NextAt > s.now().UnixNano() {
-		heap.Push(&st.retries, d)
+		s.wait(st, d)
 		return
 	}
+	// While some wait in storage, later ones wait there too, so refill
+	// hands each lane its deliveries in order.
+	if (st.overflow || st.ready() >= s.opts.MaxQueued) && !redeliver {
+		st.overflow = true // it waits in storage; refill reads it back
+		return
+	}
+	st.known[d.ID] = true
 	s.toLane(st, d)
+}
+
+// wait puts a delivery due later into the retry heap, or, with MaxQueued
+// waiting there already, leaves it in storage until it is due.
+func (s *Service) wait(st *loopState, d *storage.Delivery) {
+	if len(st.retries) >= s.opts.MaxQueued {
+		delete(st.known, d.ID)
+		if st.overflowAt == 0 || d.NextAt < st.overflowAt {
+			st.overflowAt = d.NextAt
+		}
+		return
+	}
+	st.known[d.ID] = true
+	heap.Push(&st.retries, d)
 }
 
 func (s *Service) toLane(st *loopState, d *storage.Delivery) {
@@ -202,6 +225,9 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 		s.enqueue(st, it.d, it.redeliver)
 	}
 	now := s.now()
+	if (st.overflow && st.ready() <= s.opts.MaxQueued/2) || (st.overflowAt != 0 && st.overflowAt <= now.UnixNano()) {
+		s.refill(st, now)
+	}
 	for len(st.retries) > 0 && st.retries[0].NextAt <= now.UnixNano() {
 		s.toLane(st, heap.Pop(&st.retries).(*storage.Delivery))
 	}
@@ -247,8 +273,52 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 	if len(st.retries) > 0 {
 		wait = max(time.Duration(st.retries[0].NextAt-now.UnixNano()), time.Millisecond)
 	}
+	if st.overflowAt != 0 {
+		wait = min(wait, max(time.Duration(st.overflowAt-now.UnixNano()), time.Millisecond))
+	}
+	if st.overflow && st.ready() == 0 {
+		wait = min(wait, time.Second) // a refill failed: try again soon
+	}
 	st.timer.Reset(wait)
+	s.queued.Store(int64(len(st.known)))
 	return started
+}
+
+// refill reads pending deliveries that are due but not in memory back from
+// the outbox, earliest due first, until MaxQueued are ready in memory, and
+// notes when the first one due later that is not in memory comes due.
+func (s *Service) refill(st *loopState, now time.Time) {
+	st.overflow, st.overflowAt = false, 0
+	err := s.db.PendingDeliveryIDs(func(id string, nextAt int64) bool {
+		if st.known[id] || st.done[id] {
+			return true
+		}
+		if nextAt > now.UnixNano() {
+			st.overflowAt = nextAt
+			return false
+		}
+		if st.ready() >= s.opts.MaxQueued {
+			st.overflow = true
+			return false
+		}
+		d, err := s.db.Delivery(id)
+		if errors.Is(err, storage.ErrNotFound) {
+			return true
+		}
+		if err != nil {
+			s.log.Error("read webhook delivery", "deliveryId", id, "err", err)
+			st.overflow = true
+			return false
+		}
+		if d.State == statePending && d.NextAt == nextAt {
+			s.enqueue(st, d, false)
+		}
+		return true
+	})
+	if err != nil {
+		s.log.Error("read webhook outbox", "err", err)
+		st.overflow = true
+	}
 }
 
 // finishUnattempted fails deliveries whose endpoint is gone or disabled and
@@ -449,7 +519,7 @@ func (s *Service) record(st *loopState, batch []result) {
 			s.log.Error("encode attempt", "err", err)
 		}
 		if d.State == statePending {
-			heap.Push(&st.retries, d)
+			s.wait(st, d)
 		} else {
 			s.finished(st, d.ID)
 		}

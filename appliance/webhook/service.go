@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/walytic/appliance/storage"
@@ -36,8 +37,13 @@ type Options struct {
 	Timeout time.Duration
 	// MaxInFlight bounds concurrent deliveries per endpoint (8).
 	MaxInFlight int
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// MaxQueued bounds the deliveries held in memory: at most MaxQueued due
+	// (in lanes or in flight) and MaxQueued waiting for a retry (10,000
+	// each). The rest wait in the outbox and are read back, earliest due
+	// first, as room frees: a backlog costs disk, not memory.
+	MaxQueued int
+	Now       func() time.Time
+	Logger    *slog.Logger
 	// Transport overrides the HTTP transport (tests); nil builds one whose
 	// dialer refuses forbidden addresses after DNS resolution.
 	Transport http.RoundTripper
@@ -56,6 +62,7 @@ type Service struct {
 	wake    chan struct{}
 	results chan result
 	jobs    chan attemptJob // idle attempt workers wait here
+	queued  atomic.Int64    // deliveries in memory, as of the run loop's last pass
 	inboxMu sync.Mutex
 	inbox   []inboxItem // committed deliveries not yet taken by the run loop
 	cancel  context.CancelFunc
@@ -79,6 +86,9 @@ func New(o Options) *Service {
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 8
+	}
+	if o.MaxQueued <= 0 {
+		o.MaxQueued = 10_000
 	}
 	if o.Now == nil {
 		o.Now = time.Now

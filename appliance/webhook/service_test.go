@@ -411,3 +411,94 @@ func TestBodyPerEventType(t *testing.T) {
 		}
 	}
 }
+
+// A backlog larger than MaxQueued waits in the outbox, not in memory, and
+// still reaches the receiver whole and, for one session, in order.
+func TestBacklogBeyondMaxQueuedWaitsInStorage(t *testing.T) {
+	rc := newReceiver(t)
+	rc.delay.Store(int64(time.Millisecond))
+	const maxQueued, n = 4, 60
+	f := newFixture(t, Options{MaxQueued: maxQueued})
+	f.endpoint(rc.srv.URL)
+	var evs []*storage.Event
+	for i := 0; i < n; i++ {
+		evs = append(evs, sentEvent(i, "919876549999"))
+	}
+	f.emit(evs[:n/3]...) // pending before the start: read back from storage
+	f.svc.Start()
+	f.emit(evs[n/3 : 2*n/3]...)
+	for _, ev := range evs[2*n/3:] { // and more trickling in while a backlog waits
+		time.Sleep(time.Millisecond)
+		f.emit(ev)
+	}
+	var peak int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for len(rc.requests()) < n {
+			peak = max(peak, f.svc.queued.Load())
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	got := rc.waitFor(t, n)
+	<-done
+	if peak > 2*maxQueued {
+		t.Errorf("%d deliveries held in memory at once, want ≤ %d", peak, 2*maxQueued)
+	}
+	time.Sleep(50 * time.Millisecond) // nothing more may come
+	got = rc.requests()
+	if len(got) != n {
+		t.Fatalf("receiver got %d requests, want %d", len(got), n)
+	}
+	for i, r := range got {
+		var b struct{ ID string }
+		_ = json.Unmarshal(r.body, &b)
+		if want := fmt.Sprintf("evt_%04d", i); b.ID != want {
+			t.Fatalf("request %d carried %s, want %s (one session's events in order, each once)", i, b.ID, want)
+		}
+	}
+}
+
+// Retries beyond MaxQueued wait in storage until they are due.
+func TestRetriesBeyondMaxQueuedWaitInStorage(t *testing.T) {
+	rc := newReceiver(t)
+	var mu sync.Mutex
+	tries := map[string]int{}
+	rc.answer = func(_ int, r *http.Request) int {
+		mu.Lock()
+		defer mu.Unlock()
+		id := r.Header.Get(HeaderWebhookID)
+		tries[id]++
+		if tries[id] == 1 {
+			return 500 // every event's first attempt fails
+		}
+		return 200
+	}
+	const n = 20
+	f := newFixture(t, Options{MaxQueued: 3, Schedule: []time.Duration{30 * time.Millisecond, 30 * time.Millisecond}})
+	ep := f.endpoint(rc.srv.URL)
+	f.svc.Start()
+	var evs []*storage.Event
+	for i := 0; i < n; i++ {
+		evs = append(evs, sentEvent(i, fmt.Sprintf("91987654%04d", i)))
+	}
+	f.emit(evs...)
+	rc.waitFor(t, 2*n)
+	atts := waitAttempts(t, f, ep.ID, 2*n)
+	ok := map[string]bool{}
+	for _, a := range atts {
+		if a.StatusCode == 200 {
+			ok[a.EventID] = true
+		}
+	}
+	if len(ok) != n {
+		t.Fatalf("%d events delivered, want %d", len(ok), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, c := range tries {
+		if c != 2 {
+			t.Errorf("event %s was attempted %d times, want 2", id, c)
+		}
+	}
+}
