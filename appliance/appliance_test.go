@@ -78,6 +78,12 @@ func fastSandbox() whatsapp.Driver {
 	return sandbox.New(sandbox.Options{DeliveredAfter: 5 * time.Millisecond, ReadAfter: 10 * time.Millisecond, Tick: sandbox.NoDelay})
 }
 
+// silentSandbox sends but owes its receipts for an hour: sent messages stay
+// sent for the whole test.
+func silentSandbox() whatsapp.Driver {
+	return sandbox.New(sandbox.Options{DeliveredAfter: time.Hour, ReadAfter: time.Hour})
+}
+
 func newHarness(t *testing.T, drivers ...whatsapp.Driver) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), events: &recordingSink{}}
@@ -589,8 +595,7 @@ func FuzzValidateSend(f *testing.F) {
 }
 
 func TestSentMessagesGetTheirReceiptsAfterRestart(t *testing.T) {
-	slow := sandbox.New(sandbox.Options{DeliveredAfter: time.Hour, ReadAfter: time.Hour})
-	h := newHarness(t, slow)
+	h := newHarness(t, silentSandbox())
 	h.mustSession(DefaultWorkspace, sess, "sandbox")
 	var ids []string
 	for i := 0; i < 20; i++ {

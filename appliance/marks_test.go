@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/walytic/appliance/appliance/whatsapp"
-	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
 	"github.com/walytic/appliance/storage"
 )
 
@@ -107,15 +106,14 @@ func TestMarksNeverPassAQueuedMessage(t *testing.T) {
 // TestNewIDsSortAfterTheMarksWhenTheClockWentBack: a restart with the clock
 // behind the last run still makes ids the marks cover.
 func TestNewIDsSortAfterTheMarksWhenTheClockWentBack(t *testing.T) {
-	slow := sandbox.New(sandbox.Options{DeliveredAfter: time.Hour, ReadAfter: time.Hour})
-	h := newHarness(t, slow)
+	h := newHarness(t, silentSandbox())
 	h.mustSession(DefaultWorkspace, sess, "sandbox")
 	first := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "before"})
 	h.waitStatus(DefaultWorkspace, first.ID, StatusSent)
 	marks, _, _ := h.db.SessionMarks(DefaultWorkspace, sess)
 	h.close()
 	h.setNow(func() time.Time { return time.Now().Add(-time.Hour) })
-	h.open(slow)
+	h.open(silentSandbox())
 	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "after"})
 	if m.ID < marks.QueueFrom || m.ID < first.ID {
 		t.Fatalf("id %s made after the restart sorts before the marks %+v", m.ID, marks)

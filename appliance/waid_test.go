@@ -62,8 +62,7 @@ func FuzzMessageIDPrefixOf(f *testing.F) {
 // liveMax, say) finds it in storage through the message id its WhatsApp id
 // was made from: sends write no WhatsApp-id index entry.
 func TestReceiptFindsAnEvictedMessageByItsWAID(t *testing.T) {
-	slow := sandbox.New(sandbox.Options{DeliveredAfter: time.Hour, ReadAfter: time.Hour})
-	h := newHarness(t, slow)
+	h := newHarness(t, silentSandbox())
 	h.mustSession(DefaultWorkspace, sess, "sandbox")
 	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "evicted"})
 	h.waitStatus(DefaultWorkspace, m.ID, StatusSent)
