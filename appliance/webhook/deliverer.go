@@ -288,7 +288,16 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 // the outbox, earliest due first, until MaxQueued are ready in memory, and
 // notes when the first one due later that is not in memory comes due.
 func (s *Service) refill(st *loopState, now time.Time) {
+	prevAt := st.overflowAt
 	st.overflow, st.overflowAt = false, 0
+	defer func() {
+		// A scan that stopped early (memory full) did not reach a retry left
+		// in storage for later: keep its time. One already due is read by
+		// the refill that overflow brings once room frees.
+		if st.overflow && st.overflowAt == 0 && prevAt > now.UnixNano() {
+			st.overflowAt = prevAt
+		}
+	}()
 	err := s.db.PendingDeliveryIDs(func(id string, nextAt int64) bool {
 		if st.known[id] || st.done[id] {
 			return true
@@ -353,8 +362,8 @@ type attemptJob struct {
 
 // workerIdle is how long an attempt worker waits for more work before it
 // exits. Workers outlive their attempt because a new goroutine must grow its
-// stack to what an HTTP round trip needs on every attempt, which cost about
-// a twentieth of the deliverer's CPU.
+// stack to what an HTTP round trip needs (stack growth was about 4 % of the
+// outbox benchmark's CPU with a goroutine per attempt).
 const workerIdle = 30 * time.Second
 
 // startAttempt hands j to an idle worker, or starts a new worker for it.
