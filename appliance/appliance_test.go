@@ -365,6 +365,14 @@ type gatedDriver struct {
 }
 
 func (d *gatedDriver) Name() string { return "gated" }
+
+// release opens the gate and wakes the session's dispatcher, which waits
+// after the gate turned it away.
+func (d *gatedDriver) release(h *harness) {
+	d.open.Store(true)
+	rt, _ := h.app.runtime(DefaultWorkspace, sess)
+	rt.kick()
+}
 func (d *gatedDriver) Open(_ context.Context, _ whatsapp.SessionRef, h whatsapp.Handler) (whatsapp.Transport, error) {
 	h.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
 	d.handler.Store(h)

@@ -82,9 +82,7 @@ func TestMarksNeverPassAQueuedMessage(t *testing.T) {
 		for i := range 25 {
 			all = append(all, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: fmt.Sprint(round, "/", i)}).ID)
 		}
-		gate.open.Store(true)
-		rt, _ := h.app.runtime(DefaultWorkspace, sess)
-		rt.kick()
+		gate.release(h)
 		for i := range 25 {
 			all = append(all, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: fmt.Sprint(round, "+", i)}).ID)
 		}
@@ -93,9 +91,7 @@ func TestMarksNeverPassAQueuedMessage(t *testing.T) {
 		h.open(gate)
 		h.knowRecipient()
 	}
-	gate.open.Store(true)
-	rt, _ := h.app.runtime(DefaultWorkspace, sess)
-	rt.kick()
+	gate.release(h)
 	for _, id := range all {
 		h.waitStatus(DefaultWorkspace, id, StatusSent)
 	}
@@ -155,9 +151,7 @@ func TestQuotaCountsQueuedMessagesAcrossRestarts(t *testing.T) {
 	h.open(gate)
 	used("after a second restart", 12)
 	h.knowRecipient()
-	gate.open.Store(true)
-	rt, _ := h.app.runtime(DefaultWorkspace, sess)
-	rt.kick()
+	gate.release(h)
 	for _, id := range ids {
 		h.waitStatus(DefaultWorkspace, id, StatusSent)
 	}
