@@ -366,6 +366,17 @@ type gatedDriver struct {
 
 func (d *gatedDriver) Name() string { return "gated" }
 
+// newGatedHarness starts a harness with one session on a closed gatedDriver
+// whose recipient is known to be on WhatsApp.
+func newGatedHarness(t *testing.T) (*harness, *gatedDriver) {
+	t.Helper()
+	gate := &gatedDriver{}
+	h := newHarness(t, gate)
+	h.mustSession(DefaultWorkspace, sess, "gated")
+	h.knowRecipient()
+	return h, gate
+}
+
 // release opens the gate and wakes the session's dispatcher, which waits
 // after the gate turned it away.
 func (d *gatedDriver) release(h *harness) {
@@ -429,10 +440,7 @@ func (h *harness) knowRecipient() {
 }
 
 func TestRestartResumesQueueWithoutDuplicates(t *testing.T) {
-	gate := &gatedDriver{}
-	h := newHarness(t, gate)
-	h.mustSession(DefaultWorkspace, sess, "gated")
-	h.knowRecipient()
+	h, gate := newGatedHarness(t)
 	var ids []string
 	for i := 0; i < 40; i++ {
 		ids = append(ids, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: fmt.Sprint("m", i)}).ID)
@@ -467,10 +475,7 @@ func (h *harness) waitQueueEmpty(ws, id string) {
 }
 
 func TestDeleteSessionFailsQueuedMessages(t *testing.T) {
-	gate := &gatedDriver{}
-	h := newHarness(t, gate)
-	h.mustSession(DefaultWorkspace, sess, "gated")
-	h.knowRecipient()
+	h, _ := newGatedHarness(t)
 	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
 	if err := h.app.DeleteSession(context.Background(), DefaultWorkspace, sess); err != nil {
 		t.Fatal(err)

@@ -71,10 +71,7 @@ func TestLegacyQueueAndReceiptKeysAreRecovered(t *testing.T) {
 // messages are queued, some sent and some not, and checks after each
 // restart that nothing queued is forgotten and nothing is sent twice.
 func TestMarksNeverPassAQueuedMessage(t *testing.T) {
-	gate := &gatedDriver{}
-	h := newHarness(t, gate)
-	h.mustSession(DefaultWorkspace, sess, "gated")
-	h.knowRecipient()
+	h, gate := newGatedHarness(t)
 	var all []string
 	for round := range 4 {
 		// Queue behind a closed gate, then open it for a moment while

@@ -80,22 +80,11 @@ func (db *DB) Message(ws, id string) (*Message, error) {
 }
 
 // MessagesWithIDPrefix calls fn for each message of the workspace whose id
-// begins with idPrefix, in id order, until fn returns false.
+// begins with idPrefix, newest first, until fn returns false.
 func (db *DB) MessagesWithIDPrefix(ws, idPrefix string, fn func(*Message) bool) error {
-	p := msgKey(ws, idPrefix)
-	var inner error
-	err := db.Scan(p, prefixEnd(p), false, func(k, v []byte) bool {
-		m := &Message{}
-		if inner = decode(v, m); inner != nil {
-			inner = fmt.Errorf("message %s: %w", k, inner)
-			return false
-		}
-		return fn(m)
-	})
-	if err == nil {
-		err = inner
-	}
-	return err
+	// Ids are longer than the prefix, so "after the prefix, before its end"
+	// is exactly the ids that begin with it.
+	return db.Messages(ws, MessageRange{After: idPrefix, Before: string(prefixEnd([]byte(idPrefix)))}, fn)
 }
 
 // MessageIDByWAID finds the message a session sent or received under a
