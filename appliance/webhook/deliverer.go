@@ -1,12 +1,10 @@
 package webhook
 
 import (
-	"bytes"
 	"container/heap"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -424,32 +422,22 @@ func canonicalName(name string) string {
 	return http.CanonicalHeaderKey(name)
 }
 
-// post sends one attempt. The client's Timeout bounds it from connection to
-// last byte; ctx only ends it early when the service stops.
+// post sends one attempt.
 func (s *Service) post(ctx context.Context, d *storage.Delivery, ep *storage.Webhook, at time.Time) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(d.Body))
-	if err != nil {
-		return 0, fmt.Errorf("build request: %w", err)
-	}
 	// Canonical names assigned directly: Header.Set would canonicalize
 	// each name again on every attempt.
-	h := req.Header
+	h := make(http.Header, 9)
 	h["Content-Type"] = contentTypeJSON
 	h["User-Agent"] = userAgent
 	h["X-Walytic-Event"] = []string{d.EventType}
 	for _, kv := range SignatureHeaders(liveSecrets(ep, at), d.EventID, at.Unix(), d.Body) {
 		h[canonicalName(kv.Name)] = []string{kv.Value}
 	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return 0, err
+	status, err := Post(ctx, s.rt, s.opts.Timeout, ep.URL, h, d.Body)
+	if err == nil && (status < 200 || status > 299) {
+		err = fmt.Errorf("the endpoint answered %d", status)
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	_ = resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, fmt.Errorf("the endpoint answered %d", resp.StatusCode)
-	}
-	return resp.StatusCode, nil
+	return status, err
 }
 
 // release frees the lanes and endpoint slots of finished attempts.

@@ -51,13 +51,13 @@ type Options struct {
 
 // Service stages events into the outbox and delivers them.
 type Service struct {
-	opts   Options
-	db     *storage.DB
-	eps    Endpoints
-	client *http.Client
-	now    func() time.Time
-	log    *slog.Logger
-	rand   func() float64
+	opts Options
+	db   *storage.DB
+	eps  Endpoints
+	rt   http.RoundTripper // see Post
+	now  func() time.Time
+	log  *slog.Logger
+	rand func() float64
 
 	wake    chan struct{}
 	results chan result
@@ -96,25 +96,15 @@ func New(o Options) *Service {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	tr := o.Transport
-	if tr == nil {
-		dialer := NewDialer(o.AllowPrivate, o.Timeout)
-		tr = &http.Transport{
-			Proxy:                 nil, // a proxy would bypass the address guard
-			DialContext:           dialer.DialContext,
-			MaxIdleConnsPerHost:   o.MaxInFlight,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   o.Timeout,
-			ResponseHeaderTimeout: o.Timeout,
-			DisableCompression:    true,
-			ForceAttemptHTTP2:     true,
-		}
+	rt := o.Transport
+	if rt == nil {
+		rt = NewTransport(o.AllowPrivate, o.Timeout, o.MaxInFlight)
 	}
 	return &Service{
 		opts:    o,
 		db:      o.DB,
 		eps:     o.Endpoints,
-		client:  &http.Client{Transport: tr, Timeout: o.Timeout, CheckRedirect: noRedirects},
+		rt:      rt,
 		now:     o.Now,
 		log:     o.Logger,
 		rand:    rand.Float64,
@@ -123,10 +113,6 @@ func New(o Options) *Service {
 		jobs:    make(chan attemptJob),
 	}
 }
-
-// noRedirects: a redirect could lead to an address the guard refuses, and
-// receivers are expected to answer the URL they registered.
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Stage writes one delivery per subscribed, enabled endpoint of the event's
 // workspace into b. It takes no lock and does no I/O outside b.

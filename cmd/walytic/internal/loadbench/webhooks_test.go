@@ -1,7 +1,6 @@
 package loadbench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -28,8 +27,9 @@ import (
 // webhooks are flowing").
 //
 //   - raw: 8 workers (the deliverer's per-endpoint limit) POST unsigned
-//     event-sized JSON bodies to a local receiver with an http.Client built
-//     exactly as webhook.New builds the deliverer's, for the measured window.
+//     event-sized JSON bodies to a local receiver for the measured window,
+//     through the deliverer's own client (webhook.NewTransport and
+//     webhook.Post, as webhook.New and every attempt use them).
 //   - outbox: the real webhook.Service in this process, on its own storage,
 //     with one enabled endpoint at the same receiver: a producer stages
 //     events (Service.Stage into a batch, CommitSync, Committed, as the send
@@ -97,22 +97,6 @@ func startHookReceiver(tb testing.TB) *hookReceiver {
 	go func() { _ = rc.srv.Serve(ln) }()
 	tb.Cleanup(func() { _ = rc.srv.Shutdown() })
 	return rc
-}
-
-// deliveryClient is the deliverer's HTTP client, as webhook.New builds it.
-func deliveryClient() *http.Client {
-	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           webhook.NewDialer(true, hookTimeout).DialContext,
-		MaxIdleConnsPerHost:   hookWorkers,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   hookTimeout,
-		ResponseHeaderTimeout: hookTimeout,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     true,
-	}
-	return &http.Client{Transport: tr, Timeout: hookTimeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // hookEvent is the n-th benchmark event: a message.received with a short
@@ -187,8 +171,8 @@ func windowCounter(total func() int64, warmup, measure time.Duration) window {
 // requests answered 2xx in the window.
 func measureRaw(b *testing.B, rc *hookReceiver, p loadParams) window {
 	b.Helper()
-	client := deliveryClient()
-	defer client.CloseIdleConnections()
+	rt := webhook.NewTransport(true, hookTimeout, hookWorkers)
+	defer rt.CloseIdleConnections()
 	body, err := webhook.Body(hookEvent(1, 1, time.Now()))
 	if err != nil {
 		b.Fatal(err)
@@ -207,7 +191,7 @@ func measureRaw(b *testing.B, rc *hookReceiver, p loadParams) window {
 					return
 				default:
 				}
-				if err := rawPost(client, rc.url, body); err != nil {
+				if err := rawPost(rt, rc.url, body); err != nil {
 					bad.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
@@ -228,25 +212,20 @@ func measureRaw(b *testing.B, rc *hookReceiver, p loadParams) window {
 	return w
 }
 
-// rawPost is one request as the deliverer makes it, without the signature.
-func rawPost(client *http.Client, url string, body []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+// rawPost is one request as the deliverer makes it (webhook.Post through
+// webhook.NewTransport), without the signature headers.
+func rawPost(rt http.RoundTripper, url string, body []byte) error {
+	h := http.Header{
+		"Content-Type":    {"application/json"},
+		"User-Agent":      {"Walytic-Webhooks/1"},
+		"X-Walytic-Event": {"message.received"},
+	}
+	code, err := webhook.Post(context.Background(), rt, hookTimeout, url, h, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "Walytic-Webhooks/1")
-	req.Header.Set("X-Walytic-Event", "message.received")
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	_ = resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("status %d", resp.StatusCode)
+	if code/100 != 2 {
+		return fmt.Errorf("status %d", code)
 	}
 	return nil
 }
