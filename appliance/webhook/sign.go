@@ -158,9 +158,10 @@ func SignatureHeaders(secrets []string, eventID string, ts int64, body []byte) H
 	tss := strconv.FormatInt(ts, 10)
 	var hexSigs, v1Sigs []string
 	for _, s := range secrets {
-		hexSigs = append(hexSigs, signatureWalytic(s, body))
-		if key, err := secretKey(s); err == nil {
-			v1Sigs = append(v1Sigs, signatureV1(key, eventID, tss, body))
+		m := macsFor(s)
+		hexSigs = append(hexSigs, m.signWalytic(body))
+		if m.v1 != nil {
+			v1Sigs = append(v1Sigs, m.signV1(eventID, tss, body))
 		}
 	}
 	hs := make(Headers, 0, 6)
@@ -175,20 +176,10 @@ func SignatureHeaders(secrets []string, eventID string, ts int64, body []byte) H
 	return hs
 }
 
-// signatureWalytic is one X-Walytic-Signature value: "sha256=<hex>".
-func signatureWalytic(secret string, body []byte) string {
-	return signaturePrefixSHA256 + hex.EncodeToString(macWalytic(secret, body))
-}
-
 func macWalytic(secret string, body []byte) []byte {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(body)
 	return m.Sum(nil)
-}
-
-// signatureV1 is one webhook-signature value: "v1,<base64>".
-func signatureV1(key []byte, id, ts string, body []byte) string {
-	return signaturePrefixV1 + base64.StdEncoding.EncodeToString(macV1(key, id, ts, body))
 }
 
 func macV1(key []byte, id, ts string, body []byte) []byte {
