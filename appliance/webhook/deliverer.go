@@ -296,6 +296,12 @@ func (s *Service) refill(st *loopState, now time.Time) {
 			st.overflowAt = prevAt
 		}
 	}()
+	var rd *storage.DeliveryReader // opened at the first read; see storage.DeliveryReader
+	defer func() {
+		if rd != nil {
+			_ = rd.Close()
+		}
+	}()
 	err := s.db.PendingDeliveryIDs(func(id string, nextAt int64) bool {
 		if st.known[id] || st.done[id] {
 			return true
@@ -308,7 +314,15 @@ func (s *Service) refill(st *loopState, now time.Time) {
 			st.overflow = true
 			return false
 		}
-		d, err := s.db.Delivery(id)
+		if rd == nil {
+			var err error
+			if rd, err = s.db.NewDeliveryReader(); err != nil {
+				s.log.Error("read webhook outbox", "err", err)
+				st.overflow = true
+				return false
+			}
+		}
+		d, err := rd.Delivery(id)
 		if errors.Is(err, storage.ErrNotFound) {
 			return true
 		}
