@@ -232,9 +232,31 @@ func newPairingSession(t *testing.T, codes ...string) (*session, *recorder, *fak
 	fc := newFakeConn(false)
 	s, rec := newTestSession(t, fc, clk)
 	s.start()
+	// As with whatsmeow, whose QR codes come after Connect returned: a
+	// pairing that finished while the first connect() was still in flight
+	// would arm the login watch, which the tests' clock would then fire.
+	waitConnectReturned(t, s)
 	s.handleEvent(&events.QR{Codes: codes})
 	rec.waitStatus(t, whatsapp.StatusPairing, time.Second)
 	return s, rec, fc, clk
+}
+
+// waitConnectReturned waits until no connect() call of s is in flight.
+func waitConnectReturned(t *testing.T, s *session) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		s.mu.Lock()
+		busy := s.connecting
+		s.mu.Unlock()
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first connect() did not return within 2 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestPairSuccessSameNumber(t *testing.T) {
