@@ -108,6 +108,7 @@ func (db *DB) get(key []byte) ([]byte, error) {
 type Batch struct {
 	b        *pebble.Batch
 	onCommit []func()
+	outbox   []*Delivery // StageFirstDelivery; written as one key at commit
 }
 
 // OnCommit registers f to run after the batch committed successfully (not
@@ -136,17 +137,19 @@ func (b *Batch) Set(key, value []byte) { _ = b.b.Set(key, value, nil) }
 func (b *Batch) Delete(key []byte) { _ = b.b.Delete(key, nil) }
 
 // Empty reports whether nothing was written to the batch.
-func (b *Batch) Empty() bool { return b.b.Empty() }
+func (b *Batch) Empty() bool { return b.b.Empty() && len(b.outbox) == 0 }
 
 // CommitSync writes the batch and waits for the WAL fsync.
 func (db *DB) CommitSync(b *Batch) error {
 	defer b.b.Close()
+	b.writeOutbox()
 	return b.committed(wrapWriteErr(b.b.Commit(pebble.Sync)))
 }
 
 // CommitNoSync writes the batch in order without waiting for an fsync.
 func (db *DB) CommitNoSync(b *Batch) error {
 	defer b.b.Close()
+	b.writeOutbox()
 	return b.committed(wrapWriteErr(b.b.Commit(pebble.NoSync)))
 }
 

@@ -60,10 +60,22 @@ func (r *DeliveryReader) Delivery(id string) (*Delivery, error) {
 	if err := decode(v, d); err != nil {
 		return nil, fmt.Errorf("delivery %s: %w", id, err)
 	}
-	if d.Body, err = seek(r.bodies, deliveryBodyKey(id)); err != nil {
-		return nil, fmt.Errorf("body of delivery %s: %w", id, err)
+	if d.legacyBody {
+		if d.Body, err = seek(r.bodies, deliveryBodyKey(id)); err != nil {
+			return nil, fmt.Errorf("body of delivery %s: %w", id, err)
+		}
 	}
 	return d, nil
+}
+
+// Recorded reports whether a delivery has a record of its own: whether a
+// delivery listed in an outbox block has had an attempt recorded.
+func (r *DeliveryReader) Recorded(id string) (bool, error) {
+	k := deliveryKey(id)
+	if r.recs.SeekGE(k) && bytes.Equal(r.recs.Key(), k) {
+		return true, nil
+	}
+	return false, r.recs.Error()
 }
 
 // Close releases the iterators.

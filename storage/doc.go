@@ -24,9 +24,12 @@
 //	idem/<ws>/<idempotencyKey>      Idempotency               24 h replay of POST /v1/messages
 //	quota/<ws>/<YYYY-MM>            int64 counter (merge)     outbound messages of that UTC month that left the queue (plus the queued ones = accepted)
 //	wh/<endpointID>                 Webhook (JSON)            State; endpoint config, loaded into memory at Open
-//	dlv/<deliveryID>                Delivery (binary)         webhook outbox: staged in the batch of the change that caused the event
-//	dlb/<deliveryID>                raw event JSON            the delivery's body, written once
-//	due/<nextAt:8 bytes BE>/<dlvID> empty                     pending deliveries by next attempt time
+//	evb/<first deliveryID>          outbox block (binary,     webhook outbox: the new deliveries (event, endpoint) one batch staged, written in
+//	                                zstd>1K)                  that batch; deleted by the batch that records the last one's first attempt
+//	dlv/<deliveryID>                Delivery with its event   a delivery once its first attempt is recorded (state, counts, next attempt); builds
+//	                                (binary)                  before evb/ wrote it at staging, as a 'd' record with its body under dlb/
+//	dlb/<deliveryID>                raw event JSON            legacy (before evb/): the body of a 'd' delivery; read, pruned, never written
+//	due/<nextAt:8 bytes BE>/<dlvID> empty                     retries by next attempt time (and legacy deliveries never attempted)
 //	att/<endpointID>/<attemptID>    Attempt (binary)          the deliveries log, newest first = reverse scan
 //	whf/<endpointID>                int64 Unix seconds        since when an endpoint has failed every attempt
 //

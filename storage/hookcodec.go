@@ -3,25 +3,143 @@ package storage
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 )
 
-// Webhook deliveries and attempts are written for every event (a delivery
-// when the event is staged and again after each attempt, an attempt record
-// per POST), so like messages they have a compact binary codec instead of
-// JSON: a tag byte ('d' or 'a'), the integer fields as varints, then the
-// string fields, each as a uvarint length and its bytes, in the order of
-// deliveryFields / attemptFields. Records written with the JSON codec
-// ('j'/'z') still decode. The event body is not part of the record (it lives
-// under dlb/), so these stay small and are never compressed.
+// Webhook deliveries and attempts are written for every event, so like
+// messages they have a compact binary codec instead of JSON: a tag byte, the
+// integer fields as varints, then the string fields, each as a uvarint length
+// and its bytes. Records written with the JSON codec ('j'/'z') still decode.
+//
+//   - 'e' a delivery with its event (deliveryStateFields, then appendEvent);
+//     the body is rendered from the event for each attempt.
+//   - 'd' a delivery of builds before outbox blocks: the event fields the
+//     deliveries log shows (deliveryFields), the body under dlb/.
+//   - 'b' an outbox block: the first deliveries staged by one batch; 'B' the
+//     same compressed with zstd (blocks repeat ids' time prefixes, the
+//     workspace, session, endpoint and event type in every entry).
+//   - 'a' an attempt (attemptFields).
 const (
-	tagDelivery = 'd'
-	tagAttempt  = 'a'
+	tagDelivery      = 'd'
+	tagDeliveryEvent = 'e'
+	tagBlock         = 'b'
+	tagBlockZstd     = 'B' // a 'b' block over compressAbove bytes, zstd-compressed after its tag
+	tagAttempt       = 'a'
 )
 
 var errShortRecord = errors.New("decode record: truncated")
 
 func deliveryFields(d *Delivery) [8]*string {
 	return [8]*string{&d.ID, &d.EventID, &d.EventType, &d.SessionID, &d.Workspace, &d.EndpointID, &d.State, &d.LastError}
+}
+
+// deliveryStateFields are the strings of an 'e' record before its event.
+func deliveryStateFields(d *Delivery) [4]*string {
+	return [4]*string{&d.ID, &d.EndpointID, &d.State, &d.LastError}
+}
+
+func eventFields(ev *Event) [13]*string {
+	return [13]*string{&ev.ID, &ev.Type, &ev.Workspace, &ev.SessionID, &ev.MessageID, &ev.From, &ev.FromLID,
+		&ev.To, &ev.Text, &ev.MsgType, &ev.Caption, &ev.WAMessageID, &ev.Reason}
+}
+
+// appendEvent encodes every field of an event: the body sent to receivers is
+// rendered from it, so nothing may be dropped.
+func appendEvent(out []byte, ev *Event) []byte {
+	out = binary.AppendVarint(out, ev.Timestamp)
+	f := eventFields(ev)
+	out = appendStrings(out, f[:])
+	if ev.Error == nil {
+		return append(out, 0)
+	}
+	out = append(out, 1)
+	return appendStrings(out, []*string{&ev.Error.Code, &ev.Error.Message})
+}
+
+func eventSize(ev *Event) int {
+	f := eventFields(ev)
+	n := binary.MaxVarintLen64 + stringsSize(f[:]) + 1
+	if ev.Error != nil {
+		n += 2*binary.MaxVarintLen32 + len(ev.Error.Code) + len(ev.Error.Message)
+	}
+	return n
+}
+
+// encodeDeliveryEvent writes a delivery with its event ('e').
+func encodeDeliveryEvent(d *Delivery) []byte {
+	fields := deliveryStateFields(d)
+	out := make([]byte, 0, 1+6*binary.MaxVarintLen64+stringsSize(fields[:])+eventSize(&d.Event))
+	out = append(out, tagDeliveryEvent)
+	for _, v := range [...]int64{int64(d.Attempts), int64(d.Total), d.NextAt, int64(d.LastStatus), d.CreatedAt, d.UpdatedAt} {
+		out = binary.AppendVarint(out, v)
+	}
+	out = appendStrings(out, fields[:])
+	return appendEvent(out, &d.Event)
+}
+
+// encodeBlock writes the first deliveries staged by one batch ('b'): per
+// delivery its id, endpoint, first attempt time (Unix ns), creation time
+// (Unix s) and event.
+func encodeBlock(ds []*Delivery) []byte {
+	n := 1 + binary.MaxVarintLen32
+	for _, d := range ds {
+		n += 2*binary.MaxVarintLen32 + len(d.ID) + len(d.EndpointID) + 2*binary.MaxVarintLen64 + eventSize(&d.Event)
+	}
+	out := make([]byte, 0, n)
+	out = append(out, tagBlock)
+	out = binary.AppendUvarint(out, uint64(len(ds)))
+	for _, d := range ds {
+		out = appendStrings(out, []*string{&d.ID, &d.EndpointID})
+		out = binary.AppendVarint(out, d.NextAt)
+		out = binary.AppendVarint(out, d.CreatedAt)
+		out = appendEvent(out, &d.Event)
+	}
+	if len(out) <= compressAbove {
+		return out
+	}
+	enc, _ := zstdCodec()
+	z := make([]byte, 1, len(out)/3+16)
+	z[0] = tagBlockZstd
+	return enc.EncodeAll(out[1:], z)
+}
+
+// decodeBlock reads what encodeBlock wrote: pending deliveries that have had
+// no attempt, each with Block set to blockID.
+func decodeBlock(v []byte, blockID string) ([]*Delivery, error) {
+	if len(v) == 0 || (v[0] != tagBlock && v[0] != tagBlockZstd) {
+		return nil, errors.New("decode outbox block: not a block")
+	}
+	payload := v[1:]
+	if v[0] == tagBlockZstd {
+		_, dec := zstdCodec()
+		raw, err := dec.DecodeAll(payload, nil)
+		if err != nil {
+			return nil, fmt.Errorf("decompress outbox block: %w", err)
+		}
+		payload = raw
+	}
+	r := recordReader{p: payload}
+	n := r.uint()
+	if !r.ok() || n > uint64(len(r.p)) { // every delivery takes bytes: a bigger count is damage
+		return nil, errShortRecord
+	}
+	out := make([]*Delivery, 0, n)
+	for range n {
+		d := &Delivery{State: "pending", Block: blockID}
+		r.strings([]*string{&d.ID, &d.EndpointID})
+		d.NextAt, d.CreatedAt = r.int(), r.int()
+		r.event(&d.Event)
+		if !r.ok() {
+			return nil, errShortRecord
+		}
+		d.UpdatedAt = d.CreatedAt
+		d.fromEvent()
+		out = append(out, d)
+	}
+	if len(r.p) != 0 {
+		return nil, errors.New("decode outbox block: trailing bytes")
+	}
+	return out, nil
 }
 
 func attemptFields(a *Attempt) [7]*string {
@@ -84,6 +202,41 @@ func (r *recordReader) int() int64 {
 	return v
 }
 
+func (r *recordReader) uint() uint64 {
+	if r.bad {
+		return 0
+	}
+	v, n := binary.Uvarint(r.p)
+	if n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.p = r.p[n:]
+	return v
+}
+
+func (r *recordReader) event(ev *Event) {
+	ev.Timestamp = r.int()
+	f := eventFields(ev)
+	r.strings(f[:])
+	if r.bad || len(r.p) == 0 {
+		r.bad = true
+		return
+	}
+	flag := r.p[0]
+	r.p = r.p[1:]
+	switch flag {
+	case 0:
+		ev.Error = nil
+	case 1:
+		e := &MessageError{}
+		r.strings([]*string{&e.Code, &e.Message})
+		ev.Error = e
+	default:
+		r.bad = true
+	}
+}
+
 func (r *recordReader) strings(fields []*string) {
 	for _, f := range fields {
 		if r.bad {
@@ -112,9 +265,32 @@ func decodeDelivery(payload []byte, d *Delivery) error {
 	fields := deliveryFields(d)
 	r.strings(fields[:])
 	d.Body = nil
+	d.Event = Event{ID: d.EventID, Type: d.EventType, Workspace: d.Workspace, SessionID: d.SessionID}
+	d.Block = ""
+	d.legacyBody = true
 	if !r.ok() {
 		return errShortRecord
 	}
+	return nil
+}
+
+func decodeDeliveryEvent(payload []byte, d *Delivery) error {
+	r := recordReader{p: payload}
+	d.Attempts, d.Total = int(r.int()), int(r.int())
+	d.NextAt = r.int()
+	d.LastStatus = int(r.int())
+	d.CreatedAt, d.UpdatedAt = r.int(), r.int()
+	fields := deliveryStateFields(d)
+	r.strings(fields[:])
+	r.event(&d.Event)
+	d.Body, d.Block, d.legacyBody = nil, "", false
+	if !r.ok() {
+		return errShortRecord
+	}
+	if len(r.p) != 0 {
+		return errors.New("decode delivery: trailing bytes")
+	}
+	d.fromEvent()
 	return nil
 }
 

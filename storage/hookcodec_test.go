@@ -6,10 +6,34 @@ import (
 	"testing"
 )
 
+// sampleDelivery is a delivery as builds before outbox blocks wrote it (the
+// 'd' record; its body under dlb/).
 func sampleDelivery() *Delivery {
-	return &Delivery{ID: "dlv_0123456789abcdefghjk", EventID: "evt_1", EventType: "message.read", SessionID: "919876543210",
+	d := &Delivery{ID: "dlv_0123456789abcdefghjk", EventID: "evt_1", EventType: "message.read", SessionID: "919876543210",
 		Workspace: "acme", EndpointID: "wh_1", State: "pending", Attempts: 3, Total: 7, NextAt: 1764158400123456789,
-		LastStatus: 503, LastError: "the endpoint answered 503 ✗", CreatedAt: 1764158400, UpdatedAt: -1}
+		LastStatus: 503, LastError: "the endpoint answered 503 ✗", CreatedAt: 1764158400, UpdatedAt: -1, legacyBody: true}
+	d.Event = Event{ID: d.EventID, Type: d.EventType, Workspace: d.Workspace, SessionID: d.SessionID}
+	return d
+}
+
+// sampleEvents has every field of Event set by one of them.
+func sampleEvents() []Event {
+	return []Event{
+		{ID: "evt_0123456789abcdefghjk", Type: "message.failed", Workspace: "acme", SessionID: "919876543210", Timestamp: 1764158400,
+			MessageID: "msg_0123456789abcdefghjk", To: "919999999999", Error: &MessageError{Code: "send_failed", Message: "nope ✗"}},
+		{ID: "evt_1", Type: "message.received", Workspace: "acme", SessionID: "1", Timestamp: -5, MessageID: "msg_2",
+			From: "4915", FromLID: "123@lid", Text: "hi\x00\"there\"", MsgType: "image", Caption: "cap", WAMessageID: "3EB0AB"},
+		{ID: "evt_2", Type: "session.logged_out", Workspace: "w", SessionID: "2", Reason: "logged out on the phone"},
+		{},
+	}
+}
+
+// sampleEventDelivery is a delivery with its event (the 'e' record).
+func sampleEventDelivery(ev Event) *Delivery {
+	d := &Delivery{ID: "dlv_0123456789abcdefghjm", EndpointID: "wh_1", State: "pending", Attempts: 1, Total: 2, NextAt: 1764158400123456789,
+		LastStatus: 500, LastError: "the endpoint answered 500", CreatedAt: 1764158400, UpdatedAt: 1764158405, Event: ev}
+	d.fromEvent()
+	return d
 }
 
 func sampleAttempt() *Attempt {
@@ -38,10 +62,28 @@ func TestWebhookRecordCodecsRoundTripAndReadJSON(t *testing.T) {
 	}
 	// Zero values survive too.
 	var dz Delivery
-	if err := decode(encodeDelivery(&Delivery{}), &dz); err != nil || !sameDelivery(&dz, &Delivery{}) {
+	if err := decode(encodeDelivery(&Delivery{}), &dz); err != nil || !sameDelivery(&dz, &Delivery{legacyBody: true}) {
 		t.Fatalf("zero delivery: %+v %v", dz, err)
 	}
-	// Records from the JSON codec (earlier releases) still read.
+	// Deliveries with their events: every event field survives.
+	for _, ev := range sampleEvents() {
+		de := sampleEventDelivery(ev)
+		v, err := encode(de)
+		if err != nil || v[0] != tagDeliveryEvent {
+			t.Fatalf("delivery with event encoded with tag %q (err %v)", v[0], err)
+		}
+		var got Delivery
+		if err := decode(v, &got); err != nil || !sameDelivery(&got, de) {
+			t.Fatalf("delivery with event round trip:\n got %+v (%v)\nwant %+v", got, err, *de)
+		}
+		for i := 1; i < len(v); i++ {
+			if err := decode(v[:len(v)-i], &got); err == nil {
+				t.Fatalf("delivery with event cut by %d bytes decoded", i)
+			}
+		}
+	}
+	// Records from the JSON codec (earlier releases) still read, as
+	// deliveries with their bodies under dlb/.
 	raw, _ := json.Marshal(d)
 	var dj Delivery
 	if err := decode(append([]byte{tagJSON}, raw...), &dj); err != nil || !sameDelivery(&dj, d) {
@@ -79,8 +121,39 @@ func sameDelivery(a, b *Delivery) bool {
 	return reflect.DeepEqual(x, y)
 }
 
+func TestOutboxBlockRoundTrip(t *testing.T) {
+	var ds []*Delivery
+	for i, ev := range sampleEvents() {
+		d := &Delivery{ID: "dlv_" + string(rune('a'+i)), EndpointID: "wh_" + string(rune('a'+i)), State: "pending",
+			NextAt: 1764158400123456789 + int64(i), CreatedAt: 1764158400, UpdatedAt: 1764158400, Event: ev, Block: "dlv_a"}
+		d.fromEvent()
+		ds = append(ds, d)
+	}
+	v := encodeBlock(ds)
+	got, err := decodeBlock(v, "dlv_a")
+	if err != nil || len(got) != len(ds) {
+		t.Fatalf("decoded %d deliveries (%v), want %d", len(got), err, len(ds))
+	}
+	for i := range ds {
+		if !sameDelivery(got[i], ds[i]) {
+			t.Fatalf("delivery %d:\n got %+v\nwant %+v", i, *got[i], *ds[i])
+		}
+	}
+	for i := 1; i < len(v); i++ {
+		if _, err := decodeBlock(v[:len(v)-i], "dlv_a"); err == nil {
+			t.Fatalf("block cut by %d bytes decoded", i)
+		}
+	}
+	if _, err := decodeBlock(append(v, 0), "dlv_a"); err == nil {
+		t.Fatal("block with a trailing byte decoded")
+	}
+}
+
 func FuzzDecodeWebhookRecords(f *testing.F) {
 	f.Add(encodeDelivery(sampleDelivery()))
+	f.Add(encodeDeliveryEvent(sampleEventDelivery(sampleEvents()[0])))
+	f.Add(encodeBlock([]*Delivery{sampleEventDelivery(sampleEvents()[1])}))
+	f.Add([]byte{tagBlock, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add(encodeAttempt(sampleAttempt()))
 	f.Add([]byte{tagDelivery})
 	f.Add([]byte{tagAttempt, 0xff, 0xff})
@@ -91,6 +164,23 @@ func FuzzDecodeWebhookRecords(f *testing.F) {
 			var again Delivery
 			if err := decode(encodeDelivery(&d), &again); err != nil || !sameDelivery(&again, &d) {
 				t.Fatalf("re-encoded delivery differs: %+v vs %+v (%v)", again, d, err)
+			}
+		}
+		if decode(b, &d) == nil && len(b) > 0 && b[0] == tagDeliveryEvent {
+			var again Delivery
+			if err := decode(encodeDeliveryEvent(&d), &again); err != nil || !sameDelivery(&again, &d) {
+				t.Fatalf("re-encoded delivery with event differs: %+v vs %+v (%v)", again, d, err)
+			}
+		}
+		if ds, err := decodeBlock(b, "dlv_1"); err == nil {
+			again, err := decodeBlock(encodeBlock(ds), "dlv_1")
+			if err != nil || len(again) != len(ds) {
+				t.Fatalf("re-encoded block differs: %d deliveries (%v), want %d", len(again), err, len(ds))
+			}
+			for i := range ds {
+				if !sameDelivery(again[i], ds[i]) {
+					t.Fatalf("re-encoded block delivery %d differs: %+v vs %+v", i, *again[i], *ds[i])
+				}
 			}
 		}
 		var a Attempt

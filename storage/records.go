@@ -112,7 +112,10 @@ func encode(v any) ([]byte, error) {
 	case *Message:
 		return encodeMessage(r), nil
 	case *Delivery:
-		return encodeDelivery(r), nil
+		if r.legacyBody {
+			return encodeDelivery(r), nil
+		}
+		return encodeDeliveryEvent(r), nil
 	case *Attempt:
 		return encodeAttempt(r), nil
 	}
@@ -149,6 +152,12 @@ func decode(b []byte, v any) error {
 			return fmt.Errorf("decode record: a delivery record where %T was expected", v)
 		}
 		return decodeDelivery(payload, d)
+	case tagDeliveryEvent:
+		d, ok := v.(*Delivery)
+		if !ok {
+			return fmt.Errorf("decode record: a delivery record where %T was expected", v)
+		}
+		return decodeDeliveryEvent(payload, d)
 	case tagAttempt:
 		a, ok := v.(*Attempt)
 		if !ok {
@@ -168,6 +177,10 @@ func decode(b []byte, v any) error {
 	}
 	if err := json.Unmarshal(payload, v); err != nil {
 		return fmt.Errorf("decode record: %w", err)
+	}
+	if d, ok := v.(*Delivery); ok { // JSON deliveries kept their bodies under dlb/
+		d.Event = Event{ID: d.EventID, Type: d.EventType, Workspace: d.Workspace, SessionID: d.SessionID}
+		d.legacyBody = true
 	}
 	return nil
 }

@@ -362,9 +362,7 @@ func TestPruneWebhookLogKeepsPendingAndRecent(t *testing.T) {
 	idAt := func(prefix string, at time.Time) string { seq++; return IDBound(prefix, at.Add(seq)) }
 	mk := func(at time.Time, state string) *Delivery {
 		d := &Delivery{ID: idAt("dlv_", at), EndpointID: "wh_1", State: state, NextAt: at.UnixNano(), Body: []byte(`{}`)}
-		if err := b.StageNewDelivery(d); err != nil {
-			t.Fatal(err)
-		}
+		stageLegacyDelivery(b, d)
 		return d
 	}
 	oldDone, oldPending, newDone := mk(old, "delivered"), mk(old, "pending"), mk(recent, "delivered")

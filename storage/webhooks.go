@@ -48,8 +48,12 @@ type Webhook struct {
 	UpdatedAt      int64           `json:"updatedAt"`
 }
 
-// Delivery is one event owed to one endpoint, with its body as it is sent on
-// every attempt.
+// Delivery is one event owed to one endpoint.
+//
+// Until its first attempt is recorded a delivery lives only in the outbox
+// block of the batch that staged it (StageFirstDelivery; Block names the
+// block); the record of the attempt gives it a record of its own under dlv/,
+// with its event, and takes it out of the block.
 type Delivery struct {
 	ID         string `json:"id"`
 	EventID    string `json:"eventId"`
@@ -57,7 +61,9 @@ type Delivery struct {
 	SessionID  string `json:"sessionId"`
 	Workspace  string `json:"workspace"`
 	EndpointID string `json:"endpointId"`
-	Body       []byte `json:"-"`        // the event JSON, sent as is; stored once under dlb/
+	Event      Event  `json:"-"`        // what the body is rendered from
+	Body       []byte `json:"-"`        // the event JSON as sent; kept under dlb/ only by builds before outbox blocks
+	Block      string `json:"-"`        // the outbox block holding it until its first attempt is recorded; "" after
 	State      string `json:"state"`    // "pending" | "delivered" | "failed"
 	Attempts   int    `json:"attempts"` // attempts in the current run of the schedule
 	Total      int    `json:"total"`    // attempts ever
@@ -66,6 +72,15 @@ type Delivery struct {
 	LastError  string `json:"lastError,omitempty"`
 	CreatedAt  int64  `json:"createdAt"`
 	UpdatedAt  int64  `json:"updatedAt"`
+	// legacyBody: written by a build before outbox blocks, with its body
+	// under dlb/ and only the event fields the log shows; it keeps that
+	// format, since its event cannot be rendered again.
+	legacyBody bool
+}
+
+// fromEvent copies the event fields the deliveries log shows.
+func (d *Delivery) fromEvent() {
+	d.EventID, d.EventType, d.SessionID, d.Workspace = d.Event.ID, d.Event.Type, d.Event.SessionID, d.Event.Workspace
 }
 
 // Attempt is one HTTP POST of a delivery, for the deliveries log.
@@ -86,12 +101,61 @@ type Attempt struct {
 
 func deliveryKey(id string) []byte     { return []byte("dlv/" + id) }
 func deliveryBodyKey(id string) []byte { return []byte("dlb/" + id) }
+func blockKey(id string) []byte        { return []byte("evb/" + id) }
 
-// StageNewDelivery writes a new delivery with its body. The body is written
-// once; attempts rewrite only the small delivery record.
-func (b *Batch) StageNewDelivery(d *Delivery) error {
-	b.Set(deliveryBodyKey(d.ID), d.Body)
-	return b.StageDelivery(d, 0)
+// StageFirstDelivery adds a new pending delivery, which has had no attempt,
+// to the batch's outbox block: the deliveries one batch stages are written
+// under one key (evb/<id of the first>) when the batch commits, instead of a
+// record, a body and a due-index entry each. It sets d.Block and reports
+// whether d is the batch's first (callers register one commit callback per
+// batch, for StagedDeliveries).
+func (b *Batch) StageFirstDelivery(d *Delivery) (first bool) {
+	d.fromEvent()
+	first = len(b.outbox) == 0
+	if first {
+		d.Block = d.ID
+	} else {
+		d.Block = b.outbox[0].ID
+	}
+	b.outbox = append(b.outbox, d)
+	return first
+}
+
+// StagedDeliveries are the deliveries StageFirstDelivery added, in order;
+// after a successful commit they are in storage.
+func (b *Batch) StagedDeliveries() []*Delivery { return b.outbox }
+
+// StageBlockDone deletes an outbox block once each of its deliveries has a
+// record of its own (the batch that writes the last of them).
+func (b *Batch) StageBlockDone(blockID string) { b.Delete(blockKey(blockID)) }
+
+// writeOutbox puts the outbox block into the batch; commits call it.
+func (b *Batch) writeOutbox() {
+	if len(b.outbox) > 0 {
+		b.Set(blockKey(b.outbox[0].ID), encodeBlock(b.outbox))
+	}
+}
+
+// OutboxBlocks calls fn with each outbox block, oldest first (block ids sort
+// by creation time), and its deliveries, until fn returns false. A block
+// lists every delivery it was written with: those that have a record of
+// their own since are still listed (see DeliveryReader.Recorded).
+func (db *DB) OutboxBlocks(fn func(blockID string, ds []*Delivery) bool) error {
+	p := []byte("evb/")
+	var decErr error
+	err := db.Scan(p, prefixEnd(p), false, func(k, v []byte) bool {
+		id := string(k[len(p):])
+		var ds []*Delivery
+		if ds, decErr = decodeBlock(v, id); decErr != nil {
+			decErr = fmt.Errorf("outbox block %s: %w", id, decErr)
+			return false
+		}
+		return fn(id, ds)
+	})
+	if err == nil {
+		err = decErr
+	}
+	return err
 }
 func attemptKey(endpointID, id string) []byte {
 	return []byte("att/" + endpointID + "/" + id)
@@ -107,8 +171,8 @@ func dueKey(nextAt int64, id string) []byte {
 	return append(k, id...)
 }
 
-// StageDelivery writes a delivery and, while it is pending, its place in the
-// due index. prevNextAt is the due time it was indexed under before (0 if
+// StageDelivery writes a delivery's record and, while it is pending, its
+// place in the due index. prevNextAt is the due time it was indexed under before (0 if
 // none), so a rescheduled delivery leaves no stale index entry.
 func (b *Batch) StageDelivery(d *Delivery, prevNextAt int64) error {
 	v, err := encode(d)
@@ -157,7 +221,8 @@ func (db *DB) EndpointFailingSince(endpointID string) (int64, error) {
 	return int64(leUint64(v)), nil
 }
 
-// Delivery reads one delivery, or ErrNotFound.
+// Delivery reads one delivery that has a record of its own (one attempt
+// recorded, or written by a build before outbox blocks), or ErrNotFound.
 func (db *DB) Delivery(id string) (*Delivery, error) {
 	v, err := db.get(deliveryKey(id))
 	if err != nil {
@@ -167,8 +232,10 @@ func (db *DB) Delivery(id string) (*Delivery, error) {
 	if err := decode(v, d); err != nil {
 		return nil, fmt.Errorf("delivery %s: %w", id, err)
 	}
-	if d.Body, err = db.get(deliveryBodyKey(id)); err != nil {
-		return nil, fmt.Errorf("body of delivery %s: %w", id, err)
+	if d.legacyBody {
+		if d.Body, err = db.get(deliveryBodyKey(id)); err != nil {
+			return nil, fmt.Errorf("body of delivery %s: %w", id, err)
+		}
 	}
 	return d, nil
 }

@@ -69,13 +69,25 @@ type loopState struct {
 	doneOrder []string
 	retries   retryHeap
 	failing   map[string]int64 // endpoint → failing since (Unix s), cached
-	timer     *time.Timer
+	// blocks counts, per outbox block the loop has seen, its deliveries
+	// whose first attempt is not recorded yet; the batch that records the
+	// last one deletes the block. doneBlocks remembers recently deleted
+	// blocks, for the same reason as done.
+	blocks         map[string]int
+	doneBlocks     map[string]bool
+	doneBlockOrder []string
+	timer          *time.Timer
 	// overflow is set when deliveries due now were left in storage because
 	// MaxQueued were ready in memory; overflowAt is the earliest due time of
 	// retries left in storage because MaxQueued were waiting in memory (0:
 	// none). refill reads them back.
 	overflow   bool
 	overflowAt int64
+}
+
+func newLoopState() *loopState {
+	return &loopState{eps: map[string]*epState{}, lanes: map[string]*lane{}, known: map[string]bool{}, done: map[string]bool{},
+		failing: map[string]int64{}, blocks: map[string]int{}, doneBlocks: map[string]bool{}, timer: time.NewTimer(time.Hour)}
 }
 
 // ready is how many deliveries in memory are due: in lanes or in flight.
@@ -85,20 +97,32 @@ func (st *loopState) ready() int { return len(st.known) - len(st.retries) }
 type inboxItem struct {
 	d         *storage.Delivery
 	redeliver bool // asked for again: it may have finished before
+	blockSize int  // for a delivery in an outbox block: how many the block holds
 }
 
 // accept hands a committed delivery to the run loop.
 func (s *Service) accept(d *storage.Delivery, redeliver bool) {
 	s.inboxMu.Lock()
-	s.inbox = append(s.inbox, inboxItem{d, redeliver})
+	s.inbox = append(s.inbox, inboxItem{d: d, redeliver: redeliver})
+	s.inboxMu.Unlock()
+	s.kick()
+}
+
+// acceptBlock hands the deliveries of a committed outbox block to the run
+// loop, all at once, so the loop counts the whole block before any of them
+// can finish.
+func (s *Service) acceptBlock(ds []*storage.Delivery) {
+	s.inboxMu.Lock()
+	for _, d := range ds {
+		s.inbox = append(s.inbox, inboxItem{d: d, blockSize: len(ds)})
+	}
 	s.inboxMu.Unlock()
 	s.kick()
 }
 
 func (s *Service) run(ctx context.Context) {
 	defer s.wg.Done()
-	st := &loopState{eps: map[string]*epState{}, lanes: map[string]*lane{}, known: map[string]bool{}, done: map[string]bool{}, failing: map[string]int64{}}
-	st.timer = time.NewTimer(time.Hour)
+	st := newLoopState()
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
 	inflight := 0
@@ -145,6 +169,12 @@ func (s *Service) run(ctx context.Context) {
 // is queued or in flight is already on its way), and so are recently
 // finished ones unless asked for again.
 func (s *Service) enqueue(st *loopState, d *storage.Delivery, redeliver bool) {
+	if st.overflow && d.Block != "" && !redeliver {
+		// A first attempt while earlier ones wait in their blocks: it waits
+		// in its own (whether or not a copy is in memory or finished), and
+		// a backlog costs no map look-ups per event.
+		return
+	}
 	if st.done[d.ID] {
 		if !redeliver {
 			return
@@ -152,6 +182,11 @@ func (s *Service) enqueue(st *loopState, d *storage.Delivery, redeliver bool) {
 		delete(st.done, d.ID)
 	}
 	if st.known[d.ID] {
+		if !redeliver {
+			// A second copy of one in memory: a late commit callback for
+			// a delivery a refill read first. The copy in memory is newer.
+			return
+		}
 		for _, w := range st.retries { // a redelivery of one waiting to retry: now
 			if w.ID == d.ID {
 				*w = *d
@@ -220,6 +255,9 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 	s.inbox = nil
 	s.inboxMu.Unlock()
 	for _, it := range inbox {
+		if it.blockSize > 0 {
+			st.seeBlock(it.d.Block, it.blockSize)
+		}
 		s.enqueue(st, it.d, it.redeliver)
 	}
 	now := s.now()
@@ -283,10 +321,13 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 }
 
 // refill reads pending deliveries that are due but not in memory back from
-// the outbox, earliest due first, until MaxQueued are ready in memory, and
-// notes when the first one due later that is not in memory comes due.
+// the outbox, until MaxQueued are ready in memory: retries from the due
+// index, earliest due first (noting when the first one due later that is not
+// in memory comes due), then, when some were left there (overflow), first
+// attempts from the outbox blocks, oldest first.
 func (s *Service) refill(st *loopState, now time.Time) {
 	prevAt := st.overflowAt
+	blocks := st.overflow
 	st.overflow, st.overflowAt = false, 0
 	defer func() {
 		// A scan that stopped early (memory full) did not reach a retry left
@@ -297,6 +338,13 @@ func (s *Service) refill(st *loopState, now time.Time) {
 		}
 	}()
 	var rd *storage.DeliveryReader // opened at the first read; see storage.DeliveryReader
+	reader := func() (*storage.DeliveryReader, error) {
+		var err error
+		if rd == nil {
+			rd, err = s.db.NewDeliveryReader()
+		}
+		return rd, err
+	}
 	defer func() {
 		if rd != nil {
 			_ = rd.Close()
@@ -314,13 +362,11 @@ func (s *Service) refill(st *loopState, now time.Time) {
 			st.overflow = true
 			return false
 		}
-		if rd == nil {
-			var err error
-			if rd, err = s.db.NewDeliveryReader(); err != nil {
-				s.log.Error("read webhook outbox", "err", err)
-				st.overflow = true
-				return false
-			}
+		rd, err := reader()
+		if err != nil {
+			s.log.Error("read webhook outbox", "err", err)
+			st.overflow = true
+			return false
 		}
 		d, err := rd.Delivery(id)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -340,6 +386,121 @@ func (s *Service) refill(st *loopState, now time.Time) {
 		s.log.Error("read webhook outbox", "err", err)
 		st.overflow = true
 	}
+	if blocks && !st.overflow {
+		if err := s.refillBlocks(st, reader); err != nil {
+			s.log.Error("read webhook outbox blocks", "err", err)
+			st.overflow = true
+		}
+	}
+}
+
+// refillBlocks enqueues the deliveries of the outbox blocks that have had
+// no attempt and are not in memory, oldest block first, until memory is
+// full (st.overflow). A block seen for the first time is counted here.
+func (s *Service) refillBlocks(st *loopState, reader func() (*storage.DeliveryReader, error)) error {
+	var inner error
+	var empty []string // blocks found with nothing left to attempt
+	err := s.db.OutboxBlocks(func(id string, ds []*storage.Delivery) bool {
+		_, counted := st.blocks[id]
+		if !counted && st.doneBlocks[id] {
+			return true // deleted by a commit this iterator began before
+		}
+		left := ds[:0]
+		for _, d := range ds {
+			if st.done[d.ID] {
+				continue
+			}
+			if !st.known[d.ID] {
+				rd, err := reader()
+				if err != nil {
+					inner = err
+					return false
+				}
+				recorded, err := rd.Recorded(d.ID)
+				if err != nil {
+					inner = err
+					return false
+				}
+				if recorded {
+					continue
+				}
+			}
+			left = append(left, d)
+		}
+		if !counted {
+			if len(left) == 0 {
+				empty = append(empty, id)
+				return true
+			}
+			st.seeBlock(id, len(left))
+		}
+		for _, d := range left {
+			if st.known[d.ID] {
+				continue
+			}
+			s.enqueue(st, d, false)
+			if st.overflow {
+				return false
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = inner
+	}
+	if len(empty) > 0 {
+		b := s.db.NewBatch()
+		for _, id := range empty {
+			b.StageBlockDone(id)
+			st.blockDone(id)
+		}
+		if cerr := s.db.CommitNoSync(b); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// seeBlock starts counting a block's deliveries that have had no attempt,
+// unless the loop counts it already or finished it.
+func (st *loopState) seeBlock(id string, left int) {
+	if _, ok := st.blocks[id]; ok || st.doneBlocks[id] {
+		return
+	}
+	st.blocks[id] = left
+}
+
+// firstRecorded stages, into b, what follows from d's first recorded
+// attempt (or its end without one): the last of its block deletes the block.
+func (st *loopState) firstRecorded(b *storage.Batch, d *storage.Delivery) {
+	id := d.Block
+	d.Block = ""
+	if n := st.blocks[id] - 1; n > 0 {
+		st.blocks[id] = n
+		return
+	}
+	b.StageBlockDone(id)
+	st.blockDone(id)
+}
+
+func (st *loopState) blockDone(id string) {
+	delete(st.blocks, id)
+	st.doneBlocks[id] = true
+	st.doneBlockOrder = append(st.doneBlockOrder, id)
+	if len(st.doneBlockOrder) > doneMax {
+		delete(st.doneBlocks, st.doneBlockOrder[0])
+		st.doneBlockOrder[0] = ""
+		st.doneBlockOrder = st.doneBlockOrder[1:]
+	}
+}
+
+// dueIndexed is the due time a delivery is indexed under in storage, for
+// StageDelivery: 0 while it is in its outbox block.
+func dueIndexed(d *storage.Delivery) int64 {
+	if d.Block != "" {
+		return 0
+	}
+	return d.NextAt
 }
 
 // finishUnattempted fails deliveries whose endpoint is gone or disabled and
@@ -348,13 +509,16 @@ func (s *Service) finishUnattempted(st *loopState, ds []*storage.Delivery, now t
 	b := s.db.NewBatch()
 	for _, d := range ds {
 		s.finished(st, d.ID)
-		prev := d.NextAt
+		prev := dueIndexed(d)
 		d.State = stateFailed
 		d.UpdatedAt = now.Unix()
 		a := &storage.Attempt{ID: storage.NewID("att_", now), DeliveryID: d.ID, EventID: d.EventID, EventType: d.EventType,
 			EndpointID: d.EndpointID, Number: d.Total, At: now.UnixMilli(), Error: d.LastError + " (not attempted)", State: stateFailed}
 		if err := b.StageDelivery(d, prev); err != nil {
 			s.log.Error("encode delivery", "err", err)
+		}
+		if d.Block != "" {
+			st.firstRecorded(b, d)
 		}
 		if err := b.StageAttempt(a); err != nil {
 			s.log.Error("encode attempt", "err", err)
@@ -410,6 +574,15 @@ func (s *Service) worker(ctx context.Context, j attemptJob) {
 func (s *Service) attempt(ctx context.Context, d *storage.Delivery, ep *storage.Webhook) {
 	at := s.now()
 	r := result{d: d, at: at}
+	if d.Body == nil { // rendered once per delivery in memory, by the worker that sends it first
+		body, err := Body(&d.Event)
+		if err != nil {
+			r.err = fmt.Errorf("render the event: %w", err)
+			s.results <- r
+			return
+		}
+		d.Body = body
+	}
 	r.status, r.err = s.post(ctx, d, ep, at)
 	r.latency = s.now().Sub(at)
 	r.canceled = ctx.Err() != nil
@@ -484,7 +657,7 @@ func (s *Service) record(st *loopState, batch []result) {
 		if r.canceled {
 			continue // shutting down: the delivery stays pending as stored
 		}
-		prev := d.NextAt
+		prev := dueIndexed(d)
 		d.Attempts++
 		d.Total++
 		d.LastStatus = r.status
@@ -525,6 +698,9 @@ func (s *Service) record(st *loopState, batch []result) {
 		a.State = d.State
 		if err := b.StageDelivery(d, prev); err != nil {
 			s.log.Error("encode delivery", "err", err)
+		}
+		if d.Block != "" {
+			st.firstRecorded(b, d)
 		}
 		if err := b.StageAttempt(a); err != nil {
 			s.log.Error("encode attempt", "err", err)

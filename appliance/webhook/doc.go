@@ -4,8 +4,14 @@
 //
 // Events enter through Service.Stage, inside the storage batch of the state
 // change that caused them, so a change and its event commit together or not
-// at all. The deliverer then POSTs each delivery (one event for one endpoint)
-// until a 2xx, on the retry schedule, logging every attempt.
+// at all: one delivery (one event for one endpoint) per subscribed endpoint,
+// all of a batch's in one outbox block (storage.Batch.StageFirstDelivery).
+// The deliverer then POSTs each delivery, its body rendered from the event,
+// until a 2xx, on the retry schedule, logging every attempt. The run loop
+// counts each block's deliveries whose first attempt is not recorded yet;
+// recording the last deletes the block. After a restart, blocks and the due
+// index of retries are read back; a block's deliveries that have a record of
+// their own (storage.DeliveryReader.Recorded) had their first attempt.
 //
 // Ordering: deliveries to one endpoint for one session ("a lane") are started
 // one at a time in the order their events were staged, so first attempts

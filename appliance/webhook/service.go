@@ -114,8 +114,6 @@ func New(o Options) *Service {
 	}
 }
 
-// Stage writes one delivery per subscribed, enabled endpoint of the event's
-// workspace into b. It takes no lock and does no I/O outside b.
 // Wants reports whether an enabled endpoint of the workspace subscribes to
 // the event type.
 func (s *Service) Wants(workspace, eventType string) bool {
@@ -128,33 +126,28 @@ func (s *Service) Wants(workspace, eventType string) bool {
 	return false
 }
 
+// Stage adds one delivery per subscribed, enabled endpoint of the event's
+// workspace to b's outbox block (storage.Batch.StageFirstDelivery): the
+// event, not its JSON, which each attempt renders. It takes no lock and
+// does no I/O outside b.
 func (s *Service) Stage(b *storage.Batch, ev *storage.Event) error {
 	eps := s.eps.Webhooks(ev.Workspace)
 	if len(eps) == 0 {
 		return nil
 	}
-	var body []byte
 	now := s.now()
 	for i := range eps {
 		ep := &eps[i]
 		if !ep.Enabled || !subscribed(ep, ev.Type) {
 			continue
 		}
-		if body == nil {
-			var err error
-			if body, err = Body(ev); err != nil {
-				return err
-			}
-		}
 		d := &storage.Delivery{
-			ID: storage.NewID("dlv_", now), EventID: ev.ID, EventType: ev.Type, SessionID: ev.SessionID,
-			Workspace: ev.Workspace, EndpointID: ep.ID, Body: body, State: statePending,
+			ID: storage.NewID("dlv_", now), EndpointID: ep.ID, Event: *ev, State: statePending,
 			NextAt: now.UnixNano(), CreatedAt: now.Unix(), UpdatedAt: now.Unix(),
 		}
-		if err := b.StageNewDelivery(d); err != nil {
-			return err
+		if b.StageFirstDelivery(d) {
+			b.OnCommit(func() { s.acceptBlock(b.StagedDeliveries()) })
 		}
-		b.OnCommit(func() { s.accept(d, false) })
 	}
 	return nil
 }

@@ -1,0 +1,213 @@
+package webhook
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/walytic/appliance/storage"
+)
+
+// blocks lists the outbox blocks left in storage.
+func blocks(t *testing.T, f *fixture) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	if err := f.db.OutboxBlocks(func(id string, ds []*storage.Delivery) bool {
+		out[id] = len(ds)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func waitNoBlocks(t *testing.T, f *fixture) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(blocks(t, f)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox blocks left after every delivery was made: %v", blocks(t, f))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// One batch's events for two endpoints are one outbox block until each
+// delivery's first attempt is recorded; then the block is gone and every
+// delivery has a record of its own.
+func TestOutboxBlockGoesOnceEveryDeliveryIsRecorded(t *testing.T) {
+	rc1, rc2 := newReceiver(t), newReceiver(t)
+	f := newFixture(t, Options{})
+	ep1, ep2 := f.endpoint(rc1.srv.URL), f.endpoint(rc2.srv.URL)
+	var evs []*storage.Event
+	for i := range 5 {
+		evs = append(evs, sentEvent(i, "919876543210"))
+	}
+	f.emit(evs...)
+	if got := blocks(t, f); len(got) != 1 {
+		t.Fatalf("blocks after one batch: %v, want one of 10 deliveries", got)
+	} else {
+		for _, n := range got {
+			if n != 10 {
+				t.Fatalf("block holds %d deliveries, want 10", n)
+			}
+		}
+	}
+	f.svc.Start()
+	rc1.waitFor(t, 5)
+	rc2.waitFor(t, 5)
+	waitNoBlocks(t, f)
+	for _, ep := range []storage.Webhook{ep1, ep2} {
+		atts := waitAttempts(t, f, ep.ID, 5)
+		for _, a := range atts {
+			d, err := f.db.Delivery(a.DeliveryID)
+			if err != nil || d.State != stateDelivered || d.EventID != a.EventID || d.Event.MessageID == "" {
+				t.Fatalf("delivery %s after its attempt: %+v (%v)", a.DeliveryID, d, err)
+			}
+		}
+	}
+}
+
+// A restart attempts what a block still owes and nothing its block's
+// recorded deliveries already got.
+func TestRestartAttemptsOnlyWhatABlockStillOwes(t *testing.T) {
+	fast, stuck := newReceiver(t), newReceiver(t)
+	release := make(chan struct{})
+	stuck.answer = func(n int, r *http.Request) int {
+		if n == 1 {
+			select { // the first request hangs until the restart
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		return 200
+	}
+	f := newFixture(t, Options{})
+	f.endpoint(fast.srv.URL)
+	f.endpoint(stuck.srv.URL)
+	var evs []*storage.Event
+	for i := range 4 {
+		evs = append(evs, sentEvent(i, "919876543210"))
+	}
+	f.emit(evs...)
+	f.svc.Start()
+	fast.waitFor(t, 4)
+	stuck.waitFor(t, 1) // in flight; the other three wait behind it in its lane
+	f.close()           // the attempt in flight is abandoned and stays owed
+	close(release)
+	if got := blocks(t, f.reopen()); len(got) != 1 {
+		t.Fatalf("blocks after the stop: %v, want the one still owing 4 deliveries", got)
+	}
+	f.svc.Start()
+	got := stuck.waitFor(t, 5)
+	ids := map[string]int{}
+	for _, r := range got[1:] {
+		ids[r.header.Get(HeaderWebhookID)]++
+	}
+	if len(ids) != 4 {
+		t.Fatalf("after the restart the stuck endpoint got %v, want each of the 4 events once", ids)
+	}
+	waitNoBlocks(t, f)
+	time.Sleep(50 * time.Millisecond) // nothing more may come
+	if n := len(fast.requests()); n != 4 {
+		t.Fatalf("the endpoint that had its 4 events got %d requests in all", n)
+	}
+	if n := len(stuck.requests()); n != 5 {
+		t.Fatalf("the stuck endpoint got %d requests in all, want 5", n)
+	}
+}
+
+// A delivery waiting for its retry is not reset by a second copy of it
+// (the late commit callback of a block a refill read first); a redelivery
+// does move it to now.
+func TestCopyOfAWaitingRetryDoesNotResetIt(t *testing.T) {
+	f := newFixture(t, Options{})
+	st := newLoopState()
+	now := time.Now()
+	waiting := &storage.Delivery{ID: "dlv_1", EndpointID: "wh_1", State: statePending, Attempts: 1, Total: 1, NextAt: now.Add(time.Hour).UnixNano()}
+	f.svc.wait(st, waiting)
+	late := &storage.Delivery{ID: "dlv_1", EndpointID: "wh_1", State: statePending, NextAt: now.UnixNano(), Block: "dlv_1"}
+	f.svc.enqueue(st, late, false)
+	if len(st.retries) != 1 || st.retries[0] != waiting || waiting.Total != 1 || waiting.Block != "" || waiting.NextAt != now.Add(time.Hour).UnixNano() {
+		t.Fatalf("after a late copy: %d waiting, %+v", len(st.retries), *st.retries[0])
+	}
+	again := &storage.Delivery{ID: "dlv_1", EndpointID: "wh_1", State: statePending, Total: 1, NextAt: now.UnixNano()}
+	f.svc.enqueue(st, again, true)
+	if st.retries[0].NextAt != now.UnixNano() || st.retries[0].Attempts != 0 {
+		t.Fatalf("a redelivery did not move the retry to now: %+v", *st.retries[0])
+	}
+}
+
+// reopen opens the fixture's data directory again after close, as a restart.
+func (f *fixture) reopen() *fixture {
+	f.open()
+	return f
+}
+
+// Deliveries an older build left pending (records with their bodies under
+// dlb/ and due-index entries, no outbox block) are delivered with the bodies
+// that build rendered, once each, and keep their format.
+func TestDeliversWhatABuildBeforeBlocksLeftPending(t *testing.T) {
+	rc := newReceiver(t)
+	f := &fixture{t: t, dir: t.TempDir()}
+	copyTree(t, "testdata/pre-blocks-outbox", f.dir)
+	f.open()
+	t.Cleanup(f.close)
+	ep, ok := f.state.Webhook("wh_legacy")
+	if !ok {
+		t.Fatal("the old data's endpoint is missing")
+	}
+	ep.URL = rc.srv.URL
+	if err := f.state.PutWebhook(ep); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.Start()
+	got := rc.waitFor(t, 5)
+	time.Sleep(50 * time.Millisecond) // nothing more may come
+	if n := len(rc.requests()); n != 5 {
+		t.Fatalf("%d requests, want 5", n)
+	}
+	for i, r := range got {
+		want := fmt.Sprintf(`{"id":"evt_legacy%d","event":"message.sent","sessionId":"919876543210","timestamp":1795694400,`+
+			`"messageId":"msg_legacy%d","to":"919999999999","waMessageId":"3EB0LEGACY%d"}`, i, i, i)
+		if string(r.body) != want {
+			t.Fatalf("request %d:\n got %s\nwant %s", i, r.body, want)
+		}
+	}
+	for _, a := range waitAttempts(t, f, "wh_legacy", 5) {
+		d, err := f.db.Delivery(a.DeliveryID)
+		if err != nil || d.State != stateDelivered || string(d.Body) == "" {
+			t.Fatalf("delivery %s after its attempt: %+v (%v); want delivered, its body still read from dlb/", a.DeliveryID, d, err)
+		}
+	}
+	var due []string
+	_ = f.db.PendingDeliveryIDs(func(id string, _ int64) bool { due = append(due, id); return true })
+	if len(due) != 0 {
+		t.Fatalf("due index after delivery: %v", due)
+	}
+}
+
+// copyTree copies a testdata directory, since Pebble writes on open.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o700)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
