@@ -1,7 +1,8 @@
 package webhook
 
 import (
-	"encoding/json"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/walytic/appliance/storage"
 )
@@ -12,57 +13,125 @@ var EventTypes = []string{
 	"session.connected", "session.disconnected", "session.logged_out",
 }
 
-// eventJSON is the payload. Pointer-to-pointer fields marshal as absent
-// (outer nil) or as an explicit null (inner nil), which "from" needs when
-// only a LID is known.
-type eventJSON struct {
-	ID          string                `json:"id"`
-	Event       string                `json:"event"`
-	SessionID   string                `json:"sessionId"`
-	Timestamp   int64                 `json:"timestamp"`
-	MessageID   string                `json:"messageId,omitempty"`
-	From        **string              `json:"from,omitempty"`
-	FromLID     string                `json:"fromLid,omitempty"`
-	To          string                `json:"to,omitempty"`
-	Text        *string               `json:"text,omitempty"`
-	Type        string                `json:"type,omitempty"`
-	Caption     *string               `json:"caption,omitempty"`
-	WAMessageID string                `json:"waMessageId,omitempty"`
-	Error       *storage.MessageError `json:"error,omitempty"`
-	Reason      string                `json:"reason,omitempty"`
-}
-
-// Body renders an event as the raw JSON every attempt sends.
+// Body renders an event as the raw JSON every attempt sends. The payload's
+// fields per type are the contract's; the bytes are what encoding/json
+// would write for them (HTML-safe string escapes), written by hand because
+// every attempt of a delivery renders its body (bodyReference in the tests
+// is the encoding/json version it is checked against).
 func Body(ev *storage.Event) ([]byte, error) {
-	out := eventJSON{ID: ev.ID, Event: ev.Type, SessionID: ev.SessionID, Timestamp: ev.Timestamp}
+	size := 160 + len(ev.ID) + len(ev.SessionID) + len(ev.MessageID) + len(ev.From) + len(ev.FromLID) + len(ev.To) +
+		len(ev.Text) + len(ev.MsgType) + len(ev.Caption) + len(ev.WAMessageID) + len(ev.Reason)
+	if ev.Error != nil {
+		size += len(ev.Error.Code) + len(ev.Error.Message)
+	}
+	out := make([]byte, 0, size) // escapes aside, the body fits
+	out = append(out, `{"id":`...)
+	out = appendJSONString(out, ev.ID)
+	out = append(out, `,"event":`...)
+	out = appendJSONString(out, ev.Type)
+	out = append(out, `,"sessionId":`...)
+	out = appendJSONString(out, ev.SessionID)
+	out = append(out, `,"timestamp":`...)
+	out = strconv.AppendInt(out, ev.Timestamp, 10)
+	field := func(name, v string) {
+		if v != "" {
+			out = append(out, `,"`...)
+			out = append(out, name...)
+			out = append(out, `":`...)
+			out = appendJSONString(out, v)
+		}
+	}
 	switch ev.Type {
 	case "message.received":
-		out.MessageID = ev.MessageID
-		var from *string
-		if ev.From != "" {
-			f := ev.From
-			from = &f
+		field("messageId", ev.MessageID)
+		if ev.From == "" {
+			out = append(out, `,"from":null`...) // only a LID is known
+		} else {
+			field("from", ev.From)
 		}
-		out.From = &from
-		out.FromLID = ev.FromLID
-		text := ev.Text
-		out.Text = &text
+		field("fromLid", ev.FromLID)
+		out = append(out, `,"text":`...)
+		out = appendJSONString(out, ev.Text)
 		if ev.MsgType != "" && ev.MsgType != "text" {
-			out.Type = ev.MsgType
-			caption := ev.Caption
-			out.Caption = &caption
+			field("type", ev.MsgType)
+			out = append(out, `,"caption":`...)
+			out = appendJSONString(out, ev.Caption)
 		}
 	case "message.sent", "message.delivered", "message.read":
-		out.MessageID, out.To, out.WAMessageID = ev.MessageID, ev.To, ev.WAMessageID
+		field("messageId", ev.MessageID)
+		field("to", ev.To)
+		field("waMessageId", ev.WAMessageID)
 	case "message.failed":
-		out.MessageID, out.To, out.Error = ev.MessageID, ev.To, ev.Error
-		if out.Error == nil {
-			out.Error = &storage.MessageError{Code: "send_failed", Message: "the message could not be sent"}
+		field("messageId", ev.MessageID)
+		field("to", ev.To)
+		e := ev.Error
+		if e == nil {
+			e = &storage.MessageError{Code: "send_failed", Message: "the message could not be sent"}
 		}
+		out = append(out, `,"error":{"code":`...)
+		out = appendJSONString(out, e.Code)
+		out = append(out, `,"message":`...)
+		out = appendJSONString(out, e.Message)
+		out = append(out, '}')
 	default: // session.*
-		out.Reason = ev.Reason
+		field("reason", ev.Reason)
 	}
-	return json.Marshal(out)
+	return append(out, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string the way encoding/json does:
+// <, > and & as \u escapes, invalid UTF-8 as U+FFFD, U+2028 and U+2029
+// escaped.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 // subscribed reports whether an endpoint wants an event type.
