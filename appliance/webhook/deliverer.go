@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/walytic/appliance/storage"
@@ -595,30 +596,43 @@ var (
 	userAgent       = []string{"Walytic-Webhooks/1"}
 )
 
-// canonicalName is http.CanonicalHeaderKey for the signature headers,
-// without its work on every attempt.
-func canonicalName(name string) string {
-	switch name {
-	case HeaderWebhookID:
-		return "Webhook-Id"
-	case HeaderWebhookTimestamp:
-		return "Webhook-Timestamp"
-	case HeaderWebhookSignature:
-		return "Webhook-Signature"
-	}
-	return http.CanonicalHeaderKey(name)
-}
+// The canonical forms (http.CanonicalHeaderKey) of the header names each
+// attempt sets, so post need not canonicalize them every time.
+const (
+	canonEvent            = "X-Walytic-Event"
+	canonDelivery         = "X-Walytic-Delivery"
+	canonTimestamp        = "X-Walytic-Timestamp"
+	canonSignature        = "X-Walytic-Signature"
+	canonWebhookID        = "Webhook-Id"
+	canonWebhookTimestamp = "Webhook-Timestamp"
+	canonWebhookSignature = "Webhook-Signature"
+)
 
 // post sends one attempt.
 func (s *Service) post(ctx context.Context, d *storage.Delivery, ep *storage.Webhook, at time.Time) (int, error) {
 	// Canonical names assigned directly: Header.Set would canonicalize
-	// each name again on every attempt.
+	// each name again on every attempt. The values of this attempt share
+	// one backing array.
+	tss := strconv.FormatInt(at.Unix(), 10)
+	walytic, v1 := signatures(liveSecrets(ep, at), d.EventID, tss, d.Body)
+	vals := make([]string, 0, 7)
 	h := make(http.Header, 9)
+	set := func(name, v string) {
+		vals = append(vals, v)
+		h[name] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 	h["Content-Type"] = contentTypeJSON
 	h["User-Agent"] = userAgent
-	h["X-Walytic-Event"] = []string{d.EventType}
-	for _, kv := range SignatureHeaders(liveSecrets(ep, at), d.EventID, at.Unix(), d.Body) {
-		h[canonicalName(kv.Name)] = []string{kv.Value}
+	set(canonEvent, d.EventType)
+	set(canonDelivery, d.EventID)
+	set(canonTimestamp, tss)
+	set(canonWebhookID, d.EventID)
+	set(canonWebhookTimestamp, tss)
+	if walytic != "" {
+		set(canonSignature, walytic)
+	}
+	if v1 != "" {
+		set(canonWebhookSignature, v1)
 	}
 	status, err := Post(ctx, s.rt, s.opts.Timeout, ep.URL, h, d.Body)
 	if err == nil && (status < 200 || status > 299) {

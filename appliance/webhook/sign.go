@@ -156,6 +156,31 @@ func (hs Headers) SetOn(h http.Header) {
 // out.
 func SignatureHeaders(secrets []string, eventID string, ts int64, body []byte) Headers {
 	tss := strconv.FormatInt(ts, 10)
+	walytic, v1 := signatures(secrets, eventID, tss, body)
+	hs := make(Headers, 0, 6)
+	hs = append(hs, Header{HeaderDelivery, eventID}, Header{HeaderTimestamp, tss})
+	if walytic != "" {
+		hs = append(hs, Header{HeaderSignature, walytic})
+	}
+	hs = append(hs, Header{HeaderWebhookID, eventID}, Header{HeaderWebhookTimestamp, tss})
+	if v1 != "" {
+		hs = append(hs, Header{HeaderWebhookSignature, v1})
+	}
+	return hs
+}
+
+// signatures are the X-Walytic-Signature and webhook-signature values for
+// secrets ("" when there is none), as SignatureHeaders describes; the
+// deliverer sets them without building Headers.
+func signatures(secrets []string, eventID, tss string, body []byte) (walytic, v1 string) {
+	if len(secrets) == 1 { // the common case, without slices to join
+		m := macsFor(secrets[0])
+		walytic = m.signWalytic(body)
+		if m.v1 != nil {
+			v1 = m.signV1(eventID, tss, body)
+		}
+		return walytic, v1
+	}
 	var hexSigs, v1Sigs []string
 	for _, s := range secrets {
 		m := macsFor(s)
@@ -164,16 +189,7 @@ func SignatureHeaders(secrets []string, eventID string, ts int64, body []byte) H
 			v1Sigs = append(v1Sigs, m.signV1(eventID, tss, body))
 		}
 	}
-	hs := make(Headers, 0, 6)
-	hs = append(hs, Header{HeaderDelivery, eventID}, Header{HeaderTimestamp, tss})
-	if len(hexSigs) > 0 {
-		hs = append(hs, Header{HeaderSignature, strings.Join(hexSigs, ",")})
-	}
-	hs = append(hs, Header{HeaderWebhookID, eventID}, Header{HeaderWebhookTimestamp, tss})
-	if len(v1Sigs) > 0 {
-		hs = append(hs, Header{HeaderWebhookSignature, strings.Join(v1Sigs, " ")})
-	}
-	return hs
+	return strings.Join(hexSigs, ","), strings.Join(v1Sigs, " ")
 }
 
 func macWalytic(secret string, body []byte) []byte {
