@@ -256,7 +256,11 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 	s.inbox = nil
 	s.inboxMu.Unlock()
 	for _, it := range inbox {
-		if it.blockSize > 0 {
+		if it.blockSize > 0 && !st.overflow {
+			// Counted when it comes into memory. While a backlog waits in
+			// storage its blocks are counted only as refill reads them, so
+			// the loop's memory is bounded by what it holds, not by the
+			// backlog (enqueue leaves the deliveries in their block).
 			st.seeBlock(it.d.Block, it.blockSize)
 		}
 		s.enqueue(st, it.d, it.redeliver)
@@ -318,6 +322,7 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 	}
 	st.timer.Reset(wait)
 	s.queued.Store(int64(len(st.known)))
+	s.blocksCounted.Store(int64(len(st.blocks)))
 	return started
 }
 

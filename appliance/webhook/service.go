@@ -63,11 +63,14 @@ type Service struct {
 	results chan result
 	jobs    chan attemptJob // idle attempt workers wait here
 	queued  atomic.Int64    // deliveries in memory, as of the run loop's last pass
-	inboxMu sync.Mutex
-	inbox   []inboxItem // committed deliveries not yet taken by the run loop
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	started bool
+	// blocksCounted is how many outbox blocks the run loop counts, as of
+	// its last pass (tests check it stays bounded by what is in memory).
+	blocksCounted atomic.Int64
+	inboxMu       sync.Mutex
+	inbox         []inboxItem // committed deliveries not yet taken by the run loop
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
+	started       bool
 }
 
 // New builds a Service; call Start to begin delivering.
