@@ -52,20 +52,9 @@ func seek(it *pebble.Iterator, key []byte) ([]byte, error) {
 // Delivery reads one delivery with its body, as DB.Delivery does, or
 // ErrNotFound.
 func (r *DeliveryReader) Delivery(id string) (*Delivery, error) {
-	v, err := seek(r.recs, deliveryKey(id))
-	if err != nil {
-		return nil, err
-	}
-	d := &Delivery{}
-	if err := decode(v, d); err != nil {
-		return nil, fmt.Errorf("delivery %s: %w", id, err)
-	}
-	if d.legacyBody {
-		if d.Body, err = seek(r.bodies, deliveryBodyKey(id)); err != nil {
-			return nil, fmt.Errorf("body of delivery %s: %w", id, err)
-		}
-	}
-	return d, nil
+	record := func(k []byte) ([]byte, error) { return seek(r.recs, k) }
+	body := func(k []byte) ([]byte, error) { return seek(r.bodies, k) }
+	return readDelivery(id, record, body)
 }
 
 // Recorded reports whether a delivery has a record of its own: whether a

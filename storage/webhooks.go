@@ -224,7 +224,14 @@ func (db *DB) EndpointFailingSince(endpointID string) (int64, error) {
 // Delivery reads one delivery that has a record of its own (one attempt
 // recorded, or written by a build before outbox blocks), or ErrNotFound.
 func (db *DB) Delivery(id string) (*Delivery, error) {
-	v, err := db.get(deliveryKey(id))
+	return readDelivery(id, db.get, db.get)
+}
+
+// readDelivery reads a delivery's record with getRecord and, for a record
+// whose body is kept apart (builds before outbox blocks), the body with
+// getBody.
+func readDelivery(id string, getRecord, getBody func(key []byte) ([]byte, error)) (*Delivery, error) {
+	v, err := getRecord(deliveryKey(id))
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +240,7 @@ func (db *DB) Delivery(id string) (*Delivery, error) {
 		return nil, fmt.Errorf("delivery %s: %w", id, err)
 	}
 	if d.legacyBody {
-		if d.Body, err = db.get(deliveryBodyKey(id)); err != nil {
+		if d.Body, err = getBody(deliveryBodyKey(id)); err != nil {
 			return nil, fmt.Errorf("body of delivery %s: %w", id, err)
 		}
 	}

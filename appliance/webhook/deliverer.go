@@ -66,18 +66,16 @@ type loopState struct {
 	// done remembers recently finished deliveries: the start-up scan can
 	// see a delivery whose commit callback has not run yet, and the late
 	// callback must not send it a second time.
-	done      map[string]bool
-	doneOrder []string
-	retries   retryHeap
-	failing   map[string]int64 // endpoint → failing since (Unix s), cached
+	done    recentSet
+	retries retryHeap
+	failing map[string]int64 // endpoint → failing since (Unix s), cached
 	// blocks counts, per outbox block the loop has seen, its deliveries
 	// whose first attempt is not recorded yet; the batch that records the
 	// last one deletes the block. doneBlocks remembers recently deleted
 	// blocks, for the same reason as done.
-	blocks         map[string]int
-	doneBlocks     map[string]bool
-	doneBlockOrder []string
-	timer          *time.Timer
+	blocks     map[string]int
+	doneBlocks recentSet
+	timer      *time.Timer
 	// overflow is set when deliveries due now were left in storage because
 	// MaxQueued were ready in memory; overflowAt is the earliest due time of
 	// retries left in storage because MaxQueued were waiting in memory (0:
@@ -87,8 +85,8 @@ type loopState struct {
 }
 
 func newLoopState() *loopState {
-	return &loopState{eps: map[string]*epState{}, lanes: map[string]*lane{}, known: map[string]bool{}, done: map[string]bool{},
-		failing: map[string]int64{}, blocks: map[string]int{}, doneBlocks: map[string]bool{}, timer: time.NewTimer(time.Hour)}
+	return &loopState{eps: map[string]*epState{}, lanes: map[string]*lane{}, known: map[string]bool{}, done: newRecentSet(),
+		failing: map[string]int64{}, blocks: map[string]int{}, doneBlocks: newRecentSet(), timer: time.NewTimer(time.Hour)}
 }
 
 // ready is how many deliveries in memory are due: in lanes or in flight.
@@ -176,11 +174,11 @@ func (s *Service) enqueue(st *loopState, d *storage.Delivery, redeliver bool) {
 		// a backlog costs no map look-ups per event.
 		return
 	}
-	if st.done[d.ID] {
+	if st.done.has(d.ID) {
 		if !redeliver {
 			return
 		}
-		delete(st.done, d.ID)
+		st.done.remove(d.ID)
 	}
 	if st.known[d.ID] {
 		if !redeliver {
@@ -357,7 +355,7 @@ func (s *Service) refill(st *loopState, now time.Time) {
 		}
 	}()
 	err := s.db.PendingDeliveryIDs(func(id string, nextAt int64) bool {
-		if st.known[id] || st.done[id] {
+		if st.known[id] || st.done.has(id) {
 			return true
 		}
 		if nextAt > now.UnixNano() {
@@ -408,12 +406,12 @@ func (s *Service) refillBlocks(st *loopState, reader func() (*storage.DeliveryRe
 	var empty []string // blocks found with nothing left to attempt
 	err := s.db.OutboxBlocks(func(id string, ds []*storage.Delivery) bool {
 		_, counted := st.blocks[id]
-		if !counted && st.doneBlocks[id] {
+		if !counted && st.doneBlocks.has(id) {
 			return true // deleted by a commit this iterator began before
 		}
 		left := ds[:0]
 		for _, d := range ds {
-			if st.done[d.ID] {
+			if st.done.has(d.ID) {
 				continue
 			}
 			if !st.known[d.ID] {
@@ -470,7 +468,7 @@ func (s *Service) refillBlocks(st *loopState, reader func() (*storage.DeliveryRe
 // seeBlock starts counting a block's deliveries that have had no attempt,
 // unless the loop counts it already or finished it.
 func (st *loopState) seeBlock(id string, left int) {
-	if _, ok := st.blocks[id]; ok || st.doneBlocks[id] {
+	if _, ok := st.blocks[id]; ok || st.doneBlocks.has(id) {
 		return
 	}
 	st.blocks[id] = left
@@ -491,13 +489,7 @@ func (st *loopState) firstRecorded(b *storage.Batch, d *storage.Delivery) {
 
 func (st *loopState) blockDone(id string) {
 	delete(st.blocks, id)
-	st.doneBlocks[id] = true
-	st.doneBlockOrder = append(st.doneBlockOrder, id)
-	if len(st.doneBlockOrder) > doneMax {
-		delete(st.doneBlocks, st.doneBlockOrder[0])
-		st.doneBlockOrder[0] = ""
-		st.doneBlockOrder = st.doneBlockOrder[1:]
-	}
+	st.doneBlocks.add(id)
 }
 
 // dueIndexed is the due time a delivery is indexed under in storage, for
@@ -794,16 +786,31 @@ func (s *Service) prune() {
 	}
 }
 
-// doneMax bounds how many finished delivery ids the loop remembers.
-const doneMax = 100_000
-
 func (s *Service) finished(st *loopState, id string) {
 	delete(st.known, id)
-	st.done[id] = true
-	st.doneOrder = append(st.doneOrder, id)
-	if len(st.doneOrder) > doneMax {
-		delete(st.done, st.doneOrder[0])
-		st.doneOrder[0] = ""
-		st.doneOrder = st.doneOrder[1:]
+	st.done.add(id)
+}
+
+// recentMax bounds how many ids a recentSet remembers.
+const recentMax = 100_000
+
+// recentSet remembers the last recentMax ids added to it.
+type recentSet struct {
+	ids   map[string]bool
+	order []string // oldest first; removed ids stay here until they age out
+}
+
+func newRecentSet() recentSet { return recentSet{ids: map[string]bool{}} }
+
+func (r *recentSet) has(id string) bool { return r.ids[id] }
+func (r *recentSet) remove(id string)   { delete(r.ids, id) }
+
+func (r *recentSet) add(id string) {
+	r.ids[id] = true
+	r.order = append(r.order, id)
+	if len(r.order) > recentMax {
+		delete(r.ids, r.order[0])
+		r.order[0] = ""
+		r.order = r.order[1:]
 	}
 }
