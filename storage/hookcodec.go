@@ -94,13 +94,7 @@ func encodeBlock(ds []*Delivery) []byte {
 		out = binary.AppendVarint(out, d.CreatedAt)
 		out = appendEvent(out, &d.Event)
 	}
-	if len(out) <= compressAbove {
-		return out
-	}
-	enc, _ := zstdCodec()
-	z := make([]byte, 1, len(out)/3+16)
-	z[0] = tagBlockZstd
-	return enc.EncodeAll(out[1:], z)
+	return compressLarge(out, tagBlockZstd)
 }
 
 // decodeBlock reads what encodeBlock wrote: pending deliveries that have had

@@ -55,13 +55,7 @@ func encodeMessage(m *Message) []byte {
 		out = binary.AppendUvarint(out, uint64(len(*f)))
 		out = append(out, *f...)
 	}
-	if len(out) <= compressAbove {
-		return out
-	}
-	enc, _ := zstdCodec()
-	z := make([]byte, 1, len(out)/2+16)
-	z[0] = tagMessageZstd
-	return enc.EncodeAll(out[1:], z)
+	return compressLarge(out, tagMessageZstd)
 }
 
 var errShortMessage = errors.New("decode message: truncated record")

@@ -107,6 +107,18 @@ func zstdCodec() (*zstd.Encoder, *zstd.Decoder) {
 	return zenc, zdec
 }
 
+// compressLarge returns a tagged binary record as it is, or, above
+// compressAbove bytes, its payload zstd-compressed behind zstdTag.
+func compressLarge(record []byte, zstdTag byte) []byte {
+	if len(record) <= compressAbove {
+		return record
+	}
+	enc, _ := zstdCodec()
+	z := make([]byte, 1, len(record)/2+16)
+	z[0] = zstdTag
+	return enc.EncodeAll(record[1:], z)
+}
+
 func encode(v any) ([]byte, error) {
 	switch r := v.(type) {
 	case *Message:

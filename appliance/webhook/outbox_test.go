@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -153,7 +152,9 @@ func (f *fixture) reopen() *fixture {
 func TestDeliversWhatABuildBeforeBlocksLeftPending(t *testing.T) {
 	rc := newReceiver(t)
 	f := &fixture{t: t, dir: t.TempDir()}
-	copyTree(t, "testdata/pre-blocks-outbox", f.dir)
+	if err := os.CopyFS(f.dir, os.DirFS("testdata/pre-blocks-outbox")); err != nil { // Pebble writes on open
+		t.Fatal(err)
+	}
 	f.open()
 	t.Cleanup(f.close)
 	ep, ok := f.state.Webhook("wh_legacy")
@@ -187,27 +188,5 @@ func TestDeliversWhatABuildBeforeBlocksLeftPending(t *testing.T) {
 	_ = f.db.PendingDeliveryIDs(func(id string, _ int64) bool { due = append(due, id); return true })
 	if len(due) != 0 {
 		t.Fatalf("due index after delivery: %v", due)
-	}
-}
-
-// copyTree copies a testdata directory, since Pebble writes on open.
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o700)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
