@@ -21,7 +21,15 @@ var ErrNotFound = errors.New("not found")
 // ErrDiskFull is returned when a write failed because the disk is full.
 var ErrDiskFull = errors.New("disk full")
 
-const schemaVersion = "1"
+// schemaVersion is the data format this build writes. Schema 2 added outbox
+// blocks (evb/) and deliveries that carry their events: a build of schema 1
+// would ignore the blocks, and with them the events they hold, so it must
+// refuse such a directory rather than open it.
+const schemaVersion = "2"
+
+// upgradableSchemas are the older formats this build reads as they are; it
+// marks them schemaVersion when it opens them.
+var upgradableSchemas = map[string]bool{"1": true}
 
 // DB is the node's Pebble database.
 type DB struct {
@@ -70,7 +78,7 @@ func Open(dir string) (*DB, error) {
 
 func (db *DB) checkSchema() error {
 	v, err := db.get([]byte("meta/schema"))
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotFound) || (err == nil && upgradableSchemas[string(v)]) {
 		return db.pdb.Set([]byte("meta/schema"), []byte(schemaVersion), pebble.Sync)
 	}
 	if err != nil {

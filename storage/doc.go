@@ -11,7 +11,7 @@
 // last in their key.
 //
 //	prefix                          value                     written by / read for
-//	meta/schema                     "1"                       Open; refuses unknown newer schemas
+//	meta/schema                     "2"                       Open; marks schema "1" directories "2" (they read as they are), refuses newer
 //	ws/<workspace>                  Workspace (JSON)          State; loaded into memory at Open
 //	key/<keyID>                     APIKey (JSON, hash only)  State; loaded into memory at Open
 //	sess/<ws>/<sessionID>           Session                   session create/status/delete

@@ -291,7 +291,17 @@ func TestSessionsAndIdempotency(t *testing.T) {
 func TestSchemaGuard(t *testing.T) {
 	dir := t.TempDir()
 	db := mustOpen(t, dir)
+	// A directory of schema 1 is marked 2 when opened, so builds of
+	// schema 1 (which would ignore outbox blocks) refuse it from then on.
 	b := db.NewBatch()
+	b.Set([]byte("meta/schema"), []byte("1"))
+	mustCommit(t, db, b)
+	_ = db.Close()
+	db = mustOpen(t, dir)
+	if v, err := db.get([]byte("meta/schema")); err != nil || string(v) != "2" {
+		t.Fatalf("schema after opening a schema 1 directory: %q (%v)", v, err)
+	}
+	b = db.NewBatch()
 	b.Set([]byte("meta/schema"), []byte("99"))
 	mustCommit(t, db, b)
 	_ = db.Close()
