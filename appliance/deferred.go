@@ -65,10 +65,7 @@ func (rt *sessionRuntime) flushDeferred(force bool) error {
 		if d.m.Status != d.status {
 			continue // moved on; that change wrote the record
 		}
-		if err := b.StageMessageUpdate(d.m); err != nil {
-			b.Discard()
-			return err
-		}
+		b.StageMessageStatus(rt.ws, d.m.ID, &storage.StatusUpdate{Status: d.m.Status, Sent: d.m.Sent, UpdatedAt: d.m.UpdatedAt})
 	}
 	if !b.Empty() {
 		if err := rt.a.db.CommitNoSync(b); err != nil {

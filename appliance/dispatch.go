@@ -251,6 +251,7 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		}
 		u := msgUpdate{live: o.m, next: *o.m}
 		m := &u.next
+		var upd storage.StatusUpdate // what changes, written onto the record
 		evType, wanted := EventMessageSent, wantSent
 		if o.err != nil {
 			evType, wanted = EventMessageFailed, wantFailed
@@ -269,6 +270,7 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		} else {
 			if o.res.WAMessageID != "" && o.res.WAMessageID != m.WAID {
 				m.WAID = o.res.WAMessageID
+				upd.WAID = m.WAID
 				b.StageWAIndex(rt.ws, rt.id, m.WAID, m.ID)
 			}
 			m.Sent = true
@@ -281,10 +283,8 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 			}
 		}
 		m.UpdatedAt = now.Unix()
-		if err := b.StageMessageUpdate(m); err != nil {
-			b.Discard()
-			return err
-		}
+		upd.Status, upd.Sent, upd.Error, upd.UpdatedAt = m.Status, m.Sent, m.Error, m.UpdatedAt
+		b.StageMessageStatus(rt.ws, m.ID, &upd)
 		if ev != nil {
 			if err := rt.a.events.Stage(b, ev); err != nil {
 				b.Discard()
@@ -588,9 +588,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 		// both. API reads see it at once (overlayDeferred).
 		u.deferred = status == StatusDelivered && u.live != nil && !wanted
 		if !u.deferred {
-			if err := b.StageMessageUpdate(m); err != nil {
-				return staged, err
-			}
+			b.StageMessageStatus(rt.ws, m.ID, &storage.StatusUpdate{Status: m.Status, Sent: true, UpdatedAt: m.UpdatedAt})
 		}
 		if _, ok := rt.legacyAW[m.ID]; ok && status == StatusRead {
 			b.StageLegacyAwaitDone(rt.ws, rt.id, m.ID)

@@ -22,9 +22,10 @@ var ErrNotFound = errors.New("not found")
 var ErrDiskFull = errors.New("disk full")
 
 // schemaVersion is the data format this build writes. Schema 2 added outbox
-// blocks (evb/) and deliveries that carry their events: a build of schema 1
-// would ignore the blocks, and with them the events they hold, so it must
-// refuse such a directory rather than open it.
+// blocks (evb/), deliveries that carry their events, and message statuses as
+// merge operands: a build of schema 1 would ignore the blocks (and the events
+// in them) and fail on the operands, so it must refuse such a directory
+// rather than open it.
 const schemaVersion = "2"
 
 // upgradableSchemas are the older formats this build reads as they are; it
@@ -45,7 +46,7 @@ func Open(dir string) (*DB, error) {
 	cache := pebble.NewCache(64 << 20)
 	defer cache.Unref() // the DB keeps its own reference
 	opts := &pebble.Options{
-		Merger:                counterMerger,
+		Merger:                dbMerger,
 		MemTableSize:          64 << 20,
 		Cache:                 cache,
 		Logger:                quietLogger{},
@@ -225,16 +226,8 @@ func prefixEnd(p []byte) []byte {
 	return nil
 }
 
-// counterMerger adds little-endian int64 operands; the quota counters use it
-// so concurrent batches increment without read-modify-write.
-var counterMerger = &pebble.Merger{
-	Name: "walytic.counter.v1",
-	Merge: func(_, value []byte) (pebble.ValueMerger, error) {
-		m := &counterValue{}
-		return m, m.MergeNewer(value)
-	},
-}
-
+// counterValue adds little-endian int64 operands; the quota counters use it
+// (through dbMerger) so concurrent sends never read-modify-write a shared key.
 type counterValue struct{ n int64 }
 
 func (c *counterValue) MergeNewer(v []byte) error {

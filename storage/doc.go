@@ -15,7 +15,7 @@
 //	ws/<workspace>                  Workspace (JSON)          State; loaded into memory at Open
 //	key/<keyID>                     APIKey (JSON, hash only)  State; loaded into memory at Open
 //	sess/<ws>/<sessionID>           Session                   session create/status/delete
-//	msg/<ws>/<msgID>                Message (binary, zstd>1K) send/inbound/status; list newest first = reverse scan
+//	msg/<ws>/<msgID>                Message (binary, zstd>1K) send/inbound; later statuses as StatusUpdate merge operands (msgmerge.go); list newest first = reverse scan
 //	ms/<ws>/<sessionID>/<msgID>     empty                     secondary index: messages of one session
 //	wa/<ws>/<sessionID>/<waID>      msgID                     WhatsApp id → our message, for ids not made from a message id (inbound; older sends)
 //	mark/<ws>/<sessionID>           SessionMarks              where a restart starts reading the session's log for queued messages and owed receipts

@@ -176,6 +176,8 @@ func decode(b []byte, v any) error {
 			return fmt.Errorf("decode record: an attempt record where %T was expected", v)
 		}
 		return decodeAttempt(payload, a)
+	case tagStatusUpdate:
+		return fmt.Errorf("decode record: a status update without its message record")
 	case tagJSON:
 	case tagZstd:
 		_, dec := zstdCodec()

@@ -1,0 +1,138 @@
+package storage
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func statusMessage(id, text string) *Message {
+	return &Message{ID: id, Workspace: "acme", Direction: "outbound", SessionID: "919876543210", To: "919999999999",
+		Type: "text", Text: text, Status: "queued", WAID: "3EB0AAAA", CreatedAt: 100, UpdatedAt: 100}
+}
+
+// Status updates written as merge operands read back applied to their
+// record, in order, whether the record and the updates sit in the memtable,
+// in different sstables (flushed one by one, so some merges run without the
+// record), or compacted together; list scans see the same.
+func TestStatusUpdatesMergeIntoTheRecord(t *testing.T) {
+	db := mustOpen(t, t.TempDir())
+	defer db.Close()
+	ms := []*Message{statusMessage("msg_a", "short"), statusMessage("msg_b", strings.Repeat("long text ", 300))}
+	b := db.NewBatch()
+	for _, m := range ms {
+		if err := b.StageNewMessage(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A record from the first builds (JSON) under updates too.
+	legacy := statusMessage("msg_c", "legacy")
+	raw, _ := json.Marshal(legacy)
+	b.Set(msgKey("acme", "msg_c"), append([]byte{tagJSON}, raw...))
+	mustCommit(t, db, b)
+	ids := []string{"msg_a", "msg_b", "msg_c"}
+
+	steps := []StatusUpdate{
+		{Status: "sent", Sent: true, UpdatedAt: 101},
+		{Status: "delivered", UpdatedAt: 102},
+		{Status: "read", WAID: "3EB0BBBB", UpdatedAt: 103},
+	}
+	want := func(step int) Message {
+		m := *statusMessage("", "")
+		for _, u := range steps[:step+1] {
+			u.apply(&m)
+		}
+		return m
+	}
+	check := func(label string, step int) {
+		t.Helper()
+		w := want(step)
+		for _, id := range ids {
+			got, err := db.Message("acme", id)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", label, id, err)
+			}
+			if got.Status != w.Status || got.Sent != w.Sent || got.WAID != w.WAID || got.UpdatedAt != w.UpdatedAt || got.Text == "" || got.CreatedAt != 100 {
+				t.Fatalf("%s: %s: %+v, want status %s sent %v waid %s at %d", label, id, got, w.Status, w.Sent, w.WAID, w.UpdatedAt)
+			}
+		}
+		n := 0
+		_ = db.Messages("acme", MessageRange{}, func(m *Message) bool {
+			if m.Status != w.Status || m.UpdatedAt != w.UpdatedAt {
+				t.Fatalf("%s: list shows %s %s at %d", label, m.ID, m.Status, m.UpdatedAt)
+			}
+			n++
+			return true
+		})
+		if n != len(ids) {
+			t.Fatalf("%s: list has %d messages", label, n)
+		}
+	}
+	if err := db.pdb.Flush(); err != nil { // the records in an sstable
+		t.Fatal(err)
+	}
+	for i, u := range steps {
+		b := db.NewBatch()
+		for _, id := range ids {
+			b.StageMessageStatus("acme", id, &u)
+		}
+		mustCommit(t, db, b)
+		check("in the memtable", i)
+		if err := db.pdb.Flush(); err != nil { // each update its own sstable
+			t.Fatal(err)
+		}
+		check("flushed", i)
+	}
+	if err := db.pdb.Compact(t.Context(), []byte("msg/"), []byte("msg0"), true); err != nil {
+		t.Fatal(err)
+	}
+	check("compacted", len(steps)-1)
+	// After a compaction the record is whole again, in this build's codec.
+	v, err := db.get(msgKey("acme", "msg_c"))
+	if err != nil || (v[0] != tagMessage && v[0] != tagMessageZstd) {
+		t.Fatalf("compacted record: tag %q (%v)", v[0], err)
+	}
+}
+
+func TestStatusUpdateCodecAndCombination(t *testing.T) {
+	cases := []StatusUpdate{
+		{Status: "sent", Sent: true, UpdatedAt: 1},
+		{Status: "failed", Error: &MessageError{Code: "send_failed", Message: "nope ✗"}, UpdatedAt: -3},
+		{Status: "read", WAID: "3EB0", UpdatedAt: 1 << 40},
+		{},
+	}
+	for _, u := range cases {
+		v := encodeStatusUpdate(&u)
+		got, err := decodeStatusUpdate(v)
+		if err != nil || got.Status != u.Status || got.Sent != u.Sent || got.WAID != u.WAID || got.UpdatedAt != u.UpdatedAt ||
+			(got.Error == nil) != (u.Error == nil) || (u.Error != nil && *got.Error != *u.Error) {
+			t.Fatalf("round trip of %+v: %+v (%v)", u, got, err)
+		}
+		for i := 1; i < len(v); i++ {
+			if _, err := decodeStatusUpdate(v[:len(v)-i]); err == nil {
+				t.Fatalf("%+v cut by %d bytes decoded", u, i)
+			}
+		}
+	}
+	// Combined: the newest status and time; Sent, a WhatsApp id and an
+	// error once set stay set.
+	c := cases[0].then(cases[2]).then(StatusUpdate{Status: "read", UpdatedAt: 9})
+	if c.Status != "read" || !c.Sent || c.WAID != "3EB0" || c.UpdatedAt != 9 || c.Error != nil {
+		t.Fatalf("combined: %+v", c)
+	}
+}
+
+func FuzzDecodeStatusUpdate(f *testing.F) {
+	f.Add(encodeStatusUpdate(&StatusUpdate{Status: "sent", Sent: true, WAID: "x", Error: &MessageError{Code: "c"}, UpdatedAt: 5}))
+	f.Add([]byte{tagStatusUpdate, 0xff})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		u, err := decodeStatusUpdate(v)
+		if err != nil {
+			return
+		}
+		again, err := decodeStatusUpdate(encodeStatusUpdate(&u))
+		if err != nil || again.Status != u.Status || again.Sent != u.Sent || again.WAID != u.WAID || again.UpdatedAt != u.UpdatedAt {
+			t.Fatalf("re-encoded %+v differs: %+v (%v)", u, again, err)
+		}
+	})
+}
