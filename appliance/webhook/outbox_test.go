@@ -85,7 +85,7 @@ func TestRestartAttemptsOnlyWhatABlockStillOwes(t *testing.T) {
 		return 200
 	}
 	f := newFixture(t, Options{})
-	f.endpoint(fast.srv.URL)
+	fastEP := f.endpoint(fast.srv.URL)
 	f.endpoint(stuck.srv.URL)
 	var evs []*storage.Event
 	for i := range 4 {
@@ -94,8 +94,9 @@ func TestRestartAttemptsOnlyWhatABlockStillOwes(t *testing.T) {
 	f.emit(evs...)
 	f.svc.Start()
 	fast.waitFor(t, 4)
-	stuck.waitFor(t, 1) // in flight; the other three wait behind it in its lane
-	f.close()           // the attempt in flight is abandoned and stays owed
+	waitAttempts(t, f, fastEP.ID, 4) // recorded: a stop before that may send them again (at least once)
+	stuck.waitFor(t, 1)              // in flight; the other three wait behind it in its lane
+	f.close()                        // the attempt in flight is abandoned and stays owed
 	close(release)
 	if got := blocks(t, f.reopen()); len(got) != 1 {
 		t.Fatalf("blocks after the stop: %v, want the one still owing 4 deliveries", got)
