@@ -65,7 +65,7 @@ func (rt *sessionRuntime) flushDeferred(force bool) error {
 		if d.m.Status != d.status {
 			continue // moved on; that change wrote the record
 		}
-		b.StageMessageStatus(rt.ws, d.m.ID, &storage.StatusUpdate{Status: d.m.Status, Sent: d.m.Sent, UpdatedAt: d.m.UpdatedAt})
+		b.StageMessageStatus(rt.ws, d.m.ID, storage.StatusOf(d.m))
 	}
 	if !b.Empty() {
 		if err := rt.a.db.CommitNoSync(b); err != nil {

@@ -251,7 +251,6 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		}
 		u := msgUpdate{live: o.m, next: *o.m}
 		m := &u.next
-		var upd storage.StatusUpdate // what changes, written onto the record
 		evType, wanted := EventMessageSent, wantSent
 		if o.err != nil {
 			evType, wanted = EventMessageFailed, wantFailed
@@ -270,7 +269,6 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		} else {
 			if o.res.WAMessageID != "" && o.res.WAMessageID != m.WAID {
 				m.WAID = o.res.WAMessageID
-				upd.WAID = m.WAID
 				b.StageWAIndex(rt.ws, rt.id, m.WAID, m.ID)
 			}
 			m.Sent = true
@@ -283,8 +281,11 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 			}
 		}
 		m.UpdatedAt = now.Unix()
-		upd.Status, upd.Sent, upd.Error, upd.UpdatedAt = m.Status, m.Sent, m.Error, m.UpdatedAt
-		b.StageMessageStatus(rt.ws, m.ID, &upd)
+		upd := storage.StatusOf(m)
+		if m.WAID != o.m.WAID {
+			upd.WAID = m.WAID // the transport reported another id
+		}
+		b.StageMessageStatus(rt.ws, m.ID, upd)
 		if ev != nil {
 			if err := rt.a.events.Stage(b, ev); err != nil {
 				b.Discard()
@@ -588,7 +589,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 		// both. API reads see it at once (overlayDeferred).
 		u.deferred = status == StatusDelivered && u.live != nil && !wanted
 		if !u.deferred {
-			b.StageMessageStatus(rt.ws, m.ID, &storage.StatusUpdate{Status: m.Status, Sent: true, UpdatedAt: m.UpdatedAt})
+			b.StageMessageStatus(rt.ws, m.ID, storage.StatusOf(m))
 		}
 		if _, ok := rt.legacyAW[m.ID]; ok && status == StatusRead {
 			b.StageLegacyAwaitDone(rt.ws, rt.id, m.ID)

@@ -29,16 +29,6 @@ func (b *Batch) StageNewMessage(m *Message) error {
 	return nil
 }
 
-// StageMessageUpdate rewrites an existing message record.
-func (b *Batch) StageMessageUpdate(m *Message) error {
-	v, err := encode(m)
-	if err != nil {
-		return err
-	}
-	b.Set(msgKey(m.Workspace, m.ID), v)
-	return nil
-}
-
 // StageLegacyDequeue removes a queue entry written by a build before session
 // marks (q/ keys are no longer written, only read and cleared).
 func (b *Batch) StageLegacyDequeue(ws, sessionID, msgID string) {

@@ -6,7 +6,8 @@ import (
 	"fmt"
 )
 
-// Messages are the hot record (written four times per send), so they have a
+// Messages are the hot record (written, then read back merged with their
+// status updates, for every send), so they have a
 // compact binary codec instead of JSON: tag 'm' (or 'M' when zstd-compressed),
 // a flags byte, two varint times, then the string fields, each as a uvarint
 // length and its bytes, in the order of messageFields. Records written with

@@ -38,6 +38,12 @@ const (
 	updError
 )
 
+// StatusOf is the update that gives a record m's status, sent flag, error
+// and time; callers add WAID when it changed.
+func StatusOf(m *Message) *StatusUpdate {
+	return &StatusUpdate{Status: m.Status, Sent: m.Sent, Error: m.Error, UpdatedAt: m.UpdatedAt}
+}
+
 // StageMessageStatus writes u onto the record of message id.
 func (b *Batch) StageMessageStatus(ws, id string, u *StatusUpdate) {
 	_ = b.b.Merge(msgKey(ws, id), encodeStatusUpdate(u), nil)
