@@ -133,7 +133,7 @@ func TestOutboxBlockLifecycle(t *testing.T) {
 	defer db.Close()
 	blocks := func() map[string][]*Delivery {
 		out := map[string][]*Delivery{}
-		if err := db.OutboxBlocks(func(id string, ds []*Delivery) bool { out[id] = ds; return true }); err != nil {
+		if err := db.OutboxBlocks("", func(id string, ds []*Delivery) bool { out[id] = ds; return true }); err != nil {
 			t.Fatal(err)
 		}
 		return out

@@ -139,11 +139,12 @@ func (b *Batch) writeOutbox() {
 // OutboxBlocks calls fn with each outbox block, oldest first (block ids sort
 // by creation time), and its deliveries, until fn returns false. A block
 // lists every delivery it was written with: those that have a record of
-// their own since are still listed (see DeliveryReader.Recorded).
-func (db *DB) OutboxBlocks(fn func(blockID string, ds []*Delivery) bool) error {
+// their own since are still listed (see DeliveryReader.Recorded). from
+// skips the blocks whose id sorts before it ("" for none).
+func (db *DB) OutboxBlocks(from string, fn func(blockID string, ds []*Delivery) bool) error {
 	p := []byte("evb/")
 	var decErr error
-	err := db.Scan(p, prefixEnd(p), false, func(k, v []byte) bool {
+	err := db.Scan(blockKey(from), prefixEnd(p), false, func(k, v []byte) bool {
 		id := string(k[len(p):])
 		var ds []*Delivery
 		if ds, decErr = decodeBlock(v, id); decErr != nil {

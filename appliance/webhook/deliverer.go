@@ -41,6 +41,40 @@ type epState struct {
 	id       string
 	inflight int
 	ready    []*lane // lanes with work and no attempt in flight, FIFO
+	held     int     // its due deliveries in memory: in lanes or in flight
+	// behind: first attempts of this endpoint were left in their outbox
+	// blocks because it held MaxQueuedPerEndpoint; its later ones wait
+	// there too (order), from the block from on, until refill reads them.
+	behind bool
+	from   string
+}
+
+// leaveBehind notes a first attempt of ep left in the outbox block block.
+func (st *loopState) leaveBehind(ep *epState, block string) {
+	if !ep.behind {
+		ep.behind = true
+		st.behind++
+	}
+	if ep.from == "" || block < ep.from {
+		ep.from = block
+	}
+}
+
+// catchUp clears ep's behind mark before a refill reads its blocks again.
+func (st *loopState) catchUp(ep *epState) {
+	if ep.behind {
+		ep.behind = false
+		st.behind--
+	}
+	ep.from = ""
+}
+
+// blockCount is what the loop knows of an outbox block it holds deliveries
+// of: how many of them are in memory without a recorded first attempt, and
+// whether others were left in the block (some endpoint was behind).
+type blockCount struct {
+	owed    int
+	partial bool
 }
 
 // retryHeap orders deliveries waiting for a retry by due time.
@@ -69,12 +103,16 @@ type loopState struct {
 	done    recentSet
 	retries retryHeap
 	failing map[string]int64 // endpoint → failing since (Unix s), cached
-	// blocks counts, per outbox block the loop has seen, its deliveries
+	// blocks counts, per outbox block with deliveries in memory, those
 	// whose first attempt is not recorded yet; the batch that records the
-	// last one deletes the block. doneBlocks remembers recently deleted
-	// blocks, for the same reason as done.
-	blocks     map[string]int
+	// last one deletes the block, unless others were left in it (partial):
+	// then the refill that reads them back counts the block again. So the
+	// map is bounded by the deliveries in memory, however long a backlog
+	// waits on disk. doneBlocks remembers recently deleted blocks, for the
+	// same reason as done.
+	blocks     map[string]*blockCount
 	doneBlocks recentSet
+	behind     int // endpoints with epState.behind set
 	timer      *time.Timer
 	// overflow is set when deliveries due now were left in storage because
 	// MaxQueued were ready in memory; overflowAt is the earliest due time of
@@ -86,11 +124,30 @@ type loopState struct {
 
 func newLoopState() *loopState {
 	return &loopState{eps: map[string]*epState{}, lanes: map[string]*lane{}, known: map[string]bool{}, done: newRecentSet(),
-		failing: map[string]int64{}, blocks: map[string]int{}, doneBlocks: newRecentSet(), timer: time.NewTimer(time.Hour)}
+		failing: map[string]int64{}, blocks: map[string]*blockCount{}, doneBlocks: newRecentSet(), timer: time.NewTimer(time.Hour)}
 }
 
 // ready is how many deliveries in memory are due: in lanes or in flight.
 func (st *loopState) ready() int { return len(st.known) - len(st.retries) }
+
+// endpoint returns the loop's state for an endpoint, made on demand.
+func (st *loopState) endpoint(id string) *epState {
+	ep := st.eps[id]
+	if ep == nil {
+		ep = &epState{id: id}
+		st.eps[id] = ep
+	}
+	return ep
+}
+
+// placement is what enqueue did with a delivery.
+type placement int
+
+const (
+	ignored       placement = iota // already in memory, or finished
+	inMemory                       // in its lane, or in the retry heap
+	leftInStorage                  // left where it is stored, for refill
+)
 
 // inboxItem is a committed delivery on its way to the run loop.
 type inboxItem struct {
@@ -166,17 +223,26 @@ func (s *Service) run(ctx context.Context) {
 // enqueue places a pending delivery: due now into its lane, later into the
 // retry heap. Ids already known are ignored (a redelivery of a delivery that
 // is queued or in flight is already on its way), and so are recently
-// finished ones unless asked for again.
-func (s *Service) enqueue(st *loopState, d *storage.Delivery, redeliver bool) {
-	if st.overflow && d.Block != "" && !redeliver {
+// finished ones unless asked for again. A first attempt is left in its
+// outbox block while memory is full (MaxQueued) or its endpoint holds its
+// share (MaxQueuedPerEndpoint), and then so are the later ones, so refill
+// hands each lane its deliveries in order.
+func (s *Service) enqueue(st *loopState, d *storage.Delivery, redeliver bool) placement {
+	if d.Block != "" && !redeliver {
 		// A first attempt while earlier ones wait in their blocks: it waits
 		// in its own (whether or not a copy is in memory or finished), and
-		// a backlog costs no map look-ups per event.
-		return
+		// a backlog costs no look-ups per event beyond its endpoint's.
+		if st.overflow {
+			return leftInStorage
+		}
+		if ep := st.eps[d.EndpointID]; ep != nil && ep.behind {
+			st.leaveBehind(ep, d.Block)
+			return leftInStorage
+		}
 	}
 	if st.done.has(d.ID) {
 		if !redeliver {
-			return
+			return ignored
 		}
 		st.done.remove(d.ID)
 	}
@@ -184,7 +250,7 @@ func (s *Service) enqueue(st *loopState, d *storage.Delivery, redeliver bool) {
 		if !redeliver {
 			// A second copy of one in memory: a late commit callback for
 			// a delivery a refill read first. The copy in memory is newer.
-			return
+			return ignored
 		}
 		for _, w := range st.retries { // a redelivery of one waiting to retry: now
 			if w.ID == d.ID {
@@ -193,48 +259,52 @@ func (s *Service) enqueue(st *loopState, d *storage.Delivery, redeliver bool) {
 				break
 			}
 		}
-		return
+		return ignored
 	}
 	if d.NextAt > s.now().UnixNano() {
-		s.wait(st, d)
-		return
+		if s.wait(st, d) {
+			return inMemory
+		}
+		return leftInStorage
 	}
-	// While some wait in storage, later ones wait there too, so refill
-	// hands each lane its deliveries in order.
-	if (st.overflow || st.ready() >= s.opts.MaxQueued) && !redeliver {
-		st.overflow = true // it waits in storage; refill reads it back
-		return
+	if !redeliver {
+		if st.overflow || st.ready() >= s.opts.MaxQueued {
+			st.overflow = true // it waits in storage; refill reads it back
+			return leftInStorage
+		}
+		if ep := st.endpoint(d.EndpointID); d.Block != "" && ep.held >= s.opts.MaxQueuedPerEndpoint {
+			st.leaveBehind(ep, d.Block)
+			return leftInStorage
+		}
 	}
 	st.known[d.ID] = true
 	s.toLane(st, d)
+	return inMemory
 }
 
 // wait puts a delivery due later into the retry heap, or, with MaxQueued
-// waiting there already, leaves it in storage until it is due.
-func (s *Service) wait(st *loopState, d *storage.Delivery) {
+// waiting there already, leaves it in storage until it is due (false).
+func (s *Service) wait(st *loopState, d *storage.Delivery) bool {
 	if len(st.retries) >= s.opts.MaxQueued {
 		delete(st.known, d.ID)
 		if st.overflowAt == 0 || d.NextAt < st.overflowAt {
 			st.overflowAt = d.NextAt
 		}
-		return
+		return false
 	}
 	st.known[d.ID] = true
 	heap.Push(&st.retries, d)
+	return true
 }
 
 func (s *Service) toLane(st *loopState, d *storage.Delivery) {
 	key := d.EndpointID + "\x00" + d.SessionID
 	l := st.lanes[key]
 	if l == nil {
-		ep := st.eps[d.EndpointID]
-		if ep == nil {
-			ep = &epState{id: d.EndpointID}
-			st.eps[d.EndpointID] = ep
-		}
-		l = &lane{key: key, ep: ep}
+		l = &lane{key: key, ep: st.endpoint(d.EndpointID)}
 		st.lanes[key] = l
 	}
+	l.ep.held++
 	l.q = append(l.q, d)
 	s.markReady(l)
 }
@@ -253,19 +323,31 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 	inbox := s.inbox
 	s.inbox = nil
 	s.inboxMu.Unlock()
+	var counts blockTally
 	for _, it := range inbox {
-		if it.blockSize > 0 && !st.overflow {
-			// Counted when it comes into memory. While a backlog waits in
-			// storage its blocks are counted only as refill reads them, so
-			// the loop's memory is bounded by what it holds, not by the
-			// backlog (enqueue leaves the deliveries in their block).
-			st.seeBlock(it.d.Block, it.blockSize)
+		block := it.d.Block
+		p := s.enqueue(st, it.d, it.redeliver)
+		if it.blockSize > 0 {
+			// A block's deliveries are counted as they come into memory;
+			// those left in it are counted when refill reads them back.
+			counts.add(block, p)
 		}
-		s.enqueue(st, it.d, it.redeliver)
 	}
+	counts.apply(st, false)
 	now := s.now()
 	if (st.overflow && st.ready() <= s.opts.MaxQueued/2) || (st.overflowAt != 0 && st.overflowAt <= now.UnixNano()) {
 		s.refill(st, now)
+	}
+	if st.behind > 0 && !st.overflow {
+		var catchUp []*epState
+		for _, ep := range st.eps {
+			if ep.behind && ep.held <= s.opts.MaxQueuedPerEndpoint/2 {
+				catchUp = append(catchUp, ep)
+			}
+		}
+		if len(catchUp) > 0 {
+			s.refillEndpoints(st, catchUp)
+		}
 	}
 	for len(st.retries) > 0 && st.retries[0].NextAt <= now.UnixNano() {
 		s.toLane(st, heap.Pop(&st.retries).(*storage.Delivery))
@@ -287,6 +369,7 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 				if ok {
 					d.LastError = "the endpoint is disabled; re-enable it and redeliver"
 				}
+				ep.held--
 				finished = append(finished, d)
 				s.markReady(l)
 				continue
@@ -296,7 +379,7 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 			started++
 			s.startAttempt(ctx, attemptJob{d, cfg})
 		}
-		if ep.inflight == 0 && len(ep.ready) == 0 {
+		if ep.inflight == 0 && len(ep.ready) == 0 && !ep.behind {
 			delete(st.eps, ep.id) // lanes keep their pointer; a new epState is made on demand
 			for k, l := range st.lanes {
 				if l.ep == ep && len(l.q) == 0 && !l.busy {
@@ -391,61 +474,159 @@ func (s *Service) refill(st *loopState, now time.Time) {
 		st.overflow = true
 	}
 	if blocks && !st.overflow {
-		if err := s.refillBlocks(st, reader); err != nil {
+		// Every block is read from the first: endpoints behind catch up too.
+		for _, ep := range st.eps {
+			st.catchUp(ep)
+		}
+		if err := s.refillBlocks(st, reader, "", nil); err != nil {
 			s.log.Error("read webhook outbox blocks", "err", err)
 			st.overflow = true
 		}
 	}
 }
 
-// refillBlocks enqueues the deliveries of the outbox blocks that have had
-// no attempt and are not in memory, oldest block first, until memory is
-// full (st.overflow). A block seen for the first time is counted here.
-func (s *Service) refillBlocks(st *loopState, reader func() (*storage.DeliveryReader, error)) error {
+// refillEndpoints reads back the first attempts that endpoints behind left
+// in their outbox blocks, from the oldest such block, until each holds its
+// share again or has nothing left there.
+func (s *Service) refillEndpoints(st *loopState, eps []*epState) {
+	from := ""
+	targets := make(map[string]bool, len(eps))
+	for _, ep := range eps {
+		if from == "" || ep.from < from {
+			from = ep.from
+		}
+		targets[ep.id] = true
+	}
+	var rd *storage.DeliveryReader
+	reader := func() (*storage.DeliveryReader, error) {
+		var err error
+		if rd == nil {
+			rd, err = s.db.NewDeliveryReader()
+		}
+		return rd, err
+	}
+	defer func() {
+		if rd != nil {
+			_ = rd.Close()
+		}
+	}()
+	for _, ep := range eps {
+		st.catchUp(ep)
+	}
+	if err := s.refillBlocks(st, reader, from, targets); err != nil {
+		s.log.Error("read webhook outbox blocks", "err", err)
+		for _, ep := range eps { // try again at the next refill
+			st.leaveBehind(ep, from)
+		}
+	}
+}
+
+// blockTally adds up, per outbox block, what enqueue did with the block's
+// deliveries, so the block is counted once for the whole of them.
+type blockTally struct {
+	ids     []string
+	entered map[string]int
+	left    map[string]bool
+}
+
+func (t *blockTally) add(block string, p placement) {
+	if t.entered == nil {
+		t.entered, t.left = map[string]int{}, map[string]bool{}
+	}
+	if _, ok := t.entered[block]; !ok {
+		t.ids = append(t.ids, block)
+		t.entered[block] = 0
+	}
+	switch p {
+	case inMemory:
+		t.entered[block]++
+	case leftInStorage:
+		t.left[block] = true
+	}
+}
+
+// apply counts the tallied blocks. whole: the tally saw every delivery of
+// each block still owed, so it says whether some are left in the block.
+func (t *blockTally) apply(st *loopState, whole bool) {
+	for _, id := range t.ids {
+		c := st.blocks[id]
+		if c == nil {
+			if t.entered[id] == 0 || st.doneBlocks.has(id) {
+				continue
+			}
+			c = &blockCount{}
+			st.blocks[id] = c
+		}
+		c.owed += t.entered[id]
+		if whole {
+			c.partial = t.left[id]
+		} else if t.left[id] {
+			c.partial = true
+		}
+	}
+}
+
+// refillBlocks reads outbox blocks, oldest first from the block from on,
+// and enqueues their deliveries that have had no attempt and are not in
+// memory: all of them (targets nil), or those of the target endpoints,
+// until memory is full (st.overflow) or every target is behind again. A
+// block with nothing left to attempt is deleted.
+func (s *Service) refillBlocks(st *loopState, reader func() (*storage.DeliveryReader, error), from string, targets map[string]bool) error {
 	var inner error
 	var empty []string // blocks found with nothing left to attempt
-	err := s.db.OutboxBlocks(func(id string, ds []*storage.Delivery) bool {
-		_, counted := st.blocks[id]
-		if !counted && st.doneBlocks.has(id) {
+	err := s.db.OutboxBlocks(from, func(id string, ds []*storage.Delivery) bool {
+		c := st.blocks[id]
+		if c == nil && st.doneBlocks.has(id) {
 			return true // deleted by a commit this iterator began before
 		}
-		left := ds[:0]
+		var tally blockTally
+		owed := false
 		for _, d := range ds {
 			if st.done.has(d.ID) {
 				continue
 			}
-			if !st.known[d.ID] {
-				rd, err := reader()
-				if err != nil {
-					inner = err
-					return false
-				}
-				recorded, err := rd.Recorded(d.ID)
-				if err != nil {
-					inner = err
-					return false
-				}
-				if recorded {
-					continue
-				}
-			}
-			left = append(left, d)
-		}
-		if !counted {
-			if len(left) == 0 {
-				empty = append(empty, id)
-				return true
-			}
-			st.seeBlock(id, len(left))
-		}
-		for _, d := range left {
 			if st.known[d.ID] {
+				if c == nil { // in memory but not counted: keep the block
+					tally.add(id, leftInStorage)
+				}
+				owed = true
 				continue
 			}
-			s.enqueue(st, d, false)
-			if st.overflow {
+			rd, err := reader()
+			if err != nil {
+				inner = err
 				return false
 			}
+			recorded, err := rd.Recorded(d.ID)
+			if err != nil {
+				inner = err
+				return false
+			}
+			if recorded {
+				continue
+			}
+			owed = true
+			if targets != nil && !targets[d.EndpointID] {
+				tally.add(id, leftInStorage) // its endpoint is behind, or memory was full
+				continue
+			}
+			tally.add(id, s.enqueue(st, d, false))
+		}
+		if !owed && c == nil {
+			empty = append(empty, id)
+			return true
+		}
+		tally.apply(st, true)
+		if st.overflow {
+			return false
+		}
+		if targets != nil {
+			for ep := range targets {
+				if e := st.eps[ep]; e == nil || !e.behind {
+					return true
+				}
+			}
+			return false // every target holds its share again
 		}
 		return true
 	})
@@ -465,26 +646,24 @@ func (s *Service) refillBlocks(st *loopState, reader func() (*storage.DeliveryRe
 	return err
 }
 
-// seeBlock starts counting a block's deliveries that have had no attempt,
-// unless the loop counts it already or finished it.
-func (st *loopState) seeBlock(id string, left int) {
-	if _, ok := st.blocks[id]; ok || st.doneBlocks.has(id) {
-		return
-	}
-	st.blocks[id] = left
-}
-
 // firstRecorded stages, into b, what follows from d's first recorded
-// attempt (or its end without one): the last of its block deletes the block.
+// attempt (or its end without one): the last of its block in memory deletes
+// the block, unless others were left in it.
 func (st *loopState) firstRecorded(b *storage.Batch, d *storage.Delivery) {
 	id := d.Block
 	d.Block = ""
-	if n := st.blocks[id] - 1; n > 0 {
-		st.blocks[id] = n
+	c := st.blocks[id]
+	if c == nil {
+		return // not counted: a refill reads the block and deletes it when it is done
+	}
+	if c.owed--; c.owed > 0 {
 		return
 	}
-	b.StageBlockDone(id)
-	st.blockDone(id)
+	delete(st.blocks, id)
+	if !c.partial {
+		b.StageBlockDone(id)
+		st.doneBlocks.add(id)
+	}
 }
 
 func (st *loopState) blockDone(id string) {
@@ -645,6 +824,7 @@ func (s *Service) release(st *loopState, batch []result) {
 		if l := st.lanes[d.EndpointID+"\x00"+d.SessionID]; l != nil {
 			l.busy = false
 			l.ep.inflight--
+			l.ep.held--
 			if st.eps[l.ep.id] == nil {
 				st.eps[l.ep.id] = l.ep
 			}

@@ -21,6 +21,14 @@
 // on the event id. Different lanes are independent, at most MaxInFlight
 // deliveries per endpoint at once, so one slow receiver never delays another.
 //
+// Memory: at most MaxQueuedPerEndpoint due deliveries per endpoint and
+// MaxQueued in all are held; beyond its share an endpoint's first attempts
+// are left in their outbox blocks ("behind", from its oldest such block on)
+// and read back when it has drained half, so a backlog costs disk and never
+// holds up another endpoint's deliveries from the same blocks. A block whose
+// deliveries in memory are all recorded while some were left in it stays;
+// the refill that reads them counts it again and deletes it at the end.
+//
 // It must not import the domain (package appliance) or HTTP server code; it
 // reads endpoint configuration through the Endpoints interface.
 package webhook

@@ -1,9 +1,11 @@
 package webhook
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +16,7 @@ import (
 func blocks(t *testing.T, f *fixture) map[string]int {
 	t.Helper()
 	out := map[string]int{}
-	if err := f.db.OutboxBlocks(func(id string, ds []*storage.Delivery) bool {
+	if err := f.db.OutboxBlocks("", func(id string, ds []*storage.Delivery) bool {
 		out[id] = len(ds)
 		return true
 	}); err != nil {
@@ -189,5 +191,113 @@ func TestDeliversWhatABuildBeforeBlocksLeftPending(t *testing.T) {
 	_ = f.db.PendingDeliveryIDs(func(id string, _ int64) bool { due = append(due, id); return true })
 	if len(due) != 0 {
 		t.Fatalf("due index after delivery: %v", due)
+	}
+}
+
+// A receiver that hangs while events keep coming fills its share of memory
+// (MaxQueuedPerEndpoint); its later events wait in their outbox blocks while
+// another endpoint's events of the same blocks go on being delivered. When
+// it answers again it gets its backlog whole, once per event and in order,
+// and every block is deleted.
+func TestSlowEndpointsBacklogDoesNotHoldUpAnother(t *testing.T) {
+	slow, fast := newReceiver(t), newReceiver(t)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	open := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(open) // before the receiver's Close, which waits for its handlers
+	slow.answer = func(int, *http.Request) int { <-release; return 200 }
+	const perEndpoint, n = 12, 300
+	f := newFixture(t, Options{MaxQueued: 100, MaxQueuedPerEndpoint: perEndpoint, Timeout: time.Minute})
+	f.endpoint(slow.srv.URL)
+	f.endpoint(fast.srv.URL)
+	f.svc.Start()
+	var evs []*storage.Event
+	for i := range n {
+		evs = append(evs, sentEvent(i, "919876549999"))
+	}
+	var peak, peakBlocks int64
+	for i := 0; i < n; i += 3 { // a block of three events at a time
+		f.emit(evs[i : i+3]...)
+		peak = max(peak, f.svc.queued.Load())
+		peakBlocks = max(peakBlocks, f.svc.blocksCounted.Load())
+	}
+	// With one bound for all endpoints the slow one's backlog filled it
+	// and the fast one stopped after about MaxQueued deliveries.
+	fast.waitFor(t, n)
+	if got := len(slow.requests()); got > 8 {
+		t.Fatalf("the hanging receiver got %d requests, want at most 8 (in flight)", got)
+	}
+	if peak > 2*perEndpoint+8 {
+		t.Errorf("%d deliveries held in memory at once, want ≤ %d", peak, 2*perEndpoint+8)
+	}
+	if peakBlocks > 2*perEndpoint+8 {
+		t.Errorf("%d outbox blocks counted at once, want ≤ %d", peakBlocks, 2*perEndpoint+8)
+	}
+	open()
+	got := slow.waitFor(t, n)
+	time.Sleep(50 * time.Millisecond) // nothing more may come
+	if got = slow.requests(); len(got) != n {
+		t.Fatalf("the slow receiver got %d requests, want %d", len(got), n)
+	}
+	if got := len(fast.requests()); got != n {
+		t.Fatalf("the fast receiver got %d requests, want %d", got, n)
+	}
+	for i, r := range got {
+		var b struct{ ID string }
+		_ = json.Unmarshal(r.body, &b)
+		if want := fmt.Sprintf("evt_%04d", i); b.ID != want {
+			t.Fatalf("slow request %d carried %s, want %s (one session's events in order, each once)", i, b.ID, want)
+		}
+	}
+	waitNoBlocks(t, f)
+}
+
+// A stop while an endpoint is behind loses nothing: after the restart the
+// first attempts it left in the blocks are read back (with the one that was
+// in flight), each sent once, and the other endpoint gets nothing again.
+func TestRestartWithAnEndpointBehind(t *testing.T) {
+	slow, fast := newReceiver(t), newReceiver(t)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	open := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(open)
+	slow.answer = func(n int, r *http.Request) int {
+		if n == 1 {
+			select { // the first request hangs until the restart
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		return 200
+	}
+	const n = 60
+	f := newFixture(t, Options{MaxQueued: 100, MaxQueuedPerEndpoint: 4})
+	f.endpoint(slow.srv.URL)
+	fastEP := f.endpoint(fast.srv.URL)
+	f.svc.Start()
+	for i := 0; i < n; i += 3 {
+		f.emit(sentEvent(i, "919876549999"), sentEvent(i+1, "919876549999"), sentEvent(i+2, "919876549999"))
+	}
+	fast.waitFor(t, n)
+	waitAttempts(t, f, fastEP.ID, n)
+	slow.waitFor(t, 1)
+	f.close()
+	open()
+	f.reopen().svc.Start()
+	got := slow.waitFor(t, n+1)
+	waitNoBlocks(t, f)
+	time.Sleep(50 * time.Millisecond) // nothing more may come
+	if got = slow.requests(); len(got) != n+1 {
+		t.Fatalf("the slow endpoint got %d requests, want %d (the abandoned one, then each event once)", len(got), n+1)
+	}
+	for i, r := range got[1:] {
+		var b struct{ ID string }
+		_ = json.Unmarshal(r.body, &b)
+		if want := fmt.Sprintf("evt_%04d", i); b.ID != want {
+			t.Fatalf("after the restart request %d carried %s, want %s", i, b.ID, want)
+		}
+	}
+	if got := len(fast.requests()); got != n {
+		t.Fatalf("the fast endpoint got %d requests, want %d", got, n)
 	}
 }

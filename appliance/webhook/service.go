@@ -38,12 +38,17 @@ type Options struct {
 	// MaxInFlight bounds concurrent deliveries per endpoint (8).
 	MaxInFlight int
 	// MaxQueued bounds the deliveries held in memory: at most MaxQueued due
-	// (in lanes or in flight) and MaxQueued waiting for a retry (10,000
+	// (in lanes or in flight) and MaxQueued waiting for a retry (20,000
 	// each). The rest wait in the outbox and are read back, earliest due
 	// first, as room frees: a backlog costs disk, not memory.
 	MaxQueued int
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// MaxQueuedPerEndpoint bounds one endpoint's share of the due ones
+	// (5,000, at most MaxQueued): beyond it the endpoint's new events wait
+	// in the outbox while other endpoints' go on, so a receiver that hangs
+	// fills its own share, not everybody's.
+	MaxQueuedPerEndpoint int
+	Now                  func() time.Time
+	Logger               *slog.Logger
 	// Transport overrides the HTTP transport (tests); nil builds one whose
 	// dialer refuses forbidden addresses after DNS resolution.
 	Transport http.RoundTripper
@@ -91,8 +96,12 @@ func New(o Options) *Service {
 		o.MaxInFlight = 8
 	}
 	if o.MaxQueued <= 0 {
-		o.MaxQueued = 10_000
+		o.MaxQueued = 20_000
 	}
+	if o.MaxQueuedPerEndpoint <= 0 {
+		o.MaxQueuedPerEndpoint = 5_000
+	}
+	o.MaxQueuedPerEndpoint = min(o.MaxQueuedPerEndpoint, o.MaxQueued)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
