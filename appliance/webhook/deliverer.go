@@ -522,45 +522,46 @@ func (s *Service) refillEndpoints(st *loopState, eps []*epState) {
 }
 
 // blockTally adds up, per outbox block, what enqueue did with the block's
-// deliveries, so the block is counted once for the whole of them.
-type blockTally struct {
-	ids     []string
-	entered map[string]int
-	left    map[string]bool
+// deliveries, so the block is counted once for the whole of them. A block's
+// deliveries come one after another (acceptBlock, refillBlocks), so a new
+// entry starts only when the block changes.
+type blockTally []blockTallyEntry
+
+type blockTallyEntry struct {
+	id      string
+	entered int
+	left    bool
 }
 
 func (t *blockTally) add(block string, p placement) {
-	if t.entered == nil {
-		t.entered, t.left = map[string]int{}, map[string]bool{}
+	if n := len(*t); n == 0 || (*t)[n-1].id != block {
+		*t = append(*t, blockTallyEntry{id: block})
 	}
-	if _, ok := t.entered[block]; !ok {
-		t.ids = append(t.ids, block)
-		t.entered[block] = 0
-	}
+	e := &(*t)[len(*t)-1]
 	switch p {
 	case inMemory:
-		t.entered[block]++
+		e.entered++
 	case leftInStorage:
-		t.left[block] = true
+		e.left = true
 	}
 }
 
 // apply counts the tallied blocks. whole: the tally saw every delivery of
 // each block still owed, so it says whether some are left in the block.
-func (t *blockTally) apply(st *loopState, whole bool) {
-	for _, id := range t.ids {
-		c := st.blocks[id]
+func (t blockTally) apply(st *loopState, whole bool) {
+	for _, e := range t {
+		c := st.blocks[e.id]
 		if c == nil {
-			if t.entered[id] == 0 || st.doneBlocks.has(id) {
+			if e.entered == 0 || st.doneBlocks.has(e.id) {
 				continue
 			}
 			c = &blockCount{}
-			st.blocks[id] = c
+			st.blocks[e.id] = c
 		}
-		c.owed += t.entered[id]
+		c.owed += e.entered
 		if whole {
-			c.partial = t.left[id]
-		} else if t.left[id] {
+			c.partial = e.left
+		} else if e.left {
 			c.partial = true
 		}
 	}
