@@ -3,6 +3,7 @@ package appliance
 import (
 	"crypto/subtle"
 	"encoding/hex"
+	"time"
 
 	"github.com/walytic/appliance/appliance/apikey"
 	"github.com/walytic/appliance/appliance/limiter"
@@ -39,4 +40,14 @@ func hashEqual(stored string, h [32]byte) bool {
 // Admit charges one request to the key's rate limit.
 func (a *Appliance) Admit(k storage.APIKey) limiter.Decision {
 	return a.limiter.Allow(k.ID, EffectiveLimits(k))
+}
+
+// AdmitAt is Admit for a request that arrived at `arrived` (time.Now, as the
+// HTTP server read it when the request came in), so the limiter reads no
+// clock of its own. Under an injected clock (Config.Now) that clock decides.
+func (a *Appliance) AdmitAt(k storage.APIKey, arrived time.Time) limiter.Decision {
+	if a.clockInjected || arrived.IsZero() {
+		return a.Admit(k)
+	}
+	return a.limiter.AllowAt(k.ID, EffectiveLimits(k), arrived)
 }

@@ -166,7 +166,7 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (storage.APIKey, bool) {
 		s.writeError(ctx, err)
 		return k, false
 	}
-	d := s.app.Admit(k)
+	d := s.app.AdmitAt(k, ctx.Time()) // fasthttp read the time when the request came in
 	h := &ctx.Response.Header
 	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
 	h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))

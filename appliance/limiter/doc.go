@@ -34,7 +34,10 @@
 // Times are measured from the Limiter's creation on the monotonic clock
 // (time.Since, which skips the wall-clock read time.Now makes), or through an
 // injected clock with time.Time.Sub, so wall-clock jumps never move the
-// state.
+// state. AllowAt takes the request's arrival time from the caller instead:
+// the HTTP server passes the time fasthttp read when the request came in,
+// so the hot path reads no clock (on the benchmark VM a clock read is about
+// 25–35 ns, a third of an Allow).
 //
 // The state is per process: in a cluster each node enforces its own share of
 // a key's limits (the caller divides the limits if it needs a global bound).

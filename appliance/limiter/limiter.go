@@ -145,11 +145,26 @@ func (l *Limiter) shard(keyID string) *shard {
 	return &l.shards[maphash.String(l.seed, keyID)&(numShards-1)]
 }
 
-// Allow decides one request for keyID under lim and, if it is admitted,
-// charges it to the key.
+// Allow decides one request for keyID under lim, now, and, if it is
+// admitted, charges it to the key.
 func (l *Limiter) Allow(keyID string, lim Limits) Decision {
+	return l.decide(keyID, lim, l.since())
+}
+
+// AllowAt is Allow for a request that arrived at `arrived`, a time the
+// caller has read already (an HTTP server reads one per request), so the
+// decision reads no clock: that read is most of Allow's cost. arrived must
+// come from the Limiter's clock (time.Now when New was given nil, which
+// carries the monotonic reading) and lag the present by no more than the
+// request's own handling: an earlier arrival only makes the decision, and
+// its Retry-After, a little stricter.
+func (l *Limiter) AllowAt(keyID string, lim Limits, arrived time.Time) Decision {
+	return l.decide(keyID, lim, int64(arrived.Sub(l.epoch)))
+}
+
+// decide is Allow at t, in ns since epoch.
+func (l *Limiter) decide(keyID string, lim Limits, t int64) Decision {
 	g := lim.gcra()
-	t := l.since()
 	s := l.shard(keyID)
 
 	s.mu.Lock()

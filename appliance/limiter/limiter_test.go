@@ -526,3 +526,26 @@ func TestMonotonicClock(t *testing.T) {
 		t.Fatalf("after waiting RetryAfter: %+v", d)
 	}
 }
+
+// AllowAt with the arrival times an injected clock would show decides
+// exactly as Allow on that clock: the same timeline, headers included.
+func TestAllowAtMatchesAllowOnTheSameTimes(t *testing.T) {
+	start := time.Now()
+	now := start
+	clocked := New(func() time.Time { return now })
+	at := New(nil)
+	lims := []Limits{{}, {PerMinute: 600, Burst: 5}, {PerMinute: 7, Burst: 3}}
+	steps := []time.Duration{0, 0, 0, time.Millisecond, 90 * time.Millisecond, 0, time.Second, 0, 0, 0, 0, 0, 8 * time.Second, 0, 0, 0, 0}
+	for _, lim := range lims {
+		key := "key-" + strconv.Itoa(lim.Burst)
+		for i, step := range steps {
+			now = now.Add(step)
+			want := clocked.Allow(key, lim)
+			// The same time since each limiter's creation.
+			got := at.AllowAt(key, lim, at.epoch.Add(now.Sub(start)))
+			if got != want {
+				t.Fatalf("%+v step %d: AllowAt = %+v, Allow = %+v", lim, i, got, want)
+			}
+		}
+	}
+}
