@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -37,5 +38,59 @@ func TestIDHeapGivesTheSmallestLiveID(t *testing.T) {
 		if m := slices.Min(want); !ok || got != m {
 			t.Fatalf("round %d: min = %q %v, want %q", round, got, ok, m)
 		}
+	}
+}
+
+// Mostly ascending pushes with some out of order, as sessions make them:
+// the run and the heap together still give the smallest live id.
+func TestIDHeapMostlyAscending(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var h idHeap
+	live := map[string]bool{}
+	next := 1000
+	for round := 0; round < 20000; round++ {
+		switch x := r.IntN(10); {
+		case x < 5:
+			next++
+			id := fmt.Sprintf("msg_%06d", next)
+			live[id] = true
+			h.push(id)
+		case x < 6: // an older id comes back (a retry, a recovered message)
+			id := fmt.Sprintf("msg_%06d", next-r.IntN(500))
+			if !live[id] {
+				live[id] = true
+				h.push(id)
+			}
+		default: // mostly the oldest go, sometimes any
+			var want []string
+			for id := range live {
+				want = append(want, id)
+			}
+			if len(want) > 0 {
+				slices.Sort(want)
+				i := 0
+				if r.IntN(4) == 0 {
+					i = r.IntN(len(want))
+				}
+				delete(live, want[i])
+			}
+		}
+		var want []string
+		for id := range live {
+			want = append(want, id)
+		}
+		got, ok := h.min(func(id string) bool { return live[id] })
+		if len(want) == 0 {
+			if ok {
+				t.Fatalf("round %d: min %q of an empty set", round, got)
+			}
+			continue
+		}
+		if m := slices.Min(want); !ok || got != m {
+			t.Fatalf("round %d: min = %q %v, want %q", round, got, ok, m)
+		}
+	}
+	if len(h.heap) > len(h.run)-h.head+600 {
+		t.Errorf("heap holds %d ids, run %d: ascending pushes should go to the run", len(h.heap), len(h.run)-h.head)
 	}
 }
