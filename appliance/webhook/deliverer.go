@@ -398,8 +398,8 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 	if st.overflowAt != 0 {
 		wait = min(wait, max(time.Duration(st.overflowAt-now.UnixNano()), time.Millisecond))
 	}
-	if st.overflow && st.ready() == 0 {
-		wait = min(wait, time.Second) // a refill failed: try again soon
+	if (st.overflow && st.ready() == 0) || st.behind > 0 {
+		wait = min(wait, time.Second) // a refill may have failed: try again soon
 	}
 	st.timer.Reset(wait)
 	s.queued.Store(int64(len(st.known)))
