@@ -25,7 +25,7 @@
 //	quota/<ws>/<YYYY-MM>            int64 counter (merge)     outbound messages of that UTC month that left the queue (plus the queued ones = accepted)
 //	wh/<endpointID>                 Webhook (JSON)            State; endpoint config, loaded into memory at Open
 //	evb/<first deliveryID>          outbox block (binary,     webhook outbox: the new deliveries (event, endpoint) one batch staged, written in
-//	                                zstd>1K before 11-26)     that batch; deleted by the batch that records the last one's first attempt
+//	                                zstd>1K)                  that batch; deleted by the batch that records the last one's first attempt
 //	dlv/<deliveryID>                Delivery with its event   a delivery once its first attempt is recorded (state, counts, next attempt); builds
 //	                                (binary)                  before evb/ wrote it at staging, as a 'd' record with its body under dlb/
 //	dlb/<deliveryID>                raw event JSON            legacy (before evb/): the body of a 'd' delivery; read, pruned, never written

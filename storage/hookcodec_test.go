@@ -3,7 +3,6 @@ package storage
 import (
 	"encoding/json"
 	"reflect"
-	"slices"
 	"testing"
 )
 
@@ -147,22 +146,6 @@ func TestOutboxBlockRoundTrip(t *testing.T) {
 	}
 	if _, err := decodeBlock(append(v, 0), "dlv_a"); err == nil {
 		t.Fatal("block with a trailing byte decoded")
-	}
-	// Earlier builds compressed blocks above compressAbove bytes: those read
-	// the same.
-	big := slices.Concat(ds, ds, ds, ds, ds, ds)
-	z := compressLarge(encodeBlock(big), tagBlockZstd)
-	if z[0] != tagBlockZstd {
-		t.Fatalf("compressLarge left the block as it was (tag %q)", z[0])
-	}
-	got, err = decodeBlock(z, "dlv_a")
-	if err != nil || len(got) != len(big) {
-		t.Fatalf("a zstd block decoded as %d deliveries (%v), want %d", len(got), err, len(big))
-	}
-	for i := range big {
-		if !sameDelivery(got[i], big[i]) {
-			t.Fatalf("zstd block, delivery %d:\n got %+v\nwant %+v", i, *got[i], *big[i])
-		}
 	}
 }
 
