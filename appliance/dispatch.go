@@ -3,6 +3,8 @@ package appliance
 import (
 	"errors"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/walytic/appliance/appliance/whatsapp"
@@ -331,13 +333,20 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		default:
 		}
 	}
+	sent := make([]*storage.Message, 0, len(updates))
 	for _, u := range updates {
 		*u.live = u.next
 		if u.live.Status == StatusFailed {
 			delete(rt.live, u.live.ID)
 		} else {
-			rt.awaitReceipts(u.live)
+			sent = append(sent, u.live)
 		}
+	}
+	// The batch is in the order the sends' commits returned, which is not
+	// quite id order; in id order, awaitIDs takes them in O(1) (idHeap).
+	slices.SortFunc(sent, func(x, y *storage.Message) int { return strings.Compare(x.ID, y.ID) })
+	for _, m := range sent {
+		rt.awaitReceipts(m)
 	}
 	for _, o := range outcomes {
 		if o.m == nil {
