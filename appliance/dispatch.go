@@ -360,11 +360,11 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 	return nil
 }
 
-// awaitReceipts indexes a sent message by its WhatsApp id, so receipts find
-// it without reading storage. The index is bounded: beyond liveMax the
-// oldest sent messages fall back to storage look-ups. msgMu is held.
+// awaitReceipts indexes a sent message, which is in live, by its WhatsApp
+// id, so receipts find it without reading storage. The index is bounded:
+// beyond liveMax the oldest sent messages fall back to storage look-ups.
+// msgMu is held.
 func (rt *sessionRuntime) awaitReceipts(m *storage.Message) {
-	rt.live[m.ID] = m
 	rt.byWA[m.WAID] = m
 	rt.awaitIDs.push(m.ID)
 	rt.awaitOrder = append(rt.awaitOrder, m)

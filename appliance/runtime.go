@@ -231,6 +231,7 @@ func (rt *sessionRuntime) recover(atBoot bool) ([]string, error) {
 	rt.msgMu.Lock()
 	defer rt.msgMu.Unlock()
 	for _, m := range owing {
+		rt.live[m.ID] = m
 		rt.awaitReceipts(m)
 		waIDs = append(waIDs, m.WAID)
 	}
