@@ -24,20 +24,7 @@ func TestIDHeapGivesTheSmallestLiveID(t *testing.T) {
 				break
 			}
 		}
-		var want []string
-		for id := range live {
-			want = append(want, id)
-		}
-		got, ok := h.min(func(id string) bool { return live[id] })
-		if len(want) == 0 {
-			if ok {
-				t.Fatalf("round %d: min %q of an empty set", round, got)
-			}
-			continue
-		}
-		if m := slices.Min(want); !ok || got != m {
-			t.Fatalf("round %d: min = %q %v, want %q", round, got, ok, m)
-		}
+		checkMin(t, round, &h, live)
 	}
 }
 
@@ -75,22 +62,28 @@ func TestIDHeapMostlyAscending(t *testing.T) {
 				delete(live, want[i])
 			}
 		}
-		var want []string
-		for id := range live {
-			want = append(want, id)
-		}
-		got, ok := h.min(func(id string) bool { return live[id] })
-		if len(want) == 0 {
-			if ok {
-				t.Fatalf("round %d: min %q of an empty set", round, got)
-			}
-			continue
-		}
-		if m := slices.Min(want); !ok || got != m {
-			t.Fatalf("round %d: min = %q %v, want %q", round, got, ok, m)
-		}
+		checkMin(t, round, &h, live)
 	}
 	if len(h.heap) > len(h.run)-h.head+600 {
 		t.Errorf("heap holds %d ids, run %d: ascending pushes should go to the run", len(h.heap), len(h.run)-h.head)
+	}
+}
+
+// checkMin fails the test unless h's min is the smallest id live holds.
+func checkMin(t *testing.T, round int, h *idHeap, live map[string]bool) {
+	t.Helper()
+	var want []string
+	for id := range live {
+		want = append(want, id)
+	}
+	got, ok := h.min(func(id string) bool { return live[id] })
+	if len(want) == 0 {
+		if ok {
+			t.Fatalf("round %d: min %q of an empty set", round, got)
+		}
+		return
+	}
+	if m := slices.Min(want); !ok || got != m {
+		t.Fatalf("round %d: min = %q %v, want %q", round, got, ok, m)
 	}
 }

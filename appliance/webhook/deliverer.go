@@ -424,19 +424,8 @@ func (s *Service) refill(st *loopState, now time.Time) {
 			st.overflowAt = prevAt
 		}
 	}()
-	var rd *storage.DeliveryReader // opened at the first read; see storage.DeliveryReader
-	reader := func() (*storage.DeliveryReader, error) {
-		var err error
-		if rd == nil {
-			rd, err = s.db.NewDeliveryReader()
-		}
-		return rd, err
-	}
-	defer func() {
-		if rd != nil {
-			_ = rd.Close()
-		}
-	}()
+	reader, closeReader := s.lazyReader()
+	defer closeReader()
 	err := s.db.PendingDeliveryIDs(func(id string, nextAt int64) bool {
 		if st.known[id] || st.done.has(id) {
 			return true
@@ -485,6 +474,26 @@ func (s *Service) refill(st *loopState, now time.Time) {
 	}
 }
 
+// lazyReader returns a function that opens one storage.DeliveryReader at
+// its first call and returns it from then on, and a function that closes
+// it if it was opened.
+func (s *Service) lazyReader() (reader func() (*storage.DeliveryReader, error), closeReader func()) {
+	var rd *storage.DeliveryReader
+	reader = func() (*storage.DeliveryReader, error) {
+		var err error
+		if rd == nil {
+			rd, err = s.db.NewDeliveryReader()
+		}
+		return rd, err
+	}
+	closeReader = func() {
+		if rd != nil {
+			_ = rd.Close()
+		}
+	}
+	return reader, closeReader
+}
+
 // refillEndpoints reads back the first attempts that endpoints behind left
 // in their outbox blocks, from the oldest such block, until each holds its
 // share again or has nothing left there.
@@ -497,19 +506,8 @@ func (s *Service) refillEndpoints(st *loopState, eps []*epState) {
 		}
 		targets[ep.id] = true
 	}
-	var rd *storage.DeliveryReader
-	reader := func() (*storage.DeliveryReader, error) {
-		var err error
-		if rd == nil {
-			rd, err = s.db.NewDeliveryReader()
-		}
-		return rd, err
-	}
-	defer func() {
-		if rd != nil {
-			_ = rd.Close()
-		}
-	}()
+	reader, closeReader := s.lazyReader()
+	defer closeReader()
 	for _, ep := range eps {
 		st.catchUp(ep)
 	}

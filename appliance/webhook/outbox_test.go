@@ -201,10 +201,7 @@ func TestDeliversWhatABuildBeforeBlocksLeftPending(t *testing.T) {
 // and every block is deleted.
 func TestSlowEndpointsBacklogDoesNotHoldUpAnother(t *testing.T) {
 	slow, fast := newReceiver(t), newReceiver(t)
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	open := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(open) // before the receiver's Close, which waits for its handlers
+	release, open := gate(t)
 	slow.answer = func(int, *http.Request) int { <-release; return 200 }
 	const perEndpoint, n = 12, 300
 	f := newFixture(t, Options{MaxQueued: 100, MaxQueuedPerEndpoint: perEndpoint, Timeout: time.Minute})
@@ -257,10 +254,7 @@ func TestSlowEndpointsBacklogDoesNotHoldUpAnother(t *testing.T) {
 // in flight), each sent once, and the other endpoint gets nothing again.
 func TestRestartWithAnEndpointBehind(t *testing.T) {
 	slow, fast := newReceiver(t), newReceiver(t)
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	open := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(open)
+	release, open := gate(t)
 	slow.answer = func(n int, r *http.Request) int {
 		if n == 1 {
 			select { // the first request hangs until the restart
@@ -300,4 +294,15 @@ func TestRestartWithAnEndpointBehind(t *testing.T) {
 	if got := len(fast.requests()); got != n {
 		t.Fatalf("the fast endpoint got %d requests, want %d", got, n)
 	}
+}
+
+// gate returns a channel that receivers' handlers wait on and the function
+// that opens it (once). The test's cleanup opens it too, before the
+// receiver's Close, which waits for its handlers.
+func gate(t *testing.T) (<-chan struct{}, func()) {
+	release := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open)
+	return release, open
 }
