@@ -231,9 +231,10 @@ func TestSlowEndpointsBacklogDoesNotHoldUpAnother(t *testing.T) {
 		t.Errorf("%d outbox blocks counted at once, want ≤ %d", peakBlocks, 2*perEndpoint+8)
 	}
 	open()
-	got := slow.waitFor(t, n)
+	slow.waitFor(t, n)
 	time.Sleep(50 * time.Millisecond) // nothing more may come
-	if got = slow.requests(); len(got) != n {
+	got := slow.requests()
+	if len(got) != n {
 		t.Fatalf("the slow receiver got %d requests, want %d", len(got), n)
 	}
 	if got := len(fast.requests()); got != n {
@@ -278,10 +279,11 @@ func TestRestartWithAnEndpointBehind(t *testing.T) {
 	f.close()
 	open()
 	f.reopen().svc.Start()
-	got := slow.waitFor(t, n+1)
+	slow.waitFor(t, n+1)
 	waitNoBlocks(t, f)
 	time.Sleep(50 * time.Millisecond) // nothing more may come
-	if got = slow.requests(); len(got) != n+1 {
+	got := slow.requests()
+	if len(got) != n+1 {
 		t.Fatalf("the slow endpoint got %d requests, want %d (the abandoned one, then each event once)", len(got), n+1)
 	}
 	for i, r := range got[1:] {
