@@ -76,16 +76,8 @@ func TestOutboxBlockGoesOnceEveryDeliveryIsRecorded(t *testing.T) {
 // recorded deliveries already got.
 func TestRestartAttemptsOnlyWhatABlockStillOwes(t *testing.T) {
 	fast, stuck := newReceiver(t), newReceiver(t)
-	release := make(chan struct{})
-	stuck.answer = func(n int, r *http.Request) int {
-		if n == 1 {
-			select { // the first request hangs until the restart
-			case <-release:
-			case <-r.Context().Done():
-			}
-		}
-		return 200
-	}
+	release, open := gate(t)
+	stuck.answer = firstHangsUntil(release)
 	f := newFixture(t, Options{})
 	fastEP := f.endpoint(fast.srv.URL)
 	f.endpoint(stuck.srv.URL)
@@ -99,7 +91,7 @@ func TestRestartAttemptsOnlyWhatABlockStillOwes(t *testing.T) {
 	waitAttempts(t, f, fastEP.ID, 4) // recorded: a stop before that may send them again (at least once)
 	stuck.waitFor(t, 1)              // in flight; the other three wait behind it in its lane
 	f.close()                        // the attempt in flight is abandoned and stays owed
-	close(release)
+	open()
 	if got := blocks(t, f.reopen()); len(got) != 1 {
 		t.Fatalf("blocks after the stop: %v, want the one still owing 4 deliveries", got)
 	}
@@ -256,15 +248,7 @@ func TestSlowEndpointsBacklogDoesNotHoldUpAnother(t *testing.T) {
 func TestRestartWithAnEndpointBehind(t *testing.T) {
 	slow, fast := newReceiver(t), newReceiver(t)
 	release, open := gate(t)
-	slow.answer = func(n int, r *http.Request) int {
-		if n == 1 {
-			select { // the first request hangs until the restart
-			case <-release:
-			case <-r.Context().Done():
-			}
-		}
-		return 200
-	}
+	slow.answer = firstHangsUntil(release)
 	const n = 60
 	f := newFixture(t, Options{MaxQueued: 100, MaxQueuedPerEndpoint: 4})
 	f.endpoint(slow.srv.URL)
@@ -307,4 +291,18 @@ func gate(t *testing.T) (<-chan struct{}, func()) {
 	open := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(open)
 	return release, open
+}
+
+// firstHangsUntil answers 200, the first request only once release is open
+// (or the request is abandoned, as at a stop).
+func firstHangsUntil(release <-chan struct{}) func(int, *http.Request) int {
+	return func(n int, r *http.Request) int {
+		if n == 1 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		return 200
+	}
 }
