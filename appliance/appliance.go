@@ -66,8 +66,6 @@ type Appliance struct {
 	drivers map[string]whatsapp.Driver
 	events  EventSink
 	now     func() time.Time
-	// clockInjected: Config.Now was set (tests); the limiter reads it.
-	clockInjected bool
 
 	webhooks            *webhook.Service
 	webhookAllowPrivate bool
@@ -100,14 +98,13 @@ func Open(cfg Config) (*Appliance, error) {
 		return nil, errors.New("appliance: DB and State are required")
 	}
 	a := &Appliance{
-		db:            cfg.DB,
-		state:         cfg.State,
-		drivers:       map[string]whatsapp.Driver{},
-		events:        cfg.Events,
-		now:           cfg.Now,
-		log:           cfg.Logger,
-		clockInjected: cfg.Now != nil,
-		sessions:      map[sessionKey]*sessionRuntime{},
+		db:       cfg.DB,
+		state:    cfg.State,
+		drivers:  map[string]whatsapp.Driver{},
+		events:   cfg.Events,
+		now:      cfg.Now,
+		log:      cfg.Logger,
+		sessions: map[sessionKey]*sessionRuntime{},
 	}
 	a.webhooks, a.webhookAllowPrivate, a.maxQueueAge = cfg.Webhooks, cfg.WebhookAllowPrivate, cfg.MaxQueueAge
 	if a.events == nil && a.webhooks != nil {

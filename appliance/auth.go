@@ -44,10 +44,7 @@ func (a *Appliance) Admit(k storage.APIKey) limiter.Decision {
 
 // AdmitAt is Admit for a request that arrived at `arrived` (time.Now, as the
 // HTTP server read it when the request came in), so the limiter reads no
-// clock of its own. Under an injected clock (Config.Now) that clock decides.
+// clock of its own (see limiter.AllowAt).
 func (a *Appliance) AdmitAt(k storage.APIKey, arrived time.Time) limiter.Decision {
-	if a.clockInjected || arrived.IsZero() {
-		return a.Admit(k)
-	}
 	return a.limiter.AllowAt(k.ID, EffectiveLimits(k), arrived)
 }

@@ -549,3 +549,18 @@ func TestAllowAtMatchesAllowOnTheSameTimes(t *testing.T) {
 		}
 	}
 }
+
+// A Limiter given a clock decides AllowAt on that clock: the arrival time
+// a caller read from the real clock means nothing to it.
+func TestAllowAtOnAnInjectedClockAsksTheClock(t *testing.T) {
+	now := time.Now()
+	l := New(func() time.Time { return now })
+	lim := Limits{PerMinute: 60, Burst: 1}
+	if !l.AllowAt("k", lim, now.Add(time.Hour)).Allowed {
+		t.Fatal("first request refused")
+	}
+	// An hour later by the caller's time, but not by the limiter's clock.
+	if d := l.AllowAt("k", lim, now.Add(2*time.Hour)); d.Allowed || d.RetryAfter != time.Second {
+		t.Fatalf("second request at the same clock time: %+v, want refused for 1 s", d)
+	}
+}
