@@ -21,6 +21,13 @@
 // on the event id. Different lanes are independent, at most MaxInFlight
 // deliveries per endpoint at once, so one slow receiver never delays another.
 //
+// Between attempts: while all of an endpoint's slots are busy, its next jobs
+// wait on a deck (up to MaxInFlight of them, their lanes busy), and a worker
+// that finishes an attempt takes its next one from there at once, reading
+// the endpoint's configuration again, rather than waiting for the run loop.
+// Finished attempts are recorded together, at most a millisecond after the
+// first of them (and at a stop), in one commit.
+//
 // Memory: at most MaxQueuedPerEndpoint due deliveries per endpoint and
 // MaxQueued in all are held; beyond its share an endpoint's first attempts
 // are left in their outbox blocks ("behind", from its oldest such block on)

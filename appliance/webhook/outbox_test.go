@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -119,7 +120,7 @@ func TestRestartAttemptsOnlyWhatABlockStillOwes(t *testing.T) {
 // does move it to now.
 func TestCopyOfAWaitingRetryDoesNotResetIt(t *testing.T) {
 	f := newFixture(t, Options{})
-	st := newLoopState()
+	st := newLoopState(8)
 	now := time.Now()
 	waiting := &storage.Delivery{ID: "dlv_1", EndpointID: "wh_1", State: statePending, Attempts: 1, Total: 1, NextAt: now.Add(time.Hour).UnixNano()}
 	f.svc.wait(st, waiting)
@@ -304,5 +305,77 @@ func firstHangsUntil(release <-chan struct{}) func(int, *http.Request) int {
 			}
 		}
 		return 200
+	}
+}
+
+// Jobs waiting on an endpoint's deck read its configuration again when a
+// worker takes them: disabled while they wait, they end without an attempt,
+// and only the attempts already in flight reach the receiver.
+func TestDeckedJobsSeeTheEndpointDisabled(t *testing.T) {
+	rc := newReceiver(t)
+	release, open := gate(t)
+	rc.answer = func(_ int, r *http.Request) int {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return 200
+	}
+	f := newFixture(t, Options{MaxInFlight: 2})
+	ep := f.endpoint(rc.srv.URL)
+	f.svc.Start()
+	var evs []*storage.Event
+	for i := range 6 { // six lanes: two in flight, two on the deck, two in lanes
+		evs = append(evs, sentEvent(i, fmt.Sprintf("91987654%04d", i)))
+	}
+	f.emit(evs...)
+	rc.waitFor(t, 2)
+	time.Sleep(50 * time.Millisecond) // the loop fills the deck in the pass that started them
+	ep.Enabled = false
+	if err := f.state.PutWebhook(ep); err != nil {
+		t.Fatal(err)
+	}
+	open()
+	list := waitAttempts(t, f, ep.ID, 6)
+	time.Sleep(50 * time.Millisecond)
+	if got := len(rc.requests()); got != 2 {
+		t.Fatalf("the receiver got %d requests, want the 2 in flight when the endpoint was disabled", got)
+	}
+	notAttempted := 0
+	for _, a := range list {
+		if a.State == stateFailed && strings.Contains(a.Error, "disabled") && strings.Contains(a.Error, "(not attempted)") {
+			notAttempted++
+		}
+	}
+	if notAttempted != 4 {
+		t.Fatalf("%d of 6 deliveries ended not attempted, want 4: %+v", notAttempted, list)
+	}
+}
+
+// Finished attempts wait to be recorded together, and a stop records those
+// still waiting: after a restart none of them is sent again.
+func TestStopRecordsFinishedAttempts(t *testing.T) {
+	rc := newReceiver(t)
+	f := newFixture(t, Options{})
+	ep := f.endpoint(rc.srv.URL)
+	f.svc.recordDelay = time.Hour // only the batch size or a stop records them
+	f.svc.Start()
+	for i := range 5 {
+		f.emit(sentEvent(i, "919876543210"))
+	}
+	rc.waitFor(t, 5)
+	time.Sleep(100 * time.Millisecond) // the answers reach the deliverer
+	if list, _, err := f.svc.Attempts(ep.ID, "", 100); err != nil || len(list) != 0 {
+		t.Fatalf("before the stop: %d attempts recorded (%v), want 0 (waiting to be recorded together)", len(list), err)
+	}
+	f.close()
+	f.reopen()
+	f.svc.Start()
+	if list := waitAttempts(t, f, ep.ID, 5); len(list) != 5 {
+		t.Fatalf("%d attempts recorded, want 5", len(list))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := len(rc.requests()); got != 5 {
+		t.Fatalf("the receiver got %d requests, want 5: recorded attempts were sent again after the restart", got)
 	}
 }

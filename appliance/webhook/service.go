@@ -64,6 +64,10 @@ type Service struct {
 	log  *slog.Logger
 	rand func() float64
 
+	// recordDelay is how long finished attempts may wait to be recorded
+	// together (defaultRecordDelay; tests set it longer).
+	recordDelay time.Duration
+
 	wake    chan struct{}
 	results chan result
 	jobs    chan attemptJob // idle attempt workers wait here
@@ -113,16 +117,17 @@ func New(o Options) *Service {
 		rt = NewTransport(o.AllowPrivate, o.Timeout, o.MaxInFlight)
 	}
 	return &Service{
-		opts:    o,
-		db:      o.DB,
-		eps:     o.Endpoints,
-		rt:      rt,
-		now:     o.Now,
-		log:     o.Logger,
-		rand:    rand.Float64,
-		wake:    make(chan struct{}, 1),
-		results: make(chan result, 1024),
-		jobs:    make(chan attemptJob),
+		opts:        o,
+		db:          o.DB,
+		eps:         o.Endpoints,
+		rt:          rt,
+		now:         o.Now,
+		log:         o.Logger,
+		rand:        rand.Float64,
+		recordDelay: defaultRecordDelay,
+		wake:        make(chan struct{}, 1),
+		results:     make(chan result, 1024),
+		jobs:        make(chan attemptJob),
 	}
 }
 
