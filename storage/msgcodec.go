@@ -22,7 +22,10 @@ const (
 	flagHasError = 1 << 1
 )
 
-func messageFields(m *Message) [15]*string {
+// messageFieldCount is how many string fields a binary record holds.
+const messageFieldCount = 15
+
+func messageFields(m *Message) [messageFieldCount]*string {
 	var code, msg *string
 	if m.Error != nil {
 		code, msg = &m.Error.Code, &m.Error.Message
@@ -30,7 +33,7 @@ func messageFields(m *Message) [15]*string {
 		var a, b string
 		code, msg = &a, &b
 	}
-	return [15]*string{&m.ID, &m.Workspace, &m.Direction, &m.SessionID, &m.To, &m.From, &m.FromLID,
+	return [messageFieldCount]*string{&m.ID, &m.Workspace, &m.Direction, &m.SessionID, &m.To, &m.From, &m.FromLID,
 		&m.Type, &m.Text, &m.Caption, &m.Status, &m.WAID, &m.Fingerprint, code, msg}
 }
 
@@ -99,4 +102,77 @@ func decodeMessage(b []byte, m *Message) error {
 		p = p[n+int(l):]
 	}
 	return nil
+}
+
+// Positions of the status fields in messageFields.
+const (
+	fieldStatus    = 10
+	fieldWAID      = 11
+	fieldErrorCode = 13
+	fieldErrorText = 14
+)
+
+// applyStatusInPlace applies u to an uncompressed binary record by copying
+// the fields u does not change as they are, instead of decoding the record
+// into strings and encoding it again: every message record goes through
+// this when Pebble flushes or reads it with its status updates. The result
+// decodes to what decoding, u.apply and encodeMessage give. ok is false for
+// a record in another format (compressed, JSON) or malformed; the caller
+// then takes the long way, which reports the error.
+func applyStatusInPlace(rec []byte, u *StatusUpdate) (out []byte, ok bool) {
+	if len(rec) < 2 || rec[0] != tagMessage {
+		return nil, false
+	}
+	flags := rec[1]
+	_, n := binary.Varint(rec[2:])
+	if n <= 0 {
+		return nil, false
+	}
+	createdEnd := 2 + n
+	if _, n = binary.Varint(rec[createdEnd:]); n <= 0 {
+		return nil, false
+	}
+	var start [messageFieldCount + 1]int // field i is rec[start[i]:start[i+1]], length prefix included
+	start[0] = createdEnd + n
+	for i := range len(start) - 1 {
+		l, n := binary.Uvarint(rec[start[i]:])
+		if n <= 0 || uint64(len(rec)-start[i]-n) < l {
+			return nil, false
+		}
+		start[i+1] = start[i] + n + int(l)
+	}
+	if start[len(start)-1] != len(rec) {
+		return nil, false
+	}
+	if u.Sent {
+		flags |= flagSent
+	}
+	var replace [messageFieldCount]*string // the fields u sets
+	replace[fieldStatus] = &u.Status
+	if u.WAID != "" {
+		replace[fieldWAID] = &u.WAID
+	}
+	if u.Error != nil {
+		flags |= flagHasError
+		replace[fieldErrorCode], replace[fieldErrorText] = &u.Error.Code, &u.Error.Message
+	}
+	size := len(rec) + binary.MaxVarintLen64
+	for _, v := range replace {
+		if v != nil {
+			size += binary.MaxVarintLen32 + len(*v)
+		}
+	}
+	out = make([]byte, 0, size)
+	out = append(out, tagMessage, flags)
+	out = append(out, rec[2:createdEnd]...)
+	out = binary.AppendVarint(out, u.UpdatedAt)
+	for i, v := range replace {
+		if v == nil {
+			out = append(out, rec[start[i]:start[i+1]]...)
+			continue
+		}
+		out = binary.AppendUvarint(out, uint64(len(*v)))
+		out = append(out, *v...)
+	}
+	return compressLarge(out, tagMessageZstd), true
 }

@@ -192,6 +192,9 @@ func (m *messageMerger) Finish(bool) ([]byte, io.Closer, error) {
 	if !m.has {
 		return m.base, nil, nil
 	}
+	if out, ok := applyStatusInPlace(m.base, &m.upd); ok {
+		return out, nil, nil
+	}
 	rec := &Message{}
 	if err := decode(m.base, rec); err != nil {
 		return nil, nil, fmt.Errorf("merge a status update into its message: %w", err)

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -135,4 +136,56 @@ func FuzzDecodeStatusUpdate(f *testing.F) {
 			t.Fatalf("re-encoded %+v differs: %+v (%v)", u, again, err)
 		}
 	})
+}
+
+// Applying a status update to a binary record in place gives what decoding
+// the record, applying the update and encoding it again gives.
+func FuzzStatusInPlaceMatchesDecoding(f *testing.F) {
+	plain := encodeMessage(statusMessage("msg_a", "Your order has shipped"))
+	f.Add(plain, "sent", true, "", "", "", int64(101), false)
+	f.Add(plain, "failed", false, "", "send_failed", "the network refused it", int64(5), true)
+	f.Add(encodeMessage(&Message{ID: "msg_x", Sent: true, Error: &MessageError{Code: "c", Message: "m"}}), "read", false, "3EB0BB", "", "", int64(-1), false)
+	f.Add(encodeMessage(statusMessage("msg_b", strings.Repeat("long text ", 300))), "read", false, "", "", "", int64(7), false) // compressed: not in place
+	f.Add([]byte{tagMessage, 0}, "read", false, "", "", "", int64(0), false)
+	f.Fuzz(func(t *testing.T, rec []byte, status string, sent bool, waid, code, text string, at int64, withError bool) {
+		u := &StatusUpdate{Status: status, Sent: sent, WAID: waid, UpdatedAt: at}
+		if withError {
+			u.Error = &MessageError{Code: code, Message: text}
+		}
+		fast, ok := applyStatusInPlace(rec, u)
+		if !ok {
+			return
+		}
+		var want, got Message
+		if err := decode(rec, &want); err != nil {
+			t.Fatalf("applied in place to a record that does not decode: %v", err)
+		}
+		u.apply(&want)
+		if err := decode(fast, &got); err != nil {
+			t.Fatalf("the record updated in place does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("in place:\n%+v\nwant\n%+v", got, want)
+		}
+	})
+}
+
+// BenchmarkMergeStatus is what a flush or a read pays to apply a message's
+// status update to its record.
+func BenchmarkMergeStatus(b *testing.B) {
+	rec := encodeMessage(statusMessage("msg_0000000001ABCDEF", "Your order #1234 has shipped. Your order #1234 has shipped."))
+	upd := encodeStatusUpdate(&StatusUpdate{Status: "read", Sent: true, UpdatedAt: 103})
+	b.ReportAllocs()
+	for b.Loop() {
+		m := &messageMerger{}
+		if err := m.MergeNewer(upd); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.MergeOlder(rec); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := m.Finish(true); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

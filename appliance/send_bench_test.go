@@ -1,0 +1,72 @@
+package appliance
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/walytic/appliance/appliance/whatsapp"
+	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
+	"github.com/walytic/appliance/storage"
+)
+
+// BenchmarkSendToRead is the domain's share of the send benchmark, without
+// HTTP: 64 goroutines send through Appliance.Send to one sandbox session,
+// and the timer stops once the last message is read, so an op is one
+// message queued, dispatched and taken through delivered and read (no
+// webhook endpoint). Its CPU profile shows the dispatcher and the receipt
+// loop per message.
+func BenchmarkSendToRead(b *testing.B) {
+	db, err := storage.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	st, err := storage.OpenLocalState(db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	drv := sandbox.New(sandbox.Options{DeliveredAfter: time.Millisecond, ReadAfter: 2 * time.Millisecond})
+	app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{drv}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer app.Close()
+	if _, err := app.CreateSession(DefaultWorkspace, sess, "sandbox"); err != nil {
+		b.Fatal(err)
+	}
+	text := strings.Repeat("Your order #1234 has shipped. ", 2)
+	var mu sync.Mutex
+	last := ""
+	b.SetParallelism(32) // 64 senders on two cores, as the HTTP benchmark's connections
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		mine := ""
+		for pb.Next() {
+			m, _, err := app.Send(context.Background(), DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: text})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			mine = max(mine, m.ID)
+		}
+		mu.Lock()
+		last = max(last, mine)
+		mu.Unlock()
+	})
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+		m, err := app.Message(DefaultWorkspace, last)
+		if err == nil && m.Status == StatusRead {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("message %s not read after a minute: %v %v", last, m, err)
+		}
+	}
+	b.StopTimer()
+}
