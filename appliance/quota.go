@@ -3,6 +3,7 @@ package appliance
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/walytic/appliance/storage"
@@ -42,9 +43,25 @@ func newQuotaTracker(db *storage.DB) *quotaTracker {
 
 // Period is the UTC calendar month of t, as "2026-11".
 func Period(t time.Time) string {
+	u := t.Unix()
+	if p := lastPeriod.Load(); p != nil && p.from <= u && u < p.until {
+		return p.name // every send asks, nearly always for the current month
+	}
 	t = t.UTC()
-	return storage.Period(t.Year(), int(t.Month()))
+	start := time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	p := &periodSpan{from: start.Unix(), until: start.AddDate(0, 1, 0).Unix(), name: storage.Period(t.Year(), int(t.Month()))}
+	lastPeriod.Store(p)
+	return p.name
 }
+
+// periodSpan is a month's name and its bounds in Unix seconds, [from, until).
+type periodSpan struct {
+	from, until int64
+	name        string
+}
+
+// lastPeriod is the month Period named last.
+var lastPeriod atomic.Pointer[periodSpan]
 
 // nextPeriodStart is the first instant of the month after t's, in UTC.
 func nextPeriodStart(t time.Time) time.Time {
