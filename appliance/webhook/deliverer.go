@@ -206,7 +206,7 @@ func (s *Service) run(ctx context.Context) {
 	inflight += s.fill(ctx, st)
 	// Finished attempts are recorded together, at most recordDelay after
 	// the first of them: one commit for many outcomes instead of one each
-	// (a commit per outcome was a fifth of the outbox benchmark's run-loop
+	// (a commit per outcome was a third of the outbox benchmark's run-loop
 	// CPU). Workers do not wait for it: they go on with jobs from the deck.
 	var unrecorded []result
 	recordTimer := time.NewTimer(time.Hour)
