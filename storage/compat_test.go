@@ -83,3 +83,39 @@ func TestOpensDataWrittenByTheFirstRelease(t *testing.T) {
 		t.Fatalf("new record: %+v %v", back, err)
 	}
 }
+
+// TestReadsOutboxBlocksOfSchema2: pending events that a schema 2 build
+// staged in zstd-compressed blocks are read by this build, none lost, and
+// the directory is marked with this build's schema.
+func TestReadsOutboxBlocksOfSchema2(t *testing.T) {
+	dir := copyDir(t, "testdata/v2-data")
+	db := mustOpen(t, dir)
+	defer db.Close()
+	var blocks, ids []string
+	tags := map[byte]int{}
+	err := db.OutboxBlocks("", func(blockID string, ds []*Delivery) bool {
+		blocks = append(blocks, blockID)
+		v, err := db.get(blockKey(blockID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tags[v[0]]++
+		for _, d := range ds {
+			if d.EndpointID != "wh_v2" || d.State != "pending" || d.Block != blockID || d.Event.Workspace != "default" ||
+				d.Event.MessageID != "msg_v2"+strings.TrimPrefix(d.ID, "dlv_v2") || d.EventID != d.Event.ID {
+				t.Fatalf("delivery %+v", *d)
+			}
+			ids = append(ids, d.ID)
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(blocks) != 2 || len(ids) != 42 || tags[tagBlockZstd] != 1 || tags[tagBlock] != 1 {
+		t.Fatalf("blocks %v (tags %v), %d deliveries, want 2 blocks ('B' and 'b') of 42", blocks, tags, len(ids))
+	}
+	if v, err := db.get([]byte("meta/schema")); err != nil || string(v) != schemaVersion {
+		t.Fatalf("schema %q (%v), want %q", v, err, schemaVersion)
+	}
+}

@@ -25,12 +25,13 @@ var ErrDiskFull = errors.New("disk full")
 // blocks (evb/), deliveries that carry their events, and message statuses as
 // merge operands: a build of schema 1 would ignore the blocks (and the events
 // in them) and fail on the operands, so it must refuse such a directory
-// rather than open it.
-const schemaVersion = "2"
+// rather than open it. Schema 3 compresses outbox blocks with S2 (tag 'S'),
+// which a build of schema 2 cannot read.
+const schemaVersion = "3"
 
 // upgradableSchemas are the older formats this build reads as they are; it
 // marks them schemaVersion when it opens them.
-var upgradableSchemas = map[string]bool{"1": true}
+var upgradableSchemas = map[string]bool{"1": true, "2": true}
 
 // DB is the node's Pebble database.
 type DB struct {

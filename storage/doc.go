@@ -11,7 +11,7 @@
 // last in their key.
 //
 //	prefix                          value                     written by / read for
-//	meta/schema                     "2"                       Open; marks schema "1" directories "2" (they read as they are), refuses newer
+//	meta/schema                     "3"                       Open; marks schema "1" and "2" directories "3" (they read as they are), refuses newer
 //	ws/<workspace>                  Workspace (JSON)          State; loaded into memory at Open
 //	key/<keyID>                     APIKey (JSON, hash only)  State; loaded into memory at Open
 //	sess/<ws>/<sessionID>           Session                   session create/status/delete
@@ -25,7 +25,7 @@
 //	quota/<ws>/<YYYY-MM>            int64 counter (merge)     outbound messages of that UTC month that left the queue (plus the queued ones = accepted)
 //	wh/<endpointID>                 Webhook (JSON)            State; endpoint config, loaded into memory at Open
 //	evb/<first deliveryID>          outbox block (binary,     webhook outbox: the new deliveries (event, endpoint) one batch staged, written in
-//	                                zstd>1K)                  that batch; deleted by the batch that records the last one's first attempt
+//	                                S2>256 B)                 that batch; deleted by the batch that records the last one's first attempt
 //	dlv/<deliveryID>                Delivery with its event   a delivery once its first attempt is recorded (state, counts, next attempt); builds
 //	                                (binary)                  before evb/ wrote it at staging, as a 'd' record with its body under dlb/
 //	dlb/<deliveryID>                raw event JSON            legacy (before evb/): the body of a 'd' delivery; read, pruned, never written

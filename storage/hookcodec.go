@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // Webhook deliveries and attempts are written for every event, so like
@@ -15,15 +17,21 @@ import (
 //     the body is rendered from the event for each attempt.
 //   - 'd' a delivery of builds before outbox blocks: the event fields the
 //     deliveries log shows (deliveryFields), the body under dlb/.
-//   - 'b' an outbox block: the first deliveries staged by one batch; 'B' the
-//     same compressed with zstd (blocks repeat ids' time prefixes, the
-//     workspace, session, endpoint and event type in every entry).
+//   - 'b' an outbox block: the first deliveries staged by one batch; 'S' the
+//     same compressed with S2 (blocks repeat ids' time prefixes, the
+//     workspace, session, endpoint and event type in every entry). Builds
+//     before 'S' compressed blocks with zstd ('B'), which still decode.
+//     S2 is written because a block is compressed on the send path, once
+//     per dispatched batch and receipt batch: on a block of 36 events zstd
+//     (SpeedFastest) took 43 µs and S2 11 µs, for 34 and 56 bytes an event
+//     (198 uncompressed).
 //   - 'a' an attempt (attemptFields).
 const (
 	tagDelivery      = 'd'
 	tagDeliveryEvent = 'e'
 	tagBlock         = 'b'
-	tagBlockZstd     = 'B' // a 'b' block over compressAbove bytes, zstd-compressed after its tag
+	tagBlockZstd     = 'B' // a 'b' block zstd-compressed after its tag (read only)
+	tagBlockS2       = 'S' // a 'b' block over compressBlockAbove bytes, S2-compressed after its tag
 	tagAttempt       = 'a'
 )
 
@@ -94,23 +102,50 @@ func encodeBlock(ds []*Delivery) []byte {
 		out = binary.AppendVarint(out, d.CreatedAt)
 		out = appendEvent(out, &d.Event)
 	}
-	return compressLarge(out, tagBlockZstd)
+	if len(out) <= compressBlockAbove {
+		return out
+	}
+	z := make([]byte, 1+s2.MaxEncodedLen(len(out)-1))
+	z[0] = tagBlockS2
+	return z[:1+len(s2.Encode(z[1:], out[1:]))]
 }
+
+// compressBlockAbove is the block size above which blocks are compressed:
+// S2's block format adds a few bytes, so even a few events gain.
+const compressBlockAbove = 256
+
+// maxBlockSize bounds a decompressed block, so a damaged length cannot ask
+// for gigabytes. A block holds one batch's events (a few hundred).
+const maxBlockSize = 64 << 20
 
 // decodeBlock reads what encodeBlock wrote: pending deliveries that have had
 // no attempt, each with Block set to blockID.
 func decodeBlock(v []byte, blockID string) ([]*Delivery, error) {
-	if len(v) == 0 || (v[0] != tagBlock && v[0] != tagBlockZstd) {
-		return nil, errors.New("decode outbox block: not a block")
+	if len(v) == 0 {
+		return nil, errors.New("decode outbox block: empty")
 	}
 	payload := v[1:]
-	if v[0] == tagBlockZstd {
+	switch v[0] {
+	case tagBlock:
+	case tagBlockS2:
+		n, err := s2.DecodedLen(payload)
+		if err != nil || n > maxBlockSize {
+			return nil, fmt.Errorf("decompress outbox block: bad length %d (%v)", n, err)
+		}
+		raw, err := s2.Decode(make([]byte, n), payload)
+		if err != nil {
+			return nil, fmt.Errorf("decompress outbox block: %w", err)
+		}
+		payload = raw
+	case tagBlockZstd:
 		_, dec := zstdCodec()
 		raw, err := dec.DecodeAll(payload, nil)
 		if err != nil {
 			return nil, fmt.Errorf("decompress outbox block: %w", err)
 		}
 		payload = raw
+	default:
+		return nil, errors.New("decode outbox block: not a block")
 	}
 	r := recordReader{p: payload}
 	n := r.uint()

@@ -2,8 +2,12 @@ package storage
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"runtime"
 	"testing"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // sampleDelivery is a delivery as builds before outbox blocks wrote it (the
@@ -121,14 +125,74 @@ func sameDelivery(a, b *Delivery) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-func TestOutboxBlockRoundTrip(t *testing.T) {
+// sampleBlock is n deliveries as a block holds them, the sample events
+// over and over.
+func sampleBlock(n int) []*Delivery {
 	var ds []*Delivery
-	for i, ev := range sampleEvents() {
-		d := &Delivery{ID: "dlv_" + string(rune('a'+i)), EndpointID: "wh_" + string(rune('a'+i)), State: "pending",
-			NextAt: 1764158400123456789 + int64(i), CreatedAt: 1764158400, UpdatedAt: 1764158400, Event: ev, Block: "dlv_a"}
+	evs := sampleEvents()
+	for i := range n {
+		d := &Delivery{ID: fmt.Sprintf("dlv_%04d", i), EndpointID: "wh_" + string(rune('a'+i%26)), State: "pending",
+			NextAt: 1764158400123456789 + int64(i), CreatedAt: 1764158400, UpdatedAt: 1764158400, Event: evs[i%len(evs)], Block: "dlv_a"}
 		d.fromEvent()
 		ds = append(ds, d)
 	}
+	return ds
+}
+
+// TestOutboxBlockFormats: small blocks are written as they are, larger ones
+// S2-compressed; blocks zstd-compressed by earlier builds still decode.
+func TestOutboxBlockFormats(t *testing.T) {
+	small, large := sampleBlock(1), sampleBlock(40)
+	if v := encodeBlock(small); v[0] != tagBlock {
+		t.Fatalf("a one-event block has tag %q, want %q", v[0], tagBlock)
+	}
+	v := encodeBlock(large)
+	raw := encodeBlockRaw(large)
+	if v[0] != tagBlockS2 || len(v) > len(raw)/2 {
+		t.Fatalf("a 40-event block: tag %q, %d bytes of %d, want %q and at most half", v[0], len(v), len(raw), tagBlockS2)
+	}
+	enc, _ := zstdCodec()
+	legacy := enc.EncodeAll(raw[1:], []byte{tagBlockZstd})
+	for name, block := range map[string][]byte{"s2": v, "zstd": legacy, "raw": raw} {
+		got, err := decodeBlock(block, "dlv_a")
+		if err != nil || len(got) != len(large) {
+			t.Fatalf("%s: decoded %d deliveries (%v), want %d", name, len(got), err, len(large))
+		}
+		for i := range large {
+			if !sameDelivery(got[i], large[i]) {
+				t.Fatalf("%s: delivery %d:\n got %+v\nwant %+v", name, i, *got[i], *large[i])
+			}
+		}
+	}
+	// A damaged length must not make the reader allocate it.
+	huge := []byte{tagBlockS2, 0xff, 0xff, 0xff, 0xff, 0x0f}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := decodeBlock(huge, "dlv_a")
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a block claiming 4 GiB decoded")
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Fatalf("a block claiming 4 GiB made the reader allocate %d bytes", n)
+	}
+}
+
+// encodeBlockRaw is encodeBlock without compression.
+func encodeBlockRaw(ds []*Delivery) []byte {
+	v := encodeBlock(ds)
+	if v[0] != tagBlockS2 {
+		return v
+	}
+	raw, err := s2.Decode(nil, v[1:])
+	if err != nil {
+		panic(err)
+	}
+	return append([]byte{tagBlock}, raw...)
+}
+
+func TestOutboxBlockRoundTrip(t *testing.T) {
+	ds := sampleBlock(len(sampleEvents()))
 	v := encodeBlock(ds)
 	got, err := decodeBlock(v, "dlv_a")
 	if err != nil || len(got) != len(ds) {
@@ -154,6 +218,8 @@ func FuzzDecodeWebhookRecords(f *testing.F) {
 	f.Add(encodeDeliveryEvent(sampleEventDelivery(sampleEvents()[0])))
 	f.Add(encodeBlock([]*Delivery{sampleEventDelivery(sampleEvents()[1])}))
 	f.Add([]byte{tagBlock, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add(encodeBlock(sampleBlock(12)))
+	f.Add([]byte{tagBlockS2, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add(encodeAttempt(sampleAttempt()))
 	f.Add([]byte{tagDelivery})
 	f.Add([]byte{tagAttempt, 0xff, 0xff})

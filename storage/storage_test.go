@@ -291,15 +291,19 @@ func TestSessionsAndIdempotency(t *testing.T) {
 func TestSchemaGuard(t *testing.T) {
 	dir := t.TempDir()
 	db := mustOpen(t, dir)
-	// A directory of schema 1 is marked 2 when opened, so builds of
-	// schema 1 (which would ignore outbox blocks) refuse it from then on.
-	b := db.NewBatch()
-	b.Set([]byte("meta/schema"), []byte("1"))
-	mustCommit(t, db, b)
-	_ = db.Close()
-	db = mustOpen(t, dir)
-	if v, err := db.get([]byte("meta/schema")); err != nil || string(v) != "2" {
-		t.Fatalf("schema after opening a schema 1 directory: %q (%v)", v, err)
+	// A directory of schema 1 or 2 is marked 3 when opened, so older
+	// builds (which would ignore outbox blocks, or fail on S2 ones) refuse
+	// it from then on.
+	var b *Batch
+	for _, old := range []string{"1", "2"} {
+		b = db.NewBatch()
+		b.Set([]byte("meta/schema"), []byte(old))
+		mustCommit(t, db, b)
+		_ = db.Close()
+		db = mustOpen(t, dir)
+		if v, err := db.get([]byte("meta/schema")); err != nil || string(v) != "3" {
+			t.Fatalf("schema after opening a schema %s directory: %q (%v)", old, v, err)
+		}
 	}
 	b = db.NewBatch()
 	b.Set([]byte("meta/schema"), []byte("99"))
