@@ -87,7 +87,7 @@ func (lim Limits) gcra() gcra {
 	return gcra{interval: interval, tau: tau, burst: burst}
 }
 
-// entry is the whole per-key state.
+// entry is the state of a key too long to be stored in a slot.
 type entry struct {
 	tat int64 // theoretical arrival time, ns since Limiter.epoch
 	tau int64 // tau the TAT was last computed with, to detect limit changes
@@ -95,15 +95,108 @@ type entry struct {
 
 const (
 	numShards = 256  // power of two
-	shrinkMin = 1024 // a shard map this large is reallocated once it is 3/4 empty
+	shrinkMin = 1024 // a shard table this large is reallocated once it is 3/4 empty
+	// slotKeyMax is the longest key a slot holds (key ids are 24 bytes);
+	// longer ones go to the shard's map.
+	slotKeyMax = 35
 )
 
+// slot is one key's state in a shard's table: the key itself, its hash
+// and the GCRA state in one 64-byte cache line, so a look-up reads one
+// line after the shard's (a map of pointers read four or five: the map's
+// control word, its slot, the key's bytes, the entry).
+type slot struct {
+	hash uint64 // the key's hash, never 0; 0 marks a free slot
+	tat  int64  // theoretical arrival time, ns since Limiter.epoch
+	tau  int64  // tau the TAT was last computed with, to detect limit changes
+	klen uint8
+	key  [slotKeyMax]byte
+}
+
+// shard holds the keys whose hash ends in its index, in a linear-probing
+// table indexed by the hash's upper bits, at most 3/4 full.
 type shard struct {
-	mu   sync.Mutex
-	m    map[string]*entry
-	peak int // largest len(m) since m was last allocated
+	mu    sync.Mutex
+	slots []slot            // len a power of two (or 0)
+	used  int               // slots taken
+	long  map[string]*entry // keys over slotKeyMax bytes; nil when none
+	peak  int               // largest used since slots was last allocated
 	// Padding keeps neighbouring shards' locks off the same cache lines.
-	_ [128 - 8 - 8 - 8]byte
+	_ [128 - 8 - 24 - 8 - 8 - 8]byte
+}
+
+// home is the slot where a hash's probe starts. The low bits chose the shard.
+func (s *shard) home(h uint64) int { return int(h>>8) & (len(s.slots) - 1) }
+
+// find returns the index of the slot holding key, or -1. s.mu is held.
+func (s *shard) find(h uint64, key string) int {
+	if len(s.slots) == 0 {
+		return -1
+	}
+	mask := len(s.slots) - 1
+	for i := s.home(h); ; i = (i + 1) & mask {
+		sl := &s.slots[i]
+		if sl.hash == 0 {
+			return -1
+		}
+		if sl.hash == h && int(sl.klen) == len(key) && string(sl.key[:sl.klen]) == key {
+			return i
+		}
+	}
+}
+
+// insert adds key, which is not in the table, and returns its slot. s.mu
+// is held.
+func (s *shard) insert(h uint64, key string, tat, tau int64) *slot {
+	if (s.used+1)*4 > len(s.slots)*3 {
+		s.resize(max(8, 2*len(s.slots)))
+	}
+	sl := s.place(h)
+	sl.hash, sl.tat, sl.tau, sl.klen = h, tat, tau, uint8(len(key))
+	copy(sl.key[:], key)
+	s.used++
+	s.peak = max(s.peak, s.used)
+	return sl
+}
+
+// place is the first free slot of h's probe. There is one: the table is
+// never full.
+func (s *shard) place(h uint64) *slot {
+	mask := len(s.slots) - 1
+	i := s.home(h)
+	for s.slots[i].hash != 0 {
+		i = (i + 1) & mask
+	}
+	return &s.slots[i]
+}
+
+// resize moves the taken slots into a table of n slots (a power of two).
+func (s *shard) resize(n int) {
+	old := s.slots
+	s.slots = make([]slot, n)
+	for i := range old {
+		if old[i].hash != 0 {
+			*s.place(old[i].hash) = old[i]
+		}
+	}
+}
+
+// remove frees slot i and moves back the slots after it whose probe would
+// otherwise cross the hole (backward-shift deletion), so find never needs
+// tombstones. s.mu is held.
+func (s *shard) remove(i int) {
+	mask := len(s.slots) - 1
+	for j := (i + 1) & mask; s.slots[j].hash != 0; j = (j + 1) & mask {
+		k := s.home(s.slots[j].hash)
+		// The slot at j stays if its home lies cyclically in (i, j].
+		if (i < j && i < k && k <= j) || (j < i && (i < k || k <= j)) {
+			continue
+		}
+		s.slots[i] = s.slots[j]
+		i = j
+	}
+	s.slots[i] = slot{}
+	s.used--
 }
 
 // Limiter holds the GCRA state of every active key. It is safe for
@@ -113,6 +206,8 @@ type Limiter struct {
 	epoch  time.Time
 	seed   maphash.Seed
 	shards [numShards]shard
+	// hashOf replaces the key hash in tests that need keys to collide.
+	hashOf func(string) uint64
 }
 
 // New returns an empty Limiter reading time from now, or from the
@@ -123,9 +218,6 @@ func New(now func() time.Time) *Limiter {
 		l.epoch = time.Now()
 	} else {
 		l.epoch = now()
-	}
-	for i := range l.shards {
-		l.shards[i].m = make(map[string]*entry)
 	}
 	return l
 }
@@ -141,9 +233,21 @@ func (l *Limiter) since() int64 {
 	return int64(l.now().Sub(l.epoch))
 }
 
-func (l *Limiter) shard(keyID string) *shard {
-	return &l.shards[maphash.String(l.seed, keyID)&(numShards-1)]
+// hash is keyID's hash, never 0 (0 marks a free slot).
+func (l *Limiter) hash(keyID string) uint64 {
+	var h uint64
+	if l.hashOf != nil {
+		h = l.hashOf(keyID)
+	} else {
+		h = maphash.String(l.seed, keyID)
+	}
+	if h == 0 {
+		h = 1 << 8 // keeps the shard (low bits 0), changes the probe
+	}
+	return h
 }
+
+func (l *Limiter) shard(h uint64) *shard { return &l.shards[h&(numShards-1)] }
 
 // Allow decides one request for keyID under lim, now, and, if it is
 // admitted, charges it to the key.
@@ -169,18 +273,33 @@ func (l *Limiter) AllowAt(keyID string, lim Limits, arrived time.Time) Decision 
 // decide is Allow at t, in ns since epoch.
 func (l *Limiter) decide(keyID string, lim Limits, t int64) Decision {
 	g := lim.gcra()
-	s := l.shard(keyID)
+	h := l.hash(keyID)
+	s := l.shard(h)
 
 	s.mu.Lock()
-	e := s.m[keyID]
-	if e == nil {
-		e = &entry{tat: t, tau: g.tau}
-		// Clone so the map does not pin a caller's larger buffer.
-		s.m[strings.Clone(keyID)] = e
-		s.peak = max(s.peak, len(s.m))
+	var tatp, taup *int64
+	if len(keyID) <= slotKeyMax {
+		var sl *slot
+		if i := s.find(h, keyID); i >= 0 {
+			sl = &s.slots[i]
+		} else {
+			sl = s.insert(h, keyID, t, g.tau)
+		}
+		tatp, taup = &sl.tat, &sl.tau
+	} else {
+		e := s.long[keyID]
+		if e == nil {
+			if s.long == nil {
+				s.long = make(map[string]*entry)
+			}
+			e = &entry{tat: t, tau: g.tau}
+			// Clone so the map does not pin a caller's larger buffer.
+			s.long[strings.Clone(keyID)] = e
+		}
+		tatp, taup = &e.tat, &e.tau
 	}
-	tat := e.tat
-	if g.tau < e.tau && tat > t+g.tau {
+	tat := *tatp
+	if g.tau < *taup && tat > t+g.tau {
 		// Burst (or rate) lowered: the key owes at most the new tau.
 		tat = t + g.tau
 	}
@@ -190,7 +309,7 @@ func (l *Limiter) decide(keyID string, lim Limits, t int64) Decision {
 	if allowed {
 		tat = next
 	}
-	e.tat, e.tau = tat, g.tau
+	*tatp, *taup = tat, g.tau
 	s.mu.Unlock()
 
 	debt := tat - t
@@ -208,9 +327,13 @@ func (l *Limiter) decide(keyID string, lim Limits, t int64) Decision {
 
 // Forget drops keyID's state, e.g. when the key is revoked or rotated.
 func (l *Limiter) Forget(keyID string) {
-	s := l.shard(keyID)
+	h := l.hash(keyID)
+	s := l.shard(h)
 	s.mu.Lock()
-	delete(s.m, keyID)
+	if i := s.find(h, keyID); i >= 0 {
+		s.remove(i)
+	}
+	delete(s.long, keyID)
 	s.mu.Unlock()
 }
 
@@ -223,19 +346,44 @@ func (l *Limiter) Evict() int {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		for k, e := range s.m {
-			if e.tat <= t {
-				delete(s.m, k)
-				n++
+		kept := 0
+		for j := range s.slots {
+			if sl := &s.slots[j]; sl.hash != 0 {
+				if sl.tat <= t {
+					n++
+				} else {
+					kept++
+				}
 			}
 		}
-		// Go maps never shrink; reallocate after a spike of keys has gone.
-		if s.peak >= shrinkMin && len(s.m) <= s.peak/4 {
-			m := make(map[string]*entry, len(s.m))
-			for k, e := range s.m {
-				m[k] = e
+		if kept < s.used {
+			// Rebuild rather than remove one by one: backward shifts would
+			// move slots past the sweep. A table that a spike of keys grew
+			// shrinks here too.
+			size := len(s.slots)
+			if s.peak >= shrinkMin && kept <= s.peak/4 {
+				size = 8
+				for kept*4 > size*3 {
+					size *= 2
+				}
 			}
-			s.m, s.peak = m, len(m)
+			old := s.slots
+			s.slots = make([]slot, size)
+			for j := range old {
+				if old[j].hash != 0 && old[j].tat > t {
+					*s.place(old[j].hash) = old[j]
+				}
+			}
+			s.used = kept
+			if size < len(old) {
+				s.peak = kept
+			}
+		}
+		for k, e := range s.long {
+			if e.tat <= t {
+				delete(s.long, k)
+				n++
+			}
 		}
 		s.mu.Unlock()
 	}
@@ -264,7 +412,7 @@ func (l *Limiter) Len() int {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		n += len(s.m)
+		n += s.used + len(s.long)
 		s.mu.Unlock()
 	}
 	return n

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -226,8 +228,8 @@ func TestMatchesModel(t *testing.T) {
 					probe, pc := newTest()
 					pc.Set(now)
 					// Both limiters were created at t0, so TATs are comparable.
-					e := *l.shard("k").m["k"]
-					probe.shard("k").m["k"] = &e
+					tat, tau, _ := l.state("k")
+					probe.setState("k", tat, tau)
 					pc.Set(now + time.Duration(got.RetryAfterSeconds())*time.Second)
 					if !probe.Allow("k", lim).Allowed {
 						t.Fatalf("req %d: not admitted after RetryAfter %ds", i, got.RetryAfterSeconds())
@@ -360,7 +362,7 @@ func TestEvictShrinksMaps(t *testing.T) {
 	s0 := &l.shards[0]
 	var keys []string
 	for i := 0; len(keys) < shrinkMin+200; i++ {
-		if k := "key-" + strconv.Itoa(i); l.shard(k) == s0 {
+		if k := "key-" + strconv.Itoa(i); l.shard(l.hash(k)) == s0 {
 			keys = append(keys, k)
 		}
 	}
@@ -380,8 +382,8 @@ func TestEvictShrinksMaps(t *testing.T) {
 	if n := l.Evict(); n != len(keys)-len(survivors) {
 		t.Fatalf("evicted %d", n)
 	}
-	if s0.peak != len(survivors) || len(s0.m) != len(survivors) {
-		t.Fatalf("after evict: peak %d len %d, want %d", s0.peak, len(s0.m), len(survivors))
+	if s0.peak != len(survivors) || s0.used != len(survivors) || len(s0.slots) > 4*len(survivors) {
+		t.Fatalf("after evict: peak %d, %d of %d slots used, want %d used of at most %d", s0.peak, s0.used, len(s0.slots), len(survivors), 4*len(survivors))
 	}
 	for _, k := range survivors {
 		if d := l.Allow(k, Limits{}); !d.Allowed || d.Remaining != 59 {
@@ -563,4 +565,148 @@ func TestAllowAtOnAnInjectedClockAsksTheClock(t *testing.T) {
 	if d := l.AllowAt("k", lim, now.Add(2*time.Hour)); d.Allowed || d.RetryAfter != time.Second {
 		t.Fatalf("second request at the same clock time: %+v, want refused for 1 s", d)
 	}
+}
+
+// state is key's GCRA state; ok is false when the limiter holds none.
+func (l *Limiter) state(key string) (tat, tau int64, ok bool) {
+	h := l.hash(key)
+	s := l.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := s.find(h, key); i >= 0 {
+		return s.slots[i].tat, s.slots[i].tau, true
+	}
+	if e := s.long[key]; e != nil {
+		return e.tat, e.tau, true
+	}
+	return 0, 0, false
+}
+
+// setState gives key the state tat, tau, as if it had made requests.
+func (l *Limiter) setState(key string, tat, tau int64) {
+	l.AllowAt(key, Limits{}, time.Time{}) // creates it
+	h := l.hash(key)
+	s := l.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := s.find(h, key); i >= 0 {
+		s.slots[i].tat, s.slots[i].tau = tat, tau
+	} else {
+		*s.long[key] = entry{tat: tat, tau: tau}
+	}
+}
+
+// TestTableAgainstAMap drives shards through inserts, look-ups, Forget and
+// Evict with a few hashes shared by many keys (long probe runs that wrap
+// around the table, deletions inside them) and keys too long for a slot,
+// and checks every key's state against a plain map after every step.
+func TestTableAgainstAMap(t *testing.T) {
+	for _, hashes := range []int{1, 3, 1 << 20} {
+		t.Run(strconv.Itoa(hashes), func(t *testing.T) {
+			l, c := newTest()
+			l.hashOf = func(k string) uint64 {
+				x := maphashOf(k) % uint64(hashes)
+				if hashes < 1<<20 {
+					// A few distinct hashes, all with the last slot as
+					// their home, so that probe runs wrap around.
+					return (x<<12|0xfff)<<8 | 7
+				}
+				return x<<8 | 7 // all in shard 7, homes spread
+			}
+			r := rand.New(rand.NewPCG(1, uint64(hashes)))
+			want := map[string]int64{} // key → TAT
+			keys := make([]string, 300)
+			for i := range keys {
+				keys[i] = "k" + strconv.Itoa(i)
+				if i%10 == 0 {
+					keys[i] += strings.Repeat("x", slotKeyMax) // too long for a slot
+				}
+			}
+			now := time.Duration(0)
+			for step := range 20000 {
+				k := keys[r.IntN(len(keys))]
+				switch op := r.IntN(100); {
+				case op < 80:
+					d := l.Allow(k, Limits{})
+					tat, ok := want[k]
+					tat = max(tat, int64(now))
+					if !ok {
+						tat = int64(now)
+					}
+					if d.Allowed != (tat+int64(time.Second)-int64(now) <= 100*int64(time.Second)) {
+						t.Fatalf("step %d: %s allowed %v with TAT %d at %d", step, k, d.Allowed, tat, now)
+					}
+					if d.Allowed {
+						tat += int64(time.Second)
+					}
+					want[k] = tat
+				case op < 95:
+					l.Forget(k)
+					delete(want, k)
+				case op < 99:
+					now += time.Duration(r.IntN(3000)) * time.Millisecond
+					c.Set(now)
+				default:
+					n := l.Evict()
+					evicted := 0
+					for k, tat := range want {
+						if tat <= int64(now) {
+							delete(want, k)
+							evicted++
+						}
+					}
+					if n != evicted {
+						t.Fatalf("step %d: Evict dropped %d, want %d", step, n, evicted)
+					}
+				}
+				if l.Len() != len(want) {
+					t.Fatalf("step %d: Len %d, want %d", step, l.Len(), len(want))
+				}
+				if step%97 == 0 {
+					for _, k := range keys {
+						tat, _, ok := l.state(k)
+						if w, wok := want[k]; ok != wok || tat != w {
+							t.Fatalf("step %d: %s has (%d, %v), want (%d, %v)", step, k, tat, ok, w, wok)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func maphashOf(s string) uint64 {
+	var h uint64 = 14695981039346656037
+	for i := range len(s) {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h
+}
+
+// TestMemoryPerKey: state for 100k keys of the real key id's length costs
+// at most the documented 170 bytes a key.
+func TestMemoryPerKey(t *testing.T) {
+	const n = 100_000
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key_%020d", i) // 24 bytes, as key ids
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	l := New(nil)
+	for _, k := range keys {
+		l.Allow(k, Limits{})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perKey := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	t.Logf("%d bytes a key", perKey)
+	if perKey > 170 {
+		t.Fatalf("%d bytes a key, want at most 170", perKey)
+	}
+	if l.Len() != n {
+		t.Fatalf("Len %d", l.Len())
+	}
+	runtime.KeepAlive(l)
 }
