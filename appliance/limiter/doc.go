@@ -31,7 +31,8 @@
 // holding a key (up to 35 bytes; longer ones go to a map) with its hash and
 // state: a look-up reads one cache line after the shard's, a new key
 // allocates nothing until the table doubles, and the GC has no pointers to
-// scan. A slot is taken up to 3/4 of the table, so a key costs 85–170 bytes.
+// scan. A slot is taken up to 3/4 of the table, so a key costs 85–170 bytes;
+// a shard whose keys were all evicted frees its table.
 // A key whose allowance is full carries no information; Evict (or
 // RunEvictor in a goroutine) drops such entries, and Forget drops a key's
 // state at once (for revoked or rotated keys).

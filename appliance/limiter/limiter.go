@@ -361,14 +361,19 @@ func (l *Limiter) Evict() int {
 			// move slots past the sweep. A table that a spike of keys grew
 			// shrinks here too.
 			size := len(s.slots)
-			if s.peak >= shrinkMin && kept <= s.peak/4 {
+			if kept == 0 {
+				size = 0 // an idle shard holds no table
+			} else if s.peak >= shrinkMin && kept <= s.peak/4 {
 				size = 8
 				for kept*4 > size*3 {
 					size *= 2
 				}
 			}
 			old := s.slots
-			s.slots = make([]slot, size)
+			s.slots = nil
+			if size > 0 {
+				s.slots = make([]slot, size)
+			}
 			for j := range old {
 				if old[j].hash != 0 && old[j].tat > t {
 					*s.place(old[j].hash) = old[j]

@@ -353,6 +353,11 @@ func TestEvict(t *testing.T) {
 	if n := l.Evict(); n != 1 || l.Len() != 0 {
 		t.Fatalf("at 1h: evicted %d, Len %d", n, l.Len())
 	}
+	for i := range l.shards {
+		if s := &l.shards[i]; s.slots != nil || s.peak != 0 {
+			t.Fatalf("shard %d keeps a table of %d slots (peak %d) with no keys", i, len(s.slots), s.peak)
+		}
+	}
 }
 
 // TestEvictShrinksMaps: after a spike in one shard is evicted, the shard's
