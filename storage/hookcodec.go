@@ -129,8 +129,11 @@ func decodeBlock(v []byte, blockID string) ([]*Delivery, error) {
 	case tagBlock:
 	case tagBlockS2:
 		n, err := s2.DecodedLen(payload)
-		if err != nil || n > maxBlockSize {
-			return nil, fmt.Errorf("decompress outbox block: bad length %d (%v)", n, err)
+		if err != nil {
+			return nil, fmt.Errorf("decompress outbox block: %w", err)
+		}
+		if n > maxBlockSize {
+			return nil, fmt.Errorf("decompress outbox block: a length of %d bytes is over the %d a block can have", n, maxBlockSize)
 		}
 		raw, err := s2.Decode(make([]byte, n), payload)
 		if err != nil {

@@ -3,6 +3,7 @@ package limiter
 import (
 	"context"
 	"hash/maphash"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -149,7 +150,7 @@ func (s *shard) find(h uint64, key string) int {
 // is held.
 func (s *shard) insert(h uint64, key string, tat, tau int64) *slot {
 	if (s.used+1)*4 > len(s.slots)*3 {
-		s.resize(max(8, 2*len(s.slots)))
+		s.rebuild(max(8, 2*len(s.slots)), math.MinInt64)
 	}
 	sl := s.place(h)
 	sl.hash, sl.tat, sl.tau, sl.klen = h, tat, tau, uint8(len(key))
@@ -170,15 +171,32 @@ func (s *shard) place(h uint64) *slot {
 	return &s.slots[i]
 }
 
-// resize moves the taken slots into a table of n slots (a power of two).
-func (s *shard) resize(n int) {
+// rebuild moves the taken slots whose TAT is after cutoff into a new table
+// of n slots (a power of two; 0 for no table) and drops the rest.
+func (s *shard) rebuild(n int, cutoff int64) {
 	old := s.slots
-	s.slots = make([]slot, n)
+	s.slots, s.used = nil, 0
+	if n > 0 {
+		s.slots = make([]slot, n)
+	}
 	for i := range old {
-		if old[i].hash != 0 {
+		if old[i].hash != 0 && old[i].tat > cutoff {
 			*s.place(old[i].hash) = old[i]
+			s.used++
 		}
 	}
+}
+
+// tableSize is the smallest table that holds n keys at most 3/4 full.
+func tableSize(n int) int {
+	if n == 0 {
+		return 0
+	}
+	size := 8
+	for n*4 > size*3 {
+		size *= 2
+	}
+	return size
 }
 
 // remove frees slot i and moves back the slots after it whose probe would
@@ -346,42 +364,26 @@ func (l *Limiter) Evict() int {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		kept := 0
+		dropped := 0
 		for j := range s.slots {
-			if sl := &s.slots[j]; sl.hash != 0 {
-				if sl.tat <= t {
-					n++
-				} else {
-					kept++
-				}
+			if sl := &s.slots[j]; sl.hash != 0 && sl.tat <= t {
+				dropped++
 			}
 		}
-		if kept < s.used {
+		if dropped > 0 {
+			n += dropped
+			kept := s.used - dropped
 			// Rebuild rather than remove one by one: backward shifts would
 			// move slots past the sweep. A table that a spike of keys grew
 			// shrinks here too.
 			size := len(s.slots)
-			if kept == 0 {
-				size = 0 // an idle shard holds no table
-			} else if s.peak >= shrinkMin && kept <= s.peak/4 {
-				size = 8
-				for kept*4 > size*3 {
-					size *= 2
-				}
+			if kept == 0 || (s.peak >= shrinkMin && kept <= s.peak/4) {
+				size = tableSize(kept) // an idle shard holds no table
 			}
-			old := s.slots
-			s.slots = nil
-			if size > 0 {
-				s.slots = make([]slot, size)
-			}
-			for j := range old {
-				if old[j].hash != 0 && old[j].tat > t {
-					*s.place(old[j].hash) = old[j]
-				}
-			}
-			s.used = kept
-			if size < len(old) {
-				s.peak = kept
+			shrunk := size < len(s.slots)
+			s.rebuild(size, t)
+			if shrunk {
+				s.peak = s.used
 			}
 		}
 		for k, e := range s.long {
