@@ -134,7 +134,8 @@ func columns(units []string) []string {
 		have[u] = true
 	}
 	placed := map[string]bool{"ns/op": true, "B/op": true, "allocs/op": true}
-	for _, u := range []string{"req/s", "p50-ms", "p99-ms", "%ceiling", "p99x", "srv-cpu-us/req", "gen-cpu-us/req", "events/s", "%raw", "%drop", "wh-events/s"} {
+	for _, u := range []string{"req/s", "p50-ms", "p99-ms", "%ceiling", "%ceiling-min", "%ceiling-max", "p99x", "srv-cpu-us/req", "gen-cpu-us/req",
+		"events/s", "%raw", "%raw-min", "%raw-max", "%drop", "%drop-min", "%drop-max", "wh-events/s"} {
 		if have[u] {
 			cols = append(cols, u)
 			placed[u] = true
@@ -255,6 +256,7 @@ func judge(p *parsed) []verdict {
 		if okW && okC {
 			t1.detail += fmt.Sprintf(" (%s vs %s req/s)", format(wRPS), format(cRPS))
 		}
+		t1.detail += rounds(p, named("SendPath/walytic"), "%ceiling")
 	}
 	out = append(out, t1)
 
@@ -319,6 +321,7 @@ func judge(p *parsed) []verdict {
 		if okO && okR {
 			t3.detail += fmt.Sprintf(" (%s vs %s events/s)", format(oRate), format(rRate))
 		}
+		t3.detail += rounds(p, named("Webhooks/outbox"), "%raw")
 	}
 	out = append(out, t3)
 
@@ -341,9 +344,22 @@ func judge(p *parsed) []verdict {
 			}
 			t4.detail += ")"
 		}
+		t4.detail += rounds(p, named("Webhooks/send-webhooks"), "%drop")
 	}
 	out = append(out, t4)
 	return out
+}
+
+// rounds is ", per round LO–HI%" from the unit's -min and -max metrics
+// (the lowest and highest of the load benchmark's alternated rounds), or
+// nothing when they were not reported.
+func rounds(p *parsed, match func(row) bool, unit string) string {
+	lo, okLo := mean(p, match, unit+"-min")
+	hi, okHi := mean(p, match, unit+"-max")
+	if !okLo || !okHi {
+		return ""
+	}
+	return fmt.Sprintf("; per round %.1f–%.1f%%", lo, hi)
 }
 
 func main() {
