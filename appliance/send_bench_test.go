@@ -4,11 +4,15 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/walytic/appliance/appliance/webhook"
 	"github.com/walytic/appliance/appliance/whatsapp"
 	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
 	"github.com/walytic/appliance/storage"
@@ -17,10 +21,19 @@ import (
 // BenchmarkSendToRead is the domain's share of the send benchmark, without
 // HTTP: 64 goroutines send through Appliance.Send to one sandbox session,
 // and the timer stops once the last message is read, so an op is one
-// message queued, dispatched and taken through delivered and read (no
-// webhook endpoint). Its CPU profile shows the dispatcher and the receipt
-// loop per message.
+// message queued, dispatched and taken through delivered and read. Its CPU
+// profile shows the dispatcher and the receipt loop per message.
+//   - plain: no webhook endpoint;
+//   - webhooks: the webhook service with a "*" endpoint at a local
+//     receiver, so each message also stages three events (and the single
+//     session's lane delivers some of them meanwhile), as the load
+//     benchmark's send-webhooks does.
 func BenchmarkSendToRead(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { benchSendToRead(b, false) })
+	b.Run("webhooks", func(b *testing.B) { benchSendToRead(b, true) })
+}
+
+func benchSendToRead(b *testing.B, hooks bool) {
 	db, err := storage.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -30,12 +43,32 @@ func BenchmarkSendToRead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var svc *webhook.Service
+	var delivered atomic.Int64
+	var rcvURL string
+	if hooks {
+		rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			delivered.Add(1)
+		}))
+		defer rcv.Close()
+		rcvURL = rcv.URL
+		svc = webhook.New(webhook.Options{DB: db, Endpoints: st, AllowPrivate: true, Logger: log})
+		svc.Start()
+		defer svc.Close()
+	}
 	drv := sandbox.New(sandbox.Options{DeliveredAfter: time.Millisecond, ReadAfter: 2 * time.Millisecond})
-	app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{drv}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{drv}, Webhooks: svc, WebhookAllowPrivate: true, Logger: log})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer app.Close()
+	if hooks {
+		if _, _, err := app.CreateWebhook(DefaultWorkspace, rcvURL, []string{"*"}); err != nil {
+			b.Fatal(err)
+		}
+	}
 	if _, err := app.CreateSession(DefaultWorkspace, sess, "sandbox"); err != nil {
 		b.Fatal(err)
 	}
@@ -69,4 +102,7 @@ func BenchmarkSendToRead(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	if hooks {
+		b.ReportMetric(float64(delivered.Load())/b.Elapsed().Seconds(), "deliveries/s")
+	}
 }
