@@ -279,7 +279,9 @@ func BenchmarkSendPath(b *testing.B) {
 				b.StopTimer()
 				m.add(res, cpu)
 				rps[r] = res.RPS()
-				settle(b, s)
+				if d := settle(b, s); d > time.Second {
+					b.Logf("%s took %v to settle after its window", s.name, d.Round(10*time.Millisecond))
+				}
 			}
 		}
 		alternate(p.rounds, window(ceil, "wlt_live_ceiling_ignores_this", &ceiling, cRPS), window(wal, key, &walytic, wRPS))
