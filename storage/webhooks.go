@@ -131,8 +131,13 @@ func (b *Batch) StageBlockDone(blockID string) { b.Delete(blockKey(blockID)) }
 
 // writeOutbox puts the outbox block into the batch; commits call it.
 func (b *Batch) writeOutbox() {
-	if len(b.outbox) > 0 {
-		b.Set(blockKey(b.outbox[0].ID), encodeBlock(b.outbox))
+	if len(b.outbox) == 0 {
+		return
+	}
+	sc := blockScratches.Get().(*blockScratch)
+	b.Set(blockKey(b.outbox[0].ID), sc.encode(b.outbox)) // Set copies the value
+	if cap(sc.raw) < keepScratchBelow && cap(sc.z) < keepScratchBelow {
+		blockScratches.Put(sc)
 	}
 }
 
