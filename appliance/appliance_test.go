@@ -33,12 +33,12 @@ type recordingSink struct {
 	ignore atomic.Value // map[string]bool
 }
 
-func (s *recordingSink) Stage(b *storage.Batch, ev *Event) error {
+func (s *recordingSink) Stage(b *storage.Batch, ev Event) error {
 	if b == nil {
 		return errors.New("event staged without a batch")
 	}
 	s.mu.Lock()
-	s.staged = append(s.staged, ev)
+	s.staged = append(s.staged, &ev)
 	s.mu.Unlock()
 	return nil
 }

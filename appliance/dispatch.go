@@ -289,7 +289,7 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		}
 		b.StageMessageStatus(rt.ws, m.ID, upd)
 		if ev != nil {
-			if err := rt.a.events.Stage(b, ev); err != nil {
+			if err := rt.a.events.Stage(b, *ev); err != nil {
 				b.Discard()
 				return err
 			}
@@ -609,7 +609,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 		}
 		ev := &Event{ID: storage.NewID("evt_", now), Type: evType, Workspace: rt.ws, SessionID: rt.id,
 			Timestamp: now.Unix(), MessageID: m.ID, To: m.To, WAMessageID: m.WAID}
-		if err := rt.a.events.Stage(b, ev); err != nil {
+		if err := rt.a.events.Stage(b, *ev); err != nil {
 			return staged, err
 		}
 		staged++
@@ -657,7 +657,7 @@ func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, n
 	ev := &Event{ID: storage.NewID("evt_", now), Type: EventMessageReceived, Workspace: rt.ws, SessionID: rt.id,
 		Timestamp: now.Unix(), MessageID: m.ID, From: in.From, FromLID: in.FromLID, Text: in.Text,
 		MsgType: typ, Caption: in.Caption, WAMessageID: in.WAMessageID}
-	return rt.a.events.Stage(b, ev)
+	return rt.a.events.Stage(b, *ev)
 }
 
 // failQueued marks every message still queued for the session failed. The

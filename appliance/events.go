@@ -33,13 +33,13 @@ type Event = storage.Event
 // workspace; the hot paths skip building events nobody subscribed to.
 type EventSink interface {
 	Wants(workspace, eventType string) bool
-	Stage(b *storage.Batch, ev *Event) error
+	Stage(b *storage.Batch, ev Event) error
 	Committed()
 }
 
 // discardEvents is the sink used when no webhook deliverer is configured.
 type discardEvents struct{}
 
-func (discardEvents) Wants(string, string) bool          { return false }
-func (discardEvents) Stage(*storage.Batch, *Event) error { return nil }
-func (discardEvents) Committed()                         {}
+func (discardEvents) Wants(string, string) bool         { return false }
+func (discardEvents) Stage(*storage.Batch, Event) error { return nil }
+func (discardEvents) Committed()                        {}

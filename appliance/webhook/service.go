@@ -147,7 +147,7 @@ func (s *Service) Wants(workspace, eventType string) bool {
 // workspace to b's outbox block (storage.Batch.StageFirstDelivery): the
 // event, not its JSON, which each attempt renders. It takes no lock and
 // does no I/O outside b.
-func (s *Service) Stage(b *storage.Batch, ev *storage.Event) error {
+func (s *Service) Stage(b *storage.Batch, ev storage.Event) error {
 	eps := s.eps.Webhooks(ev.Workspace)
 	if len(eps) == 0 {
 		return nil
@@ -159,7 +159,7 @@ func (s *Service) Stage(b *storage.Batch, ev *storage.Event) error {
 			continue
 		}
 		d := &storage.Delivery{
-			ID: storage.NewID("dlv_", now), EndpointID: ep.ID, Event: *ev, State: statePending,
+			ID: storage.NewID("dlv_", now), EndpointID: ep.ID, Event: ev, State: statePending,
 			NextAt: now.UnixNano(), CreatedAt: now.Unix(), UpdatedAt: now.Unix(),
 		}
 		if b.StageFirstDelivery(d) {

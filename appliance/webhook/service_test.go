@@ -139,7 +139,7 @@ func (f *fixture) emit(evs ...*storage.Event) {
 	f.t.Helper()
 	b := f.db.NewBatch()
 	for _, ev := range evs {
-		if err := f.svc.Stage(b, ev); err != nil {
+		if err := f.svc.Stage(b, *ev); err != nil {
 			f.t.Fatal(err)
 		}
 	}

@@ -287,7 +287,7 @@ func measureOutbox(b *testing.B, rc *hookReceiver, p loadParams, sessions int) w
 			batch := db.NewBatch()
 			now := time.Now()
 			for range hookBatch {
-				if err := svc.Stage(batch, hookEvent(n, sessions, now)); err != nil {
+				if err := svc.Stage(batch, *hookEvent(n, sessions, now)); err != nil {
 					prodErr.CompareAndSwap(nil, err.Error())
 					batch.Discard()
 					return
