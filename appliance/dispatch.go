@@ -607,9 +607,9 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 		if !wanted {
 			continue
 		}
-		ev := &Event{ID: storage.NewID("evt_", now), Type: evType, Workspace: rt.ws, SessionID: rt.id,
+		ev := Event{ID: storage.NewID("evt_", now), Type: evType, Workspace: rt.ws, SessionID: rt.id,
 			Timestamp: now.Unix(), MessageID: m.ID, To: m.To, WAMessageID: m.WAID}
-		if err := rt.a.events.Stage(b, *ev); err != nil {
+		if err := rt.a.events.Stage(b, ev); err != nil {
 			return staged, err
 		}
 		staged++
@@ -654,10 +654,10 @@ func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, n
 	if m.WAID != "" {
 		b.StageWAIndex(rt.ws, rt.id, m.WAID, m.ID) // for the redelivery check above
 	}
-	ev := &Event{ID: storage.NewID("evt_", now), Type: EventMessageReceived, Workspace: rt.ws, SessionID: rt.id,
+	ev := Event{ID: storage.NewID("evt_", now), Type: EventMessageReceived, Workspace: rt.ws, SessionID: rt.id,
 		Timestamp: now.Unix(), MessageID: m.ID, From: in.From, FromLID: in.FromLID, Text: in.Text,
 		MsgType: typ, Caption: in.Caption, WAMessageID: in.WAMessageID}
-	return rt.a.events.Stage(b, *ev)
+	return rt.a.events.Stage(b, ev)
 }
 
 // failQueued marks every message still queued for the session failed. The

@@ -410,8 +410,8 @@ func (rt *sessionRuntime) OnStatus(c whatsapp.StatusChange) {
 		evType = EventSessionDisconnected // disconnected, banned, connecting again
 	}
 	if evType != "" {
-		ev := &Event{ID: storage.NewID("evt_", rt.a.now()), Type: evType, Workspace: rt.ws, SessionID: rt.id, Timestamp: now, Reason: c.Reason}
-		if err := rt.a.events.Stage(b, *ev); err != nil {
+		ev := Event{ID: storage.NewID("evt_", rt.a.now()), Type: evType, Workspace: rt.ws, SessionID: rt.id, Timestamp: now, Reason: c.Reason}
+		if err := rt.a.events.Stage(b, ev); err != nil {
 			rt.a.log.Error("stage session event", "err", err)
 		}
 	}

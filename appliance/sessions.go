@@ -148,9 +148,9 @@ func (a *Appliance) DeleteSession(ctx context.Context, workspace, sessionID stri
 	b.StageDeleteSession(workspace, sessionID)
 	if rt.status() != whatsapp.StatusLoggedOut {
 		now := a.now()
-		ev := &Event{ID: storage.NewID("evt_", now), Type: EventSessionLoggedOut, Workspace: workspace, SessionID: sessionID,
+		ev := Event{ID: storage.NewID("evt_", now), Type: EventSessionLoggedOut, Workspace: workspace, SessionID: sessionID,
 			Timestamp: now.Unix(), Reason: "the session was deleted through the API"}
-		if err := a.events.Stage(b, *ev); err != nil {
+		if err := a.events.Stage(b, ev); err != nil {
 			b.Discard()
 			return err
 		}
