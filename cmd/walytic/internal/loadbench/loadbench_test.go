@@ -79,8 +79,8 @@ func (p loadParams) round(r int) loadParams {
 // alternate runs rounds windows of each of two targets in the order
 // a b, b a, a b, b a, …, so that this machine's speed, which drifts by a
 // tenth or more within minutes, weighs on both alike: a steady drift cancels
-// over each two rounds. (One target after the other, as before, put any
-// drift wholly into their ratio.)
+// over each two rounds. Measuring one target after the other would put any
+// drift wholly into their ratio.
 func alternate(rounds int, a, b func(round int)) {
 	for r := range rounds {
 		if r%2 == 0 {
