@@ -80,17 +80,20 @@ func (p loadParams) round(r int) loadParams {
 // a b, b a, a b, b a, …, so that this machine's speed, which drifts by a
 // tenth or more within minutes, weighs on both alike: a steady drift cancels
 // over each two rounds. Measuring one target after the other would put any
-// drift wholly into their ratio.
-func alternate(rounds int, a, b func(round int)) {
+// drift wholly into their ratio. Each window returns its rate; alternate
+// returns them per round.
+func alternate(rounds int, a, b func(round int) float64) (ra, rb []float64) {
+	ra, rb = make([]float64, rounds), make([]float64, rounds)
 	for r := range rounds {
 		if r%2 == 0 {
-			a(r)
-			b(r)
+			ra[r] = a(r)
+			rb[r] = b(r)
 		} else {
-			b(r)
-			a(r)
+			rb[r] = b(r)
+			ra[r] = a(r)
 		}
 	}
+	return ra, rb
 }
 
 // settle waits until s uses less than a tenth of a core (over 250 ms), and
@@ -270,21 +273,19 @@ func BenchmarkSendPath(b *testing.B) {
 		apiCall(b, "POST", "http://"+wal.addr+"/v1/sessions", key, `{"sessionId":"`+benchSession+`","driver":"sandbox"}`, 201)
 		apiCall(b, "POST", "http://"+wal.addr+"/v1/messages", key, `{"sessionId":"`+benchSession+`","to":"919999999999","text":"preflight"}`, 202)
 
-		cRPS := make([]float64, p.rounds)
-		wRPS := make([]float64, p.rounds)
-		window := func(s *server, key string, m *measured, rps []float64) func(int) {
-			return func(r int) {
+		window := func(s *server, key string, m *measured) func(int) float64 {
+			return func(r int) float64 {
 				b.StartTimer()
 				res, cpu := runLoad(b, s, key, p.round(r), uint64(r))
 				b.StopTimer()
 				m.add(res, cpu)
-				rps[r] = res.RPS()
 				if d := settle(b, s); d > time.Second {
 					b.Logf("%s took %v to settle after its window", s.name, d.Round(10*time.Millisecond))
 				}
+				return res.RPS()
 			}
 		}
-		alternate(p.rounds, window(ceil, "wlt_live_ceiling_ignores_this", &ceiling, cRPS), window(wal, key, &walytic, wRPS))
+		cRPS, wRPS := alternate(p.rounds, window(ceil, "wlt_live_ceiling_ignores_this", &ceiling), window(wal, key, &walytic))
 		pct = make([]float64, p.rounds)
 		for r := range pct {
 			pct[r] = 100 * wRPS[r] / cRPS[r]

@@ -3,7 +3,9 @@ package loadbench
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,5 +94,24 @@ func TestSendBodyDistinctAndValid(t *testing.T) {
 			}
 			seen[b] = true
 		}
+	}
+}
+
+// TestAlternate pins the window order (a b, b a, …) and that each round's
+// rates come back in their round's place.
+func TestAlternate(t *testing.T) {
+	var order []string
+	window := func(name string, base float64) func(int) float64 {
+		return func(r int) float64 {
+			order = append(order, fmt.Sprintf("%s%d", name, r))
+			return base + float64(r)
+		}
+	}
+	ra, rb := alternate(4, window("a", 10), window("b", 20))
+	if got, want := strings.Join(order, " "), "a0 b0 b1 a1 a2 b2 b3 a3"; got != want {
+		t.Fatalf("windows ran in the order %q, want %q", got, want)
+	}
+	if !slices.Equal(ra, []float64{10, 11, 12, 13}) || !slices.Equal(rb, []float64{20, 21, 22, 23}) {
+		t.Fatalf("rates %v and %v, want each round's in its place", ra, rb)
 	}
 }

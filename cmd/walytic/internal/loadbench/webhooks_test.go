@@ -409,17 +409,15 @@ func BenchmarkWebhooks(b *testing.B) {
 		if pctRaw != nil {
 			return
 		}
-		rawRates := make([]float64, p.rounds)
-		outRates := make([]float64, p.rounds)
-		alternate(p.rounds, func(r int) {
+		rawRates, outRates := alternate(p.rounds, func(r int) float64 {
 			w := measureRaw(b, rc, p.round(r))
 			raw.add(w)
-			rawRates[r] = w.rate()
-		}, func(r int) {
+			return w.rate()
+		}, func(r int) float64 {
 			// A fresh service and store each window, so each warms up fully.
 			w := measureOutbox(b, rc, p, hookSessions)
 			outbox.add(w)
-			outRates[r] = w.rate()
+			return w.rate()
 		})
 		pctRaw = make([]float64, p.rounds)
 		for r := range pctRaw {
@@ -436,18 +434,16 @@ func BenchmarkWebhooks(b *testing.B) {
 		if drops != nil {
 			return
 		}
-		plainRPS := make([]float64, p.rounds)
-		hookRPS := make([]float64, p.rounds)
-		alternate(p.rounds, func(r int) {
+		plainRPS, hookRPS := alternate(p.rounds, func(r int) float64 {
 			w := measureSend(b, p, nil, uint64(r))
 			plain.add(w.res, w.cpu)
-			plainRPS[r] = w.res.RPS()
-		}, func(r int) {
+			return w.res.RPS()
+		}, func(r int) float64 {
 			w := measureSend(b, p, rc, uint64(r))
 			hooks.add(w.res, w.cpu)
-			hookRPS[r] = w.res.RPS()
 			events += w.events
 			busy += w.busy
+			return w.res.RPS()
 		})
 		drops = make([]float64, p.rounds)
 		for r := range drops {
