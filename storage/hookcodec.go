@@ -86,15 +86,11 @@ func encodeDeliveryEvent(d *Delivery) []byte {
 	return appendEvent(out, &d.Event)
 }
 
-// encodeBlock writes the first deliveries staged by one batch ('b'): per
-// delivery its id, endpoint, first attempt time (Unix ns), creation time
-// (Unix s) and event.
-func encodeBlock(ds []*Delivery) []byte { return new(blockScratch).encode(ds) }
-
-// blockScratch holds encodeBlock's two buffers (the block, and its S2
-// form) for reuse: a batch's block is copied into the batch as soon as it
-// is encoded, and allocating both for every dispatched batch and receipt
-// batch was over half of what staging three events a message allocates.
+// blockScratch holds the two buffers an outbox block is encoded into (the
+// block, and its S2 form) for reuse: a batch's block is copied into the
+// batch as soon as it is encoded, and allocating both for every dispatched
+// batch and receipt batch was over half of what staging three events a
+// message allocates.
 type blockScratch struct{ raw, z []byte }
 
 // blockScratches keeps blockScratch values between commits.
@@ -104,8 +100,10 @@ var blockScratches = sync.Pool{New: func() any { return new(blockScratch) }}
 // should not stay pinned in memory.
 const keepScratchBelow = 1 << 20
 
-// encode is encodeBlock into sc's buffers: the result is valid until sc's
-// next use.
+// encode writes the first deliveries staged by one batch ('b', or 'S' when
+// S2-compressed): per delivery its id, endpoint, first attempt time (Unix
+// ns), creation time (Unix s) and event. The result is in sc's buffers,
+// valid until sc's next use.
 func (sc *blockScratch) encode(ds []*Delivery) []byte {
 	n := 1 + binary.MaxVarintLen32
 	for _, d := range ds {
@@ -146,7 +144,7 @@ const compressBlockAbove = 256
 // for gigabytes. A block holds one batch's events (a few hundred).
 const maxBlockSize = 64 << 20
 
-// decodeBlock reads what encodeBlock wrote: pending deliveries that have had
+// decodeBlock reads what blockScratch.encode wrote: pending deliveries that have had
 // no attempt, each with Block set to blockID.
 func decodeBlock(v []byte, blockID string) ([]*Delivery, error) {
 	if len(v) == 0 {

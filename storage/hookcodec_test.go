@@ -202,6 +202,9 @@ func TestBlockScratchReuse(t *testing.T) {
 	}
 }
 
+// encodeBlock is a block in buffers of its own, as the tests keep them.
+func encodeBlock(ds []*Delivery) []byte { return new(blockScratch).encode(ds) }
+
 // encodeBlockRaw is encodeBlock without compression.
 func encodeBlockRaw(ds []*Delivery) []byte {
 	v := encodeBlock(ds)
