@@ -206,10 +206,15 @@ func attemptFields(a *Attempt) [7]*string {
 
 func appendStrings(out []byte, fields []*string) []byte {
 	for _, f := range fields {
-		out = binary.AppendUvarint(out, uint64(len(*f)))
-		out = append(out, *f...)
+		out = appendString(out, *f)
 	}
 	return out
+}
+
+// appendString appends s as a uvarint length and its bytes.
+func appendString(out []byte, s string) []byte {
+	out = binary.AppendUvarint(out, uint64(len(s)))
+	return append(out, s...)
 }
 
 func stringsSize(fields []*string) int {

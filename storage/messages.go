@@ -6,12 +6,29 @@ import (
 	"strconv"
 )
 
-func msgKey(ws, id string) []byte         { return []byte("msg/" + ws + "/" + id) }
-func msgIdxKey(ws, sid, id string) []byte { return []byte("ms/" + ws + "/" + sid + "/" + id) }
+func msgKey(ws, id string) []byte         { return appendMsgKey(nil, ws, id) }
+func msgIdxKey(ws, sid, id string) []byte { return appendMsgIdxKey(nil, ws, sid, id) }
 func queueKey(ws, sid, id string) []byte  { return []byte("q/" + ws + "/" + sid + "/" + id) }
 func waKey(ws, sid, waID string) []byte   { return []byte("wa/" + ws + "/" + sid + "/" + waID) }
 func idemKey(ws, key string) []byte       { return []byte("idem/" + ws + "/" + key) }
 func quotaKey(ws, period string) []byte   { return []byte("quota/" + ws + "/" + period) }
+
+// The append forms build the hot keys in a caller's (stack) buffer.
+func appendMsgKey(dst []byte, ws, id string) []byte {
+	dst = append(dst, "msg/"...)
+	dst = append(dst, ws...)
+	dst = append(dst, '/')
+	return append(dst, id...)
+}
+
+func appendMsgIdxKey(dst []byte, ws, sid, id string) []byte {
+	dst = append(dst, "ms/"...)
+	dst = append(dst, ws...)
+	dst = append(dst, '/')
+	dst = append(dst, sid...)
+	dst = append(dst, '/')
+	return append(dst, id...)
+}
 
 // StageNewMessage adds a new message to b: its record and its session
 // index entry. A queued message needs nothing more: its status says it is
@@ -20,12 +37,11 @@ func quotaKey(ws, period string) []byte   { return []byte("quota/" + ws + "/" + 
 // a StageWAIndex entry too, unless its id can be found from its WhatsApp id
 // another way (see MessagesWithIDPrefix).
 func (b *Batch) StageNewMessage(m *Message) error {
-	v, err := encode(m)
-	if err != nil {
-		return err
-	}
-	b.Set(msgKey(m.Workspace, m.ID), v)
-	b.Set(msgIdxKey(m.Workspace, m.SessionID, m.ID), nil)
+	// Built on the stack: Pebble copies keys and values into the batch.
+	var key [128]byte
+	var rec [512]byte
+	b.Set(appendMsgKey(key[:0], m.Workspace, m.ID), appendMessage(rec[:0], m))
+	b.Set(appendMsgIdxKey(key[:0], m.Workspace, m.SessionID, m.ID), nil)
 	return nil
 }
 

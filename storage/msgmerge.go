@@ -46,27 +46,36 @@ func StatusOf(m *Message) *StatusUpdate {
 
 // StageMessageStatus writes u onto the record of message id.
 func (b *Batch) StageMessageStatus(ws, id string, u *StatusUpdate) {
-	_ = b.b.Merge(msgKey(ws, id), encodeStatusUpdate(u), nil)
+	// Built on the stack: Pebble copies the key and the operand.
+	var key [96]byte
+	var op [64]byte
+	_ = b.b.Merge(appendMsgKey(key[:0], ws, id), appendStatusUpdate(op[:0], u), nil)
 }
 
-func encodeStatusUpdate(u *StatusUpdate) []byte {
+func encodeStatusUpdate(u *StatusUpdate) []byte { return appendStatusUpdate(nil, u) }
+
+func appendStatusUpdate(dst []byte, u *StatusUpdate) []byte {
 	var flags byte
-	fields := []*string{&u.Status}
 	if u.Sent {
 		flags |= updSent
 	}
 	if u.WAID != "" {
 		flags |= updWAID
-		fields = append(fields, &u.WAID)
 	}
 	if u.Error != nil {
 		flags |= updError
-		fields = append(fields, &u.Error.Code, &u.Error.Message)
 	}
-	out := make([]byte, 0, 2+binary.MaxVarintLen64+stringsSize(fields))
-	out = append(out, tagStatusUpdate, flags)
-	out = binary.AppendVarint(out, u.UpdatedAt)
-	return appendStrings(out, fields)
+	dst = append(dst, tagStatusUpdate, flags)
+	dst = binary.AppendVarint(dst, u.UpdatedAt)
+	dst = appendString(dst, u.Status)
+	if u.WAID != "" {
+		dst = appendString(dst, u.WAID)
+	}
+	if u.Error != nil {
+		dst = appendString(dst, u.Error.Code)
+		dst = appendString(dst, u.Error.Message)
+	}
+	return dst
 }
 
 func decodeStatusUpdate(v []byte) (StatusUpdate, error) {

@@ -448,3 +448,45 @@ func TestIDHeadNamesAnIDPrefix(t *testing.T) {
 		}
 	}
 }
+
+// appendMessage writes after what dst holds, compressed or not, the same
+// bytes encodeMessage returns.
+func TestAppendMessageKeepsThePrefix(t *testing.T) {
+	for _, text := range []string{"hi", strings.Repeat("order confirmed ", 200)} {
+		m := &Message{ID: "msg_a", Workspace: "acme", Text: text, Status: "queued"}
+		prefix := []byte("prefix")
+		got := appendMessage(append([]byte(nil), prefix...), m)
+		want := append(append([]byte(nil), prefix...), encodeMessage(m)...)
+		if string(got) != string(want) {
+			t.Errorf("text of %d bytes: appendMessage differs from prefix+encodeMessage", len(text))
+		}
+		var back Message
+		if err := decode(got[len(prefix):], &back); err != nil || back.Text != text {
+			t.Errorf("text of %d bytes: round trip: %v", len(text), err)
+		}
+	}
+}
+
+// Staging a new message and a status update builds keys and values on the
+// stack (Pebble copies them): beyond the batch itself, nothing allocates.
+func TestStagingAllocatesNothing(t *testing.T) {
+	db := mustOpen(t, t.TempDir())
+	defer db.Close()
+	m := newMsg("acme", "919876543210", time.Now(), 1)
+	u := StatusOf(m)
+	batchOnly := testing.AllocsPerRun(200, func() {
+		db.NewBatch().Discard()
+	})
+	staged := testing.AllocsPerRun(200, func() {
+		b := db.NewBatch()
+		if err := b.StageNewMessage(m); err != nil {
+			t.Fatal(err)
+		}
+		b.StageMessageStatus("acme", m.ID, u)
+		b.StageMessageStatus("acme", m.ID, StatusOf(m))
+		b.Discard()
+	})
+	if staged > batchOnly {
+		t.Errorf("staging a message and two status updates: %.1f allocations beyond the batch's %.1f, want none", staged-batchOnly, batchOnly)
+	}
+}
