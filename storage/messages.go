@@ -6,12 +6,11 @@ import (
 	"strconv"
 )
 
-func msgKey(ws, id string) []byte         { return appendMsgKey(nil, ws, id) }
-func msgIdxKey(ws, sid, id string) []byte { return appendMsgIdxKey(nil, ws, sid, id) }
-func queueKey(ws, sid, id string) []byte  { return []byte("q/" + ws + "/" + sid + "/" + id) }
-func waKey(ws, sid, waID string) []byte   { return []byte("wa/" + ws + "/" + sid + "/" + waID) }
-func idemKey(ws, key string) []byte       { return []byte("idem/" + ws + "/" + key) }
-func quotaKey(ws, period string) []byte   { return []byte("quota/" + ws + "/" + period) }
+func msgKey(ws, id string) []byte        { return appendMsgKey(nil, ws, id) }
+func queueKey(ws, sid, id string) []byte { return []byte("q/" + ws + "/" + sid + "/" + id) }
+func waKey(ws, sid, waID string) []byte  { return []byte("wa/" + ws + "/" + sid + "/" + waID) }
+func idemKey(ws, key string) []byte      { return []byte("idem/" + ws + "/" + key) }
+func quotaKey(ws, period string) []byte  { return []byte("quota/" + ws + "/" + period) }
 
 // The append forms build the hot keys in a caller's (stack) buffer.
 func appendMsgKey(dst []byte, ws, id string) []byte {
