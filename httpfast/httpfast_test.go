@@ -2,6 +2,7 @@ package httpfast
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -172,5 +173,15 @@ func TestDocsAreServedAndDescribeEveryRoute(t *testing.T) {
 	page := string(get("/documentation").Response.Body())
 	if !strings.Contains(page, "<code>/v1/messages</code>") || !strings.Contains(page, "/openapi.json") {
 		t.Fatal("documentation page lacks the routes")
+	}
+}
+
+func TestSplitPathIsStringsSplit(t *testing.T) {
+	for _, p := range []string{"", "messages", "messages/msg_1", "sessions/919876543210/sandbox/inbound", "a//b", "/", "a/b/c/d/e/f/g/h/i/j"} {
+		var buf [8]string
+		got, want := splitPath(buf[:0], p), strings.Split(p, "/")
+		if !slices.Equal(got, want) {
+			t.Errorf("splitPath(%q) = %q, want %q", p, got, want)
+		}
 	}
 }

@@ -48,7 +48,21 @@ func (s *Server) handlePublic(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	s.routeV1(ctx, key, strings.Split(strings.Trim(path[len("/v1/"):], "/"), "/"))
+	var segs [8]string
+	s.routeV1(ctx, key, splitPath(segs[:0], strings.Trim(path[len("/v1/"):], "/")))
+}
+
+// splitPath is strings.Split(p, "/") appended to buf, which the caller
+// keeps on its stack: no allocation for the routes' few segments.
+func splitPath(buf []string, p string) []string {
+	for {
+		i := strings.IndexByte(p, '/')
+		if i < 0 {
+			return append(buf, p)
+		}
+		buf = append(buf, p[:i])
+		p = p[i+1:]
+	}
 }
 
 func (s *Server) routeV1(ctx *fasthttp.RequestCtx, key storage.APIKey, seg []string) {

@@ -27,6 +27,11 @@ func decodeSendBody(body []byte) (sendBody, error) {
 // "sessionId", "to" and "text", each at most once, each a string. ok is
 // false for anything else, valid or not.
 func scanSendBody(body []byte) (out sendBody, ok bool) {
+	// Two allocations for the whole body: one string holding its bytes,
+	// of which unescaped values are substrings, and the three values the
+	// fields point at.
+	all := string(body)
+	vals := new([3]string)
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return out, false
@@ -40,13 +45,14 @@ func scanSendBody(body []byte) (out sendBody, ok bool) {
 			return out, false
 		}
 		var field **string
+		var val *string
 		switch end := i + 1; {
 		case hasKey(body, end, "sessionId"):
-			field, i = &out.SessionID, end+len("sessionId")+1
+			field, val, i = &out.SessionID, &vals[0], end+len("sessionId")+1
 		case hasKey(body, end, "to"):
-			field, i = &out.To, end+len("to")+1
+			field, val, i = &out.To, &vals[1], end+len("to")+1
 		case hasKey(body, end, "text"):
-			field, i = &out.Text, end+len("text")+1
+			field, val, i = &out.Text, &vals[2], end+len("text")+1
 		default:
 			return out, false
 		}
@@ -58,11 +64,12 @@ func scanSendBody(body []byte) (out sendBody, ok bool) {
 			return out, false
 		}
 		i = skipSpace(body, i+1)
-		s, next, ok := scanString(body, i)
+		s, next, ok := scanString(body, all, i)
 		if !ok {
 			return out, false
 		}
-		*field = &s
+		*val = s
+		*field = val
 		i = skipSpace(body, next)
 		if i >= len(body) {
 			return out, false
@@ -99,8 +106,9 @@ func skipSpace(b []byte, i int) int {
 // scanString decodes the JSON string starting at b[i] (an opening quote) the
 // way encoding/json does, returning the index after its closing quote. It
 // declines (ok false) strings holding invalid UTF-8, which encoding/json
-// would silently repair.
-func scanString(b []byte, i int) (s string, next int, ok bool) {
+// would silently repair. all holds b's bytes: a string without escapes is
+// returned as a substring of it, without copying.
+func scanString(b []byte, all string, i int) (s string, next int, ok bool) {
 	if i >= len(b) || b[i] != '"' {
 		return "", 0, false
 	}
@@ -115,7 +123,7 @@ func scanString(b []byte, i int) (s string, next int, ok bool) {
 			if !utf8.Valid(raw) {
 				return "", 0, false
 			}
-			return string(raw), i + 1, true
+			return all[start:i], i + 1, true
 		case c == '\\':
 			return scanEscapedString(b, start)
 		case c < 0x20:

@@ -106,3 +106,16 @@ func FuzzAppendQueuedJSON(f *testing.F) {
 		}
 	})
 }
+
+// The usual body costs two allocations: one string holding the body, of
+// which the values are substrings, and the three values' headers.
+func TestScanSendBodyAllocations(t *testing.T) {
+	body := []byte(sendExample)
+	if n := testing.AllocsPerRun(100, func() {
+		if _, ok := scanSendBody(body); !ok {
+			t.Fatal("example body declined")
+		}
+	}); n > 2 {
+		t.Errorf("scanSendBody: %.0f allocations, want at most 2", n)
+	}
+}

@@ -137,8 +137,8 @@ func (s *Server) setRequestID(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	n := s.reqSeq.Add(1)
-	buf := make([]byte, 0, len(s.reqPrefix)+21)
-	buf = append(buf, s.reqPrefix...)
+	var stack [64]byte // fasthttp copies the value
+	buf := append(stack[:0], s.reqPrefix...)
 	buf = append(buf, '_')
 	buf = strconv.AppendUint(buf, n, 10)
 	ctx.Response.Header.SetBytesV("X-Request-Id", buf)
@@ -168,9 +168,10 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (storage.APIKey, bool) {
 	}
 	d := s.app.AdmitAt(k, ctx.Time()) // fasthttp read the time when the request came in
 	h := &ctx.Response.Header
-	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
-	h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
-	h.Set("RateLimit-Reset", strconv.Itoa(d.ResetSeconds()))
+	var num [20]byte // fasthttp copies the values
+	h.SetBytesV("RateLimit-Limit", strconv.AppendInt(num[:0], int64(d.Limit), 10))
+	h.SetBytesV("RateLimit-Remaining", strconv.AppendInt(num[:0], int64(d.Remaining), 10))
+	h.SetBytesV("RateLimit-Reset", strconv.AppendInt(num[:0], int64(d.ResetSeconds()), 10))
 	if !d.Allowed {
 		wait := d.RetryAfterSeconds()
 		s.writeError(ctx, &appliance.Error{Code: appliance.CodeRateLimited, Type: "rate_limit_error", RetryAfter: wait,
