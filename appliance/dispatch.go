@@ -491,12 +491,31 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 	inbound := false
 	// Several receipts for one message may arrive in one batch: later ones
 	// build on the pending update, not on the stored record.
-	touched := map[string]*msgUpdate{}
+	n := 0
+	for _, e := range evs {
+		if e.receipt != nil {
+			n += len(e.receipt.WAMessageIDs)
+		}
+	}
+	if cap(rt.updates) < n {
+		rt.updates = make([]msgUpdate, 0, n) // room for all: no pointer into it moves
+	}
+	if rt.touched == nil {
+		rt.touched = map[string]*msgUpdate{}
+	}
+	updates, touched := rt.updates[:0], rt.touched
+	defer func() {
+		clear(updates[:cap(updates)]) // drop the records they point at
+		clear(touched)
+		if cap(updates) > updatesKeepMax {
+			rt.updates, rt.touched = nil, nil // a burst's scratch is not kept
+		}
+	}()
 	var order []*msgUpdate
 	for _, e := range evs {
 		switch {
 		case e.receipt != nil:
-			n, err := rt.stageReceipt(b, e.receipt, touched, &order, now)
+			n, err := rt.stageReceipt(b, e.receipt, &updates, touched, &order, now)
 			if err != nil {
 				b.Discard()
 				return err
@@ -551,7 +570,13 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 	return nil
 }
 
-func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, touched map[string]*msgUpdate, order *[]*msgUpdate, now time.Time) (int, error) {
+// updatesKeepMax bounds the update scratch a session keeps between
+// batches (a msgUpdate is about 260 bytes).
+const updatesKeepMax = 4096
+
+// stageReceipt stages what receipt r changes. A message's first update in
+// the batch is appended to updates, which has room for one per id of r.
+func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, updates *[]msgUpdate, touched map[string]*msgUpdate, order *[]*msgUpdate, now time.Time) (int, error) {
 	status, evType := StatusDelivered, EventMessageDelivered
 	if r.Kind == whatsapp.ReceiptRead {
 		status, evType = StatusRead, EventMessageRead
@@ -562,7 +587,8 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 		var u *msgUpdate
 		if m := rt.byWA[waID]; m != nil {
 			if u = touched[m.ID]; u == nil {
-				u = &msgUpdate{live: m, next: *m}
+				*updates = append(*updates, msgUpdate{live: m, next: *m})
+				u = &(*updates)[len(*updates)-1]
 			}
 		} else {
 			m, err := rt.outboundByWAID(waID)
@@ -573,7 +599,8 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, to
 				return staged, err
 			}
 			if u = touched[m.ID]; u == nil {
-				u = &msgUpdate{next: *m}
+				*updates = append(*updates, msgUpdate{next: *m})
+				u = &(*updates)[len(*updates)-1]
 			}
 		}
 		m := &u.next

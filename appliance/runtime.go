@@ -48,6 +48,11 @@ type sessionRuntime struct {
 	// was recorded; recordOutcomes signals retryEarly to have them applied.
 	early      []whatsapp.Receipt
 	retryEarly chan struct{}
+	// updates and touched are applyEvents' scratch, kept between batches
+	// so that a receipt's messages cost no allocation each (event loop
+	// only).
+	updates []msgUpdate
+	touched map[string]*msgUpdate
 
 	// deferMu guards deferred and deferOrder: statuses applied in memory
 	// and not yet written (deferred.go). The event loop changes them with
