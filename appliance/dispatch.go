@@ -505,7 +505,7 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 	}
 	updates, touched := rt.updates[:0], rt.touched
 	defer func() {
-		clear(updates[:cap(updates)]) // drop the records they point at
+		clear(updates) // drop the records they point at (the rest is clear)
 		clear(touched)
 		if cap(updates) > updatesKeepMax {
 			rt.updates, rt.touched = nil, nil // a burst's scratch is not kept
