@@ -3,6 +3,7 @@ package httpfast
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -27,7 +28,7 @@ func decodeSendBody(body []byte) (sendBody, error) {
 // "sessionId", "to" and "text", each at most once, each a string. ok is
 // false for anything else, valid or not.
 func scanSendBody(body []byte) (out sendBody, ok bool) {
-	// Two allocations for the whole body: one string holding its bytes,
+	// Two allocations for the usual body: one string holding its bytes,
 	// of which unescaped values are substrings, and the three values the
 	// fields point at.
 	all := string(body)
@@ -78,7 +79,17 @@ func scanSendBody(body []byte) (out sendBody, ok bool) {
 		case ',':
 			i = skipSpace(body, i+1)
 		case '}':
-			return out, skipSpace(body, i+1) == len(body)
+			if skipSpace(body, i+1) != len(body) {
+				return out, false
+			}
+			if n := len(vals[0]) + len(vals[1]) + len(vals[2]); len(all) > 2*n+256 {
+				// Mostly padding: copy the values, so that a queued
+				// message does not keep up to a MiB of body alive.
+				for k := range vals {
+					vals[k] = strings.Clone(vals[k])
+				}
+			}
+			return out, true
 		default:
 			return out, false
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func strp(s string) *string { return &s }
@@ -117,5 +118,23 @@ func TestScanSendBodyAllocations(t *testing.T) {
 		}
 	}); n > 2 {
 		t.Errorf("scanSendBody: %.0f allocations, want at most 2", n)
+	}
+}
+
+// A body that is mostly padding does not stay alive behind its values: they
+// are copied out of it. (Substrings of one string sit exactly as far apart
+// as they do in it.)
+func TestScanSendBodyCopiesValuesOutOfPadding(t *testing.T) {
+	for _, pad := range []int{0, 1 << 20} {
+		body := `{"sessionId":"919876543210",` + strings.Repeat(" ", pad) + `"text":"hi"}`
+		b, ok := scanSendBody([]byte(body))
+		if !ok || *b.SessionID != "919876543210" || *b.Text != "hi" {
+			t.Fatalf("pad %d: %v %+v", pad, ok, b)
+		}
+		apart := uintptr(unsafe.Pointer(unsafe.StringData(*b.Text))) - uintptr(unsafe.Pointer(unsafe.StringData(*b.SessionID)))
+		shared := apart == uintptr(strings.Index(body, "hi")-strings.Index(body, "919876543210"))
+		if shared != (pad == 0) {
+			t.Errorf("pad %d: values share the body: %v, want %v", pad, shared, pad == 0)
+		}
 	}
 }
