@@ -20,18 +20,32 @@ type deferredStatus struct {
 }
 
 // setDeferred records (deferred) or clears the pending write of m's status
-// after the event loop changed it. msgMu is held.
-func (rt *sessionRuntime) setDeferred(m *storage.Message, deferred bool, now time.Time) {
+// after the event loop or the dispatcher changed it. msgMu is held. It
+// reports whether m's is the only status held now: the event loop's timer
+// is then not set for it (see wakeForDeferred).
+func (rt *sessionRuntime) setDeferred(m *storage.Message, deferred bool, now time.Time) (first bool) {
 	rt.deferMu.Lock()
 	defer rt.deferMu.Unlock()
 	if !deferred {
 		delete(rt.deferred, m.ID) // a write that supersedes it is committed
-		return
+		return false
 	}
+	first = len(rt.deferred) == 0
 	if _, ok := rt.deferred[m.ID]; !ok {
 		rt.deferOrder = append(rt.deferOrder, m.ID)
 	}
 	rt.deferred[m.ID] = &deferredStatus{m: m, status: m.Status, updatedAt: m.UpdatedAt, due: now.Add(deferWindow)}
+	return first
+}
+
+// wakeForDeferred has the event loop set its timer for a status the
+// dispatcher held while none was (the loop sets it itself after the
+// statuses it holds, and a timer already set is due sooner).
+func (rt *sessionRuntime) wakeForDeferred() {
+	select {
+	case rt.deferWake <- struct{}{}:
+	default:
+	}
 }
 
 // flushDeferred writes the deferred statuses that are due (all of them with

@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -84,4 +85,87 @@ func TestDeferredDeliveredThenReadEndsRead(t *testing.T) {
 			t.Fatalf("%s stored %q, want read", id, got)
 		}
 	}
+}
+
+// TestSentStatusWaitsForTheReadReceipt: with no endpoint for message.sent,
+// the sent status is shown at once but written when the defer window ends;
+// a subscriber gets it written at once.
+func TestSentStatusWaitsForTheReadReceipt(t *testing.T) {
+	h, gate := newGatedHarness(t)
+	h.events.ignore.Store(map[string]bool{EventMessageSent: true})
+	gate.release(h)
+
+	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "held"})
+	h.waitStatus(DefaultWorkspace, m.ID, StatusSent) // through the API
+	if got := h.storedStatus(m.ID); got != StatusQueued {
+		t.Fatalf("stored status %q right after the send, want queued (the write is deferred)", got)
+	}
+	var queued []string
+	_ = h.app.Messages(DefaultWorkspace, MessageFilter{Status: StatusQueued}, func(x *storage.Message) bool {
+		queued = append(queued, x.ID)
+		return true
+	})
+	if len(queued) != 0 {
+		t.Fatalf("status=queued lists %v while the message is sent", queued)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for h.storedStatus(m.ID) != StatusSent {
+		if time.Now().After(deadline) {
+			t.Fatal("the deferred sent status was never written")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	h.events.ignore.Store(map[string]bool{})
+	m2 := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "subscribed"})
+	h.waitStatus(DefaultWorkspace, m2.ID, StatusSent)
+	if got := h.storedStatus(m2.ID); got != StatusSent {
+		t.Fatalf("with a subscriber: stored %q, want sent at once", got)
+	}
+}
+
+// TestSentStatusLostInACrashIsRecovered: a held sent status that dies with
+// the process leaves a queued record behind the queue mark; the restart
+// records it as sent and does not send it again.
+func TestSentStatusLostInACrashIsRecovered(t *testing.T) {
+	h, gate := newGatedHarness(t)
+	h.events.ignore.Store(map[string]bool{EventMessageSent: true})
+	gate.release(h)
+	var ids []string
+	for i := range 5 {
+		m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: fmt.Sprint("m", i)})
+		h.waitStatus(DefaultWorkspace, m.ID, StatusSent)
+		ids = append(ids, m.ID)
+	}
+	// The crash: the held statuses are gone before anything wrote them.
+	rt, err := h.app.runtime(DefaultWorkspace, sess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.deferMu.Lock()
+	clear(rt.deferred)
+	rt.deferOrder = nil
+	rt.deferMu.Unlock()
+	h.close()
+	db, err := storage.Open(h.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if m, err := db.Message(DefaultWorkspace, id); err != nil || m.Status != StatusQueued {
+			t.Fatalf("%s before the restart: %v %v, want stored queued (the sent status was lost)", id, m, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	h.open(gate)
+	for _, id := range ids {
+		if got := h.storedStatus(id); got != StatusSent {
+			t.Errorf("%s stored %q after the restart, want sent", id, got)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a dispatcher that wrongly re-queued them would send now
+	gate.checkSentOnceEach(t, 5)
 }

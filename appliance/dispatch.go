@@ -287,7 +287,15 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		if m.WAID != o.m.WAID {
 			upd.WAID = m.WAID // the transport reported another id
 		}
-		b.StageMessageStatus(rt.ws, m.ID, upd)
+		// A sent status no endpoint waits for is held like a delivered one
+		// (deferred.go): the read receipt usually follows within the window
+		// and one write records both. It is safe to lose: the marks, in
+		// this commit, say the message left the queue, and recover takes a
+		// queued record behind them for sent.
+		u.deferred = o.err == nil && !wanted && upd.WAID == ""
+		if !u.deferred {
+			b.StageMessageStatus(rt.ws, m.ID, upd)
+		}
 		if ev != nil {
 			if err := rt.a.events.Stage(b, *ev); err != nil {
 				b.Discard()
@@ -340,6 +348,9 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 			delete(rt.live, u.live.ID)
 		} else {
 			sent = append(sent, u.live)
+		}
+		if u.deferred && rt.setDeferred(u.live, true, now) {
+			rt.wakeForDeferred()
 		}
 	}
 	// The batch is in the order the sends' commits returned, which is not
@@ -458,6 +469,8 @@ func (rt *sessionRuntime) eventLoop() {
 			pending = pending[:0]
 		case <-rt.retryEarly:
 			pending = rt.takeEarly(pending[:0])
+		case <-rt.deferWake:
+			pending = pending[:0] // only to set the timer below
 		case ev := <-rt.events:
 			pending = append(pending[:0], ev)
 		}
@@ -598,6 +611,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, up
 			if err != nil {
 				return staged, err
 			}
+			rt.overlayDeferred(m) // its sent status may not be written yet
 			if u = touched[m.ID]; u == nil {
 				*updates = append(*updates, msgUpdate{next: *m})
 				u = &(*updates)[len(*updates)-1]

@@ -197,8 +197,8 @@ func (a *Appliance) Messages(workspace string, f MessageFilter, fn func(*storage
 		}
 	}
 	return a.db.Messages(workspace, r, func(m *storage.Message) bool {
-		if m.Status == StatusSent {
-			a.overlay(m) // only a sent message can have a delivered status pending
+		if m.Status == StatusQueued || m.Status == StatusSent {
+			a.overlay(m) // only these can have a newer status pending (deferred.go)
 		}
 		if f.Direction != "" && m.Direction != f.Direction {
 			return true

@@ -48,6 +48,7 @@ type sessionRuntime struct {
 	// was recorded; recordOutcomes signals retryEarly to have them applied.
 	early      []whatsapp.Receipt
 	retryEarly chan struct{}
+	deferWake  chan struct{} // see wakeForDeferred
 	// updates and touched are applyEvents' scratch, kept between batches
 	// so that a receipt's messages cost no allocation each (event loop
 	// only).
@@ -99,6 +100,7 @@ func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
 		rec:        *rec,
 		wake:       make(chan struct{}, 1),
 		retryEarly: make(chan struct{}, 1),
+		deferWake:  make(chan struct{}, 1),
 		events:     make(chan sessionEvent, 4096),
 	}
 	rt.numbers.m = map[string]numberEntry{}
@@ -154,7 +156,7 @@ func (rt *sessionRuntime) recover(atBoot bool) ([]string, error) {
 		return nil, err
 	}
 	var queued []string
-	var owing []*storage.Message
+	var owing, resent []*storage.Message
 	uncounted := map[string]int64{} // queued messages by month, not yet in the quota counter
 	if found {
 		// Ids made from now on must sort after everything the marks cover,
@@ -170,6 +172,13 @@ func (rt *sessionRuntime) recover(atBoot bool) ([]string, error) {
 			case m.Status == StatusQueued && m.ID >= marks.QueueFrom:
 				queued = append(queued, m.ID)
 				uncounted[Period(time.Unix(m.CreatedAt, 0))]++
+			case m.Status == StatusQueued:
+				// Behind the queue mark, so dispatched: its sent status was
+				// held in memory (deferred.go) and lost with the process.
+				// Failures are never held, so it was sent.
+				m.Status, m.Sent, m.UpdatedAt = StatusSent, true, rt.a.now().Unix()
+				resent = append(resent, m)
+				owing = append(owing, m)
 			case (m.Status == StatusSent || m.Status == StatusDelivered) && m.ID >= marks.AwaitFrom:
 				owing = append(owing, m)
 				if len(owing) >= 2*liveMax {
@@ -181,6 +190,15 @@ func (rt *sessionRuntime) recover(atBoot bool) ([]string, error) {
 		})
 		if err != nil {
 			return nil, fmt.Errorf("read the log of session %s from its marks: %w", rt.id, err)
+		}
+		if len(resent) > 0 {
+			b := db.NewBatch()
+			for _, m := range resent {
+				b.StageMessageStatus(rt.ws, m.ID, storage.StatusOf(m))
+			}
+			if err := db.CommitSync(b); err != nil {
+				return nil, storageErr("record sent statuses lost in a crash", err)
+			}
 		}
 	}
 	legacyQ, err := db.Queue(rt.ws, rt.id, "", math.MaxInt)
