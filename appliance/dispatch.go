@@ -287,12 +287,13 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		if m.WAID != o.m.WAID {
 			upd.WAID = m.WAID // the transport reported another id
 		}
-		// A sent status no endpoint waits for is held like a delivered one
-		// (deferred.go): the read receipt usually follows within the window
-		// and one write records both. It is safe to lose: the marks, in
-		// this commit, say the message left the queue, and recover takes a
-		// queued record behind them for sent.
-		u.deferred = o.err == nil && !wanted && upd.WAID == ""
+		// A sent status is held like an unsubscribed delivered one
+		// (deferred.go): a later receipt usually follows within the window
+		// and one write records both. Its event, if wanted, is staged now.
+		// Losing the status is safe: the marks, in this commit, say the
+		// message left the queue, and recover takes a queued record behind
+		// them for sent (and stages no second event).
+		u.deferred = o.err == nil && upd.WAID == ""
 		if !u.deferred {
 			b.StageMessageStatus(rt.ws, m.ID, upd)
 		}
