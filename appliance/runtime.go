@@ -156,7 +156,7 @@ func (rt *sessionRuntime) recover(atBoot bool) ([]string, error) {
 		return nil, err
 	}
 	var queued []string
-	var owing, resent []*storage.Message
+	var owing, unrecorded []*storage.Message
 	uncounted := map[string]int64{} // queued messages by month, not yet in the quota counter
 	if found {
 		// Ids made from now on must sort after everything the marks cover,
@@ -177,7 +177,7 @@ func (rt *sessionRuntime) recover(atBoot bool) ([]string, error) {
 				// held in memory (deferred.go) and lost with the process.
 				// Failures are never held, so it was sent.
 				m.Status, m.Sent, m.UpdatedAt = StatusSent, true, rt.a.now().Unix()
-				resent = append(resent, m)
+				unrecorded = append(unrecorded, m)
 				owing = append(owing, m)
 			case (m.Status == StatusSent || m.Status == StatusDelivered) && m.ID >= marks.AwaitFrom:
 				owing = append(owing, m)
@@ -191,9 +191,9 @@ func (rt *sessionRuntime) recover(atBoot bool) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read the log of session %s from its marks: %w", rt.id, err)
 		}
-		if len(resent) > 0 {
+		if len(unrecorded) > 0 {
 			b := db.NewBatch()
-			for _, m := range resent {
+			for _, m := range unrecorded {
 				b.StageMessageStatus(rt.ws, m.ID, storage.StatusOf(m))
 			}
 			if err := db.CommitSync(b); err != nil {
