@@ -19,6 +19,18 @@ func (h *harness) storedStatus(id string) string {
 	return m.Status
 }
 
+// waitStored waits until the record of message id is written with status.
+func (h *harness) waitStored(id, status string) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.storedStatus(id) != status {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("the held %s status of %s was never written", status, id)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestDeliveredStatusWaitsForTheReadReceipt: with no endpoint for
 // message.delivered, the delivered status is shown at once but written only
 // when the defer window ends (or with the read status, or at stop).
@@ -41,13 +53,7 @@ func TestDeliveredStatusWaitsForTheReadReceipt(t *testing.T) {
 	if len(listed) != 1 || listed[0] != m.ID {
 		t.Fatalf("status=delivered lists %v, want the deferred message", listed)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for h.storedStatus(m.ID) != StatusDelivered {
-		if time.Now().After(deadline) {
-			t.Fatal("the deferred delivered status was never written")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	h.waitStored(m.ID, StatusDelivered)
 
 	// Stopping writes what is still deferred.
 	m2 := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "at stop"})
@@ -109,13 +115,7 @@ func TestSentStatusWaitsForTheReadReceipt(t *testing.T) {
 	if len(queued) != 0 {
 		t.Fatalf("status=queued lists %v while the message is sent", queued)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for h.storedStatus(m.ID) != StatusSent {
-		if time.Now().After(deadline) {
-			t.Fatal("the deferred sent status was never written")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	h.waitStored(m.ID, StatusSent)
 
 	h.events.ignore.Store(map[string]bool{})
 	m2 := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "subscribed"})
