@@ -126,14 +126,20 @@ func decodeSortable(s string) ([12]byte, bool) {
 	return raw, j == 12
 }
 
-func indexSortable(c byte) int {
-	for i := 0; i < len(sortable32); i++ {
-		if sortable32[i] == c {
-			return i
-		}
+// sortableValue maps a byte to its value in sortable32, or -1: decoding
+// looks each symbol up instead of scanning the alphabet for it, since
+// every send decodes its message id (for its WhatsApp id).
+var sortableValue = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
 	}
-	return -1
-}
+	for i := 0; i < len(sortable32); i++ {
+		t[sortable32[i]] = int8(i)
+	}
+	return t
+}()
+
+func indexSortable(c byte) int { return int(sortableValue[c]) }
 
 // IDHeadLen is how many leading bytes of an id IDHead returns: the 8 bytes of
 // time and the first 2 random bytes, exactly the first 16 characters of the

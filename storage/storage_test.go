@@ -490,3 +490,25 @@ func TestStagingAllocatesNothing(t *testing.T) {
 		t.Errorf("staging a message and two status updates: %.1f allocations beyond the batch's %.1f, want none", staged-batchOnly, batchOnly)
 	}
 }
+
+func TestIndexSortableIsTheAlphabetsPosition(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		want := strings.IndexByte(sortable32, byte(c))
+		if got := indexSortable(byte(c)); got != want {
+			t.Fatalf("indexSortable(%q) = %d, want %d", byte(c), got, want)
+		}
+	}
+	raw := [12]byte{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98}
+	if got, ok := decodeSortable(encodeSortable(raw)); !ok || got != raw {
+		t.Fatalf("decodeSortable(encodeSortable(%x)) = %x, %v", raw, got, ok)
+	}
+}
+
+func BenchmarkIDHead(b *testing.B) {
+	id := NewID("msg_", time.Now())
+	for b.Loop() {
+		if _, ok := IDHead("msg_", id); !ok {
+			b.Fatal("IDHead rejects", id)
+		}
+	}
+}
