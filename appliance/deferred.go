@@ -30,10 +30,15 @@ func (rt *sessionRuntime) setDeferred(m *storage.Message, deferred bool, now tim
 		delete(rt.deferred, m.ID) // a write that supersedes it is committed
 		return false
 	}
-	first = len(rt.deferred) == 0
-	if _, ok := rt.deferred[m.ID]; !ok {
-		rt.deferOrder = append(rt.deferOrder, m.ID)
+	if d, ok := rt.deferred[m.ID]; ok {
+		// Updated in place (a delivered status replacing a held sent one):
+		// flushDeferred, which compares entries by pointer, holds msgMu
+		// throughout, so it never sees the change half made.
+		*d = deferredStatus{m: m, status: m.Status, updatedAt: m.UpdatedAt, due: now.Add(deferWindow)}
+		return false
 	}
+	first = len(rt.deferred) == 0
+	rt.deferOrder = append(rt.deferOrder, m.ID)
 	rt.deferred[m.ID] = &deferredStatus{m: m, status: m.Status, updatedAt: m.UpdatedAt, due: now.Add(deferWindow)}
 	return first
 }
