@@ -173,3 +173,31 @@ func TestSentStatusLostInACrashIsRecovered(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // a dispatcher that wrongly re-queued them would send now
 	gate.checkSentOnceEach(t, 5)
 }
+
+// A newer held status for a message already held replaces it in place: one
+// entry, one place in deferOrder, the newer status shown, no allocation.
+func TestHeldStatusIsReplacedInPlace(t *testing.T) {
+	rt := &sessionRuntime{deferred: map[string]*deferredStatus{}}
+	now := time.Unix(1_800_000_000, 0)
+	m := &storage.Message{ID: "msg_a", Status: StatusSent, UpdatedAt: 1}
+	if !rt.setDeferred(m, true, now) {
+		t.Fatal("the first held status did not report itself first")
+	}
+	held := rt.deferred[m.ID]
+	m.Status, m.UpdatedAt = StatusDelivered, 2
+	later := now.Add(time.Second)
+	allocs := testing.AllocsPerRun(10, func() {
+		if rt.setDeferred(m, true, later) {
+			t.Fatal("a replaced status reported itself first")
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("replacing a held status: %.1f allocations, want 0", allocs)
+	}
+	if got := rt.deferred[m.ID]; got != held || got.status != StatusDelivered || got.updatedAt != 2 || !got.due.Equal(later.Add(deferWindow)) {
+		t.Errorf("held entry after replacement = %p %+v, want %p with delivered, 2, due %v", got, *got, held, later.Add(deferWindow))
+	}
+	if len(rt.deferOrder) != 1 {
+		t.Errorf("deferOrder = %v, want the message once", rt.deferOrder)
+	}
+}
