@@ -201,3 +201,59 @@ func TestHeldStatusIsReplacedInPlace(t *testing.T) {
 		t.Errorf("deferOrder = %v, want the message once", rt.deferOrder)
 	}
 }
+
+// TestSentStatusAheadOfAReservationIsWritten: a message sent while an older
+// id is still reserved (a Send between its reservation and its commit) is
+// not behind the queue mark, so its sent status is written with the
+// outcome: held and lost in a crash, the restart would take it for queued,
+// count it twice and send it again.
+func TestSentStatusAheadOfAReservationIsWritten(t *testing.T) {
+	h, gate := newGatedHarness(t)
+	h.events.ignore.Store(map[string]bool{EventMessageSent: true})
+	gate.release(h)
+	rt, err := h.app.runtime(DefaultWorkspace, sess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	older, err := rt.reserveQueued(h.app.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reserved := true
+	t.Cleanup(func() { // before the harness's: stopping waits for reservations
+		if reserved {
+			rt.abandonQueued(older, false)
+		}
+	})
+	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "ahead"})
+	if m.ID <= older {
+		t.Fatalf("message %s not after the reservation %s", m.ID, older)
+	}
+	h.waitStatus(DefaultWorkspace, m.ID, StatusSent)
+	if got := h.storedStatus(m.ID); got != StatusSent {
+		t.Fatalf("stored status %q once sent, want sent: an older id is reserved, so the status may not be held", got)
+	}
+	u, err := h.app.Usage(DefaultWorkspace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usedBefore := u.Used
+
+	// The crash: held statuses are gone, and so is the reservation.
+	rt.deferMu.Lock()
+	clear(rt.deferred)
+	rt.deferOrder = nil
+	rt.deferMu.Unlock()
+	rt.abandonQueued(older, false)
+	reserved = false
+	h.close()
+	h.open(gate)
+	if got := h.storedStatus(m.ID); got != StatusSent {
+		t.Errorf("stored %q after the restart, want sent", got)
+	}
+	if u, err := h.app.Usage(DefaultWorkspace); err != nil || u.Used != usedBefore {
+		t.Errorf("usage %d (%v) after the restart, want %d as before", u.Used, err, usedBefore)
+	}
+	time.Sleep(100 * time.Millisecond) // a dispatcher that wrongly re-queued it would send now
+	gate.checkSentOnceEach(t, 1)
+}

@@ -292,7 +292,8 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		// and one write records both. Its event, if wanted, is staged now.
 		// Losing the status is safe: the marks, in this commit, say the
 		// message left the queue, and recover takes a queued record behind
-		// them for sent (and stages no second event).
+		// them for sent (and stages no second event); one not behind them
+		// is written below, once the marks are known.
 		u.deferred = o.err == nil && upd.WAID == ""
 		if !u.deferred {
 			b.StageMessageStatus(rt.ws, m.ID, upd)
@@ -320,6 +321,16 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 	marks.AwaitFrom = rt.awaitFromLocked(marks.QueueFrom, nil)
 	if awaitFrom != "" && awaitFrom < marks.AwaitFrom {
 		marks.AwaitFrom = awaitFrom
+	}
+	// recover takes a queued record for sent only behind QueueFrom. A
+	// message sent while an older id is still reserved (a Send that has not
+	// committed yet) is not behind it, so its sent status is written now:
+	// held and lost in a crash, it would read as queued and be sent again.
+	for i := range updates {
+		if u := &updates[i]; u.deferred && u.next.ID >= marks.QueueFrom {
+			u.deferred = false
+			b.StageMessageStatus(rt.ws, u.next.ID, storage.StatusOf(&u.next))
+		}
 	}
 	b.StageSessionMarks(rt.ws, rt.id, marks)
 	if err := rt.a.db.CommitSync(b); err != nil {
