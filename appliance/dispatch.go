@@ -226,6 +226,18 @@ type msgUpdate struct {
 	deferred bool
 }
 
+// requeue puts back in the queued set the messages of an outcome batch that
+// was not committed: still queued as far as the disk knows, they keep the
+// marks behind them.
+func (rt *sessionRuntime) requeue(outcomes []sendOutcome) {
+	rt.queueMu.Lock()
+	defer rt.queueMu.Unlock()
+	for _, o := range outcomes {
+		rt.queued[o.id] = struct{}{}
+		rt.queuedIDs.push(o.id)
+	}
+}
+
 func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 	now := rt.a.now()
 	rt.msgMu.Lock()
@@ -237,6 +249,14 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 	var quota map[string]int64
 	wantSent := rt.a.events.Wants(rt.ws, EventMessageSent)
 	wantFailed := rt.a.events.Wants(rt.ws, EventMessageFailed)
+	// The batch's messages leave the queue in the same commit that moves
+	// the marks past them.
+	rt.queueMu.Lock()
+	for _, o := range outcomes {
+		delete(rt.queued, o.id)
+	}
+	marks := storage.SessionMarks{QueueFrom: rt.queueFromLocked()}
+	rt.queueMu.Unlock()
 	for _, o := range outcomes {
 		_, legacy := rt.legacyQ[o.id]
 		if legacy {
@@ -290,17 +310,20 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		// A sent status is held like an unsubscribed delivered one
 		// (deferred.go): a later receipt usually follows within the window
 		// and one write records both. Its event, if wanted, is staged now.
-		// Losing the status is safe: the marks, in this commit, say the
-		// message left the queue, and recover takes a queued record behind
-		// them for sent (and stages no second event); one not behind them
-		// is written below, once the marks are known.
-		u.deferred = o.err == nil && upd.WAID == ""
+		// Losing the status is safe when the marks, in this commit, are
+		// past the message: recover takes a queued record behind them for
+		// sent (and stages no second event). A message sent while an older
+		// id is still reserved (a Send that has not committed yet) is not
+		// behind them; held and lost in a crash, it would read as queued,
+		// be counted twice and sent again, so its status is written now.
+		u.deferred = o.err == nil && upd.WAID == "" && m.ID < marks.QueueFrom
 		if !u.deferred {
 			b.StageMessageStatus(rt.ws, m.ID, upd)
 		}
 		if ev != nil {
 			if err := rt.a.events.Stage(b, *ev); err != nil {
 				b.Discard()
+				rt.requeue(outcomes)
 				return err
 			}
 			staged = true
@@ -310,37 +333,13 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 	for period, n := range quota {
 		b.StageQuotaUse(rt.ws, period, n)
 	}
-	// The batch's messages leave the queue in the same commit that moves
-	// the marks past them.
-	rt.queueMu.Lock()
-	for _, o := range outcomes {
-		delete(rt.queued, o.id)
-	}
-	marks := storage.SessionMarks{QueueFrom: rt.queueFromLocked()}
-	rt.queueMu.Unlock()
 	marks.AwaitFrom = rt.awaitFromLocked(marks.QueueFrom, nil)
 	if awaitFrom != "" && awaitFrom < marks.AwaitFrom {
 		marks.AwaitFrom = awaitFrom
 	}
-	// recover takes a queued record for sent only behind QueueFrom. A
-	// message sent while an older id is still reserved (a Send that has not
-	// committed yet) is not behind it, so its sent status is written now:
-	// held and lost in a crash, it would read as queued and be sent again.
-	for i := range updates {
-		if u := &updates[i]; u.deferred && u.next.ID >= marks.QueueFrom {
-			u.deferred = false
-			b.StageMessageStatus(rt.ws, u.next.ID, storage.StatusOf(&u.next))
-		}
-	}
 	b.StageSessionMarks(rt.ws, rt.id, marks)
 	if err := rt.a.db.CommitSync(b); err != nil {
-		// Still queued as far as the disk knows: keep counting them.
-		rt.queueMu.Lock()
-		for _, o := range outcomes {
-			rt.queued[o.id] = struct{}{}
-			rt.queuedIDs.push(o.id)
-		}
-		rt.queueMu.Unlock()
+		rt.requeue(outcomes)
 		return err
 	}
 	rt.marks = marks
