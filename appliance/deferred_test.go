@@ -146,10 +146,7 @@ func TestSentStatusLostInACrashIsRecovered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt.deferMu.Lock()
-	clear(rt.deferred)
-	rt.deferOrder = nil
-	rt.deferMu.Unlock()
+	loseHeldStatuses(rt)
 	h.close()
 	db, err := storage.Open(h.dir)
 	if err != nil {
@@ -240,10 +237,7 @@ func TestSentStatusAheadOfAReservationIsWritten(t *testing.T) {
 	usedBefore := u.Used
 
 	// The crash: held statuses are gone, and so is the reservation.
-	rt.deferMu.Lock()
-	clear(rt.deferred)
-	rt.deferOrder = nil
-	rt.deferMu.Unlock()
+	loseHeldStatuses(rt)
 	rt.abandonQueued(older, false)
 	reserved = false
 	h.close()
@@ -256,4 +250,13 @@ func TestSentStatusAheadOfAReservationIsWritten(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // a dispatcher that wrongly re-queued it would send now
 	gate.checkSentOnceEach(t, 1)
+}
+
+// loseHeldStatuses drops the statuses rt holds unwritten, as a crash would,
+// so that closing the harness does not write them.
+func loseHeldStatuses(rt *sessionRuntime) {
+	rt.deferMu.Lock()
+	clear(rt.deferred)
+	rt.deferOrder = nil
+	rt.deferMu.Unlock()
 }
