@@ -609,8 +609,9 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, up
 	staged := 0
 	for _, waID := range r.WAMessageIDs {
 		var u *msgUpdate
+		var known bool // u is in touched already
 		if m := rt.byWA[waID]; m != nil {
-			if u = touched[m.ID]; u == nil {
+			if u, known = touched[m.ID]; !known {
 				*updates = append(*updates, msgUpdate{live: m, next: *m})
 				u = &(*updates)[len(*updates)-1]
 			}
@@ -623,7 +624,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, up
 				return staged, err
 			}
 			rt.overlayDeferred(m) // its sent status may not be written yet
-			if u = touched[m.ID]; u == nil {
+			if u, known = touched[m.ID]; !known {
 				*updates = append(*updates, msgUpdate{next: *m})
 				u = &(*updates)[len(*updates)-1]
 			}
@@ -641,7 +642,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, up
 		m.Status = status
 		m.Sent = true
 		m.UpdatedAt = now.Unix()
-		if touched[m.ID] == nil {
+		if !known {
 			touched[m.ID] = u
 			*order = append(*order, u)
 		}

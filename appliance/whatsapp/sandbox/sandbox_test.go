@@ -334,6 +334,73 @@ func TestDuplicateSendAcknowledgedOnce(t *testing.T) {
 	}
 }
 
+// TestResendsAmongOtherIDsAcknowledgedOnce: among other ids in flight, a
+// re-send of an id still owing receipts, an id older than the newest but
+// never sent, and a generated id each get exactly one delivered and one
+// read receipt, and an id is forgotten once its read receipt is reported.
+func TestResendsAmongOtherIDsAcknowledgedOnce(t *testing.T) {
+	rec := newRecorder(t)
+	var clock atomic.Int64
+	opts := Options{DeliveredAfter: 40 * time.Millisecond, ReadAfter: 80 * time.Millisecond,
+		Now: func() time.Time { return time.Unix(clock.Add(1), 0) }}
+	tr := open(t, opts, rec)
+	id := func(n int) string { return fmt.Sprintf("3EB0%020X", n) }
+	send := func(reqID string) whatsapp.SendResult {
+		t.Helper()
+		res, err := tr.Send(context.Background(), whatsapp.SendRequest{ID: reqID, To: "4915112345678", Text: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	first := map[string]whatsapp.SendResult{}
+	for _, n := range []int{10, 20, 30} {
+		first[id(n)] = send(id(n))
+	}
+	if got := send(id(20)); got != first[id(20)] {
+		t.Errorf("re-send of %s returned %+v, want the first result %+v", id(20), got, first[id(20)])
+	}
+	first[id(15)] = send(id(15)) // older than the newest, never sent
+	if got := send(id(15)); got != first[id(15)] {
+		t.Errorf("re-send of %s returned %+v, want the first result %+v", id(15), got, first[id(15)])
+	}
+	gen := send("not-a-whatsapp-id").WAMessageID
+	first[gen] = whatsapp.SendResult{}
+	first[id(40)] = send(id(40))
+	if got := send(id(10)); got != first[id(10)] {
+		t.Errorf("re-send of %s returned %+v, want the first result %+v", id(10), got, first[id(10)])
+	}
+	rec.waitRead(t, len(first), 2*time.Second)
+	time.Sleep(120 * time.Millisecond) // room for a wrong second receipt
+	rec.mu.Lock()
+	for x := range first {
+		if rec.delivered[x] != 1 || rec.read[x] != 1 {
+			t.Errorf("%s: delivered %d times, read %d times; want once each", x, rec.delivered[x], rec.read[x])
+		}
+	}
+	rec.mu.Unlock()
+
+	// All were read: a re-send of any of them is a new message.
+	for _, x := range []string{id(10), id(40)} {
+		if got := send(x); got == first[x] {
+			t.Errorf("send of %s after its read receipt returned the first result again", x)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		rec.mu.Lock()
+		n10, n40 := rec.read[id(10)], rec.read[id(40)]
+		rec.mu.Unlock()
+		if n10 == 2 && n40 == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sends after the read receipts: read %d and %d times, want 2 each", n10, n40)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestReceipts checks, with the default delays, that every successful send
 // gets one delivered then one read receipt, both within 1 s.
 func TestReceipts(t *testing.T) {
