@@ -379,30 +379,70 @@ func TestPruneWebhookLogKeepsPendingAndRecent(t *testing.T) {
 		stageLegacyDelivery(b, d)
 		return d
 	}
-	oldDone, oldPending, newDone := mk(old, "delivered"), mk(old, "pending"), mk(recent, "delivered")
-	for _, at := range []time.Time{old, recent} {
-		if err := b.StageAttempt(&Attempt{ID: idAt("att_", at), EndpointID: "wh_1"}); err != nil {
-			t.Fatal(err)
+	var oldDone []*Delivery
+	for range 5 {
+		oldDone = append(oldDone, mk(old, "delivered"))
+	}
+	oldPending := mk(old, "pending")
+	oldDone = append(oldDone, mk(old, "failed"))
+	newDone := mk(recent, "delivered")
+	for _, ep := range []string{"wh_1", "wh_2", "wh_3"} {
+		for _, at := range []time.Time{old, old, recent} {
+			if err := b.StageAttempt(&Attempt{ID: idAt("att_", at), EndpointID: ep}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	mustCommit(t, db, b)
 	cut := time.Now().Add(-30 * 24 * time.Hour)
-	n, err := db.PruneWebhookLog(IDBound("att_", cut), IDBound("dlv_", cut))
-	if err != nil || n != 2 {
-		t.Fatalf("pruned %d (%v), want the old attempt and the old finished delivery", n, err)
+
+	eps, err := db.PruneWebhookAttempts(IDBound("att_", cut))
+	if err != nil || eps != 3 {
+		t.Fatalf("PruneWebhookAttempts: %d endpoints (%v), want 3", eps, err)
 	}
-	if _, err := db.Delivery(oldDone.ID); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("old finished delivery kept: %v", err)
+	for _, ep := range []string{"wh_1", "wh_2", "wh_3"} {
+		var left []string
+		_ = db.Attempts(ep, "", func(a *Attempt) bool { left = append(left, a.ID); return true })
+		if len(left) != 1 || left[0] < IDBound("att_", cut) {
+			t.Fatalf("%s: attempts left %v, want only the recent one", ep, left)
+		}
+	}
+
+	// Two at a time: the steps go on from where the last one stopped.
+	from, total, steps := "", 0, 0
+	for {
+		n, next, err := db.PruneWebhookDeliveries(from, IDBound("dlv_", cut), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 2 {
+			t.Fatalf("step %d deleted %d, over its limit of 2", steps, n)
+		}
+		total += n
+		steps++
+		if next == "" {
+			break
+		}
+		if next <= from {
+			t.Fatalf("step %d goes on from %q, not after %q", steps, next, from)
+		}
+		from = next
+	}
+	if total != len(oldDone) || steps < 3 {
+		t.Fatalf("pruned %d deliveries in %d steps, want %d in at least 3", total, steps, len(oldDone))
+	}
+	for _, d := range oldDone {
+		if _, err := db.Delivery(d.ID); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("old finished delivery %s kept: %v", d.ID, err)
+		}
 	}
 	for _, d := range []*Delivery{oldPending, newDone} {
 		if got, err := db.Delivery(d.ID); err != nil || string(got.Body) != `{}` {
 			t.Fatalf("delivery %s lost: %v", d.ID, err)
 		}
 	}
-	var left int
-	_ = db.Attempts("wh_1", "", func(*Attempt) bool { left++; return true })
-	if left != 1 {
-		t.Fatalf("%d attempts left, want the recent one", left)
+	if n, next, err := db.PruneWebhookDeliveries("", IDBound("dlv_", cut), 2); n != 0 || next != "" || err != nil {
+		t.Fatalf("a second pass deleted %d (next %q, %v), want nothing", n, next, err)
 	}
 }
 

@@ -1,10 +1,13 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Event is something a workspace's webhooks may be told about. Fields are set
@@ -289,35 +292,59 @@ func (db *DB) Attempts(endpointID, before string, fn func(*Attempt) bool) error 
 	return err
 }
 
-// PruneWebhookLog deletes attempts and finished deliveries created before
-// cutoffID (a time-ordered id bound), returning how many records it removed.
-// Pending deliveries are kept whatever their age.
-func (db *DB) PruneWebhookLog(attemptCutoff, deliveryCutoff string) (int, error) {
+// PruneWebhookAttempts deletes every attempt whose id sorts below cutoff (a
+// time-ordered id bound such as IDBound("att_", t)), for every endpoint,
+// with one range deletion each: attempts sort by time within an endpoint,
+// so the work grows with the number of endpoints, not with the log. It
+// returns how many endpoints have a log.
+func (db *DB) PruneWebhookAttempts(cutoff string) (int, error) {
+	p := []byte("att/")
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return 0, fmt.Errorf("open iterator: %w", err)
+	}
 	b := db.NewBatch()
 	n := 0
-	p := []byte("att/")
-	err := db.Scan(p, prefixEnd(p), false, func(k, _ []byte) bool {
-		// att/<endpoint>/<attemptID>: ids sort by time within each endpoint.
-		rest := k[len(p):]
-		for i := len(rest) - 1; i >= 0; i-- {
-			if rest[i] == '/' {
-				if string(rest[i+1:]) < attemptCutoff {
-					b.Delete(append([]byte(nil), k...))
-					n++
-				}
-				break
-			}
+	for ok := it.First(); ok; {
+		rest := it.Key()[len(p):]
+		i := bytes.IndexByte(rest, '/')
+		if i < 0 {
+			ok = it.Next() // not an attempt key
+			continue
 		}
-		return n < 100_000
-	})
-	if err != nil {
-		b.Discard()
-		return 0, err
+		lo := append([]byte(nil), it.Key()[:len(p)+i+1]...) // att/<endpoint>/
+		hi := append(append([]byte(nil), lo...), cutoff...)
+		_ = b.b.DeleteRange(lo, hi, nil)
+		n++
+		ok = it.SeekGE(prefixEnd(lo))
 	}
-	dp := []byte("dlv/")
-	upper := append(append([]byte(nil), dp...), deliveryCutoff...)
+	if err := it.Close(); err != nil {
+		b.Discard()
+		return 0, fmt.Errorf("scan webhook attempts: %w", err)
+	}
+	if n == 0 {
+		b.Discard()
+		return 0, nil
+	}
+	return n, db.CommitNoSync(b)
+}
+
+// PruneWebhookDeliveries deletes finished deliveries whose ids are in
+// [from, cutoff) (from "" is the first), at most limit of them, so a caller
+// can do other work between calls. It returns how many it deleted and the
+// id to go on from, "" when none is left below cutoff. Pending deliveries
+// are kept whatever their age.
+func (db *DB) PruneWebhookDeliveries(from, cutoff string, limit int) (n int, next string, err error) {
+	p := []byte("dlv/")
+	lower := append(append([]byte(nil), p...), from...)
+	upper := append(append([]byte(nil), p...), cutoff...)
+	b := db.NewBatch()
 	var decErr error
-	err = db.Scan(dp, upper, false, func(k, v []byte) bool {
+	err = db.Scan(lower, upper, false, func(k, v []byte) bool {
+		if n == limit {
+			next = string(k[len(p):])
+			return false
+		}
 		d := &Delivery{}
 		if decErr = decode(v, d); decErr != nil {
 			return false
@@ -327,16 +354,19 @@ func (db *DB) PruneWebhookLog(attemptCutoff, deliveryCutoff string) (int, error)
 			b.Delete(deliveryBodyKey(d.ID))
 			n++
 		}
-		return n < 200_000
+		return true
 	})
 	if err == nil {
 		err = decErr
 	}
 	if err != nil || n == 0 {
 		b.Discard()
-		return 0, err
+		if err != nil {
+			return 0, "", fmt.Errorf("prune webhook deliveries: %w", err)
+		}
+		return 0, next, nil
 	}
-	return n, db.CommitNoSync(b)
+	return n, next, db.CommitNoSync(b)
 }
 
 // Webhooks of the LocalState (replicated state).

@@ -44,6 +44,8 @@ func (s *Service) Delivery(workspace, id string) (*storage.Delivery, error) {
 // retry schedule, whatever its state. The event id (and so the receiver's
 // de-duplication key) stays the same.
 func (s *Service) Redeliver(workspace, id string) (*storage.Delivery, error) {
+	s.pruneMu.Lock()
+	defer s.pruneMu.Unlock()
 	d, err := s.Delivery(workspace, id)
 	if err != nil {
 		return nil, err

@@ -199,7 +199,8 @@ func (s *Service) acceptBlock(ds []*storage.Delivery) {
 func (s *Service) run(ctx context.Context) {
 	defer s.wg.Done()
 	st := newLoopState(s.opts.MaxInFlight)
-	prune := time.NewTicker(time.Hour)
+	var pass prunePass
+	prune := time.NewTimer(pruneFirst)
 	defer prune.Stop()
 	inflight := 0
 	st.overflow = true // what an earlier run left pending is read by refill
@@ -234,7 +235,7 @@ func (s *Service) run(ctx context.Context) {
 		case <-s.wake:
 		case <-st.timer.C:
 		case <-prune.C:
-			s.prune()
+			prune.Reset(s.pruneStep(&pass))
 		case <-recordTimer.C:
 			flushRecords()
 		case r := <-s.results:
@@ -1107,16 +1108,55 @@ func describe(err error) string {
 	return msg
 }
 
-func (s *Service) prune() {
-	cut := s.now().Add(-s.opts.Retention)
-	n, err := s.db.PruneWebhookLog(storage.IDBound("att_", cut), storage.IDBound("dlv_", cut))
+// The deliveries log is pruned a minute after start and then hourly, in
+// steps of at most pruneChunk finished deliveries with pruneGap between
+// them, so that the run loop, which makes the steps, goes on delivering
+// while a large log is pruned.
+const (
+	pruneFirst = time.Minute
+	pruneEvery = time.Hour
+	pruneGap   = 10 * time.Millisecond
+)
+
+// pruneChunk is a variable for tests.
+var pruneChunk = 5000
+
+// prunePass is the progress of one pass over the deliveries log.
+type prunePass struct {
+	active bool
+	cut    time.Time
+	from   string // the delivery id the next step starts at
+	n      int    // deliveries deleted so far
+}
+
+// pruneStep makes one step of the current pass, starting one if none is
+// under way, and returns when the next step is due.
+func (s *Service) pruneStep(p *prunePass) time.Duration {
+	if !p.active {
+		*p = prunePass{active: true, cut: s.now().Add(-s.opts.Retention)}
+		// Attempts go at once: one range deletion per endpoint.
+		if _, err := s.db.PruneWebhookAttempts(storage.IDBound("att_", p.cut)); err != nil {
+			s.log.Error("prune webhook attempts", "err", err)
+		}
+	}
+	s.pruneMu.Lock()
+	n, next, err := s.db.PruneWebhookDeliveries(p.from, storage.IDBound("dlv_", p.cut), pruneChunk)
+	s.pruneMu.Unlock()
 	if err != nil {
-		s.log.Error("prune webhook log", "err", err)
-		return
+		p.active = false
+		s.log.Error("prune webhook deliveries", "err", err)
+		return pruneEvery
 	}
-	if n > 0 {
-		s.log.Info("pruned webhook log", "records", n, "retention", s.opts.Retention.String())
+	p.n += n
+	if next != "" {
+		p.from = next
+		return pruneGap
 	}
+	p.active = false
+	if p.n > 0 {
+		s.log.Info("pruned webhook log", "deliveries", p.n, "before", p.cut.UTC().Format(time.RFC3339), "retention", s.opts.Retention.String())
+	}
+	return pruneEvery
 }
 
 func (s *Service) finished(st *loopState, id string) {

@@ -77,9 +77,12 @@ type Service struct {
 	blocksCounted atomic.Int64
 	inboxMu       sync.Mutex
 	inbox         []inboxItem // committed deliveries not yet taken by the run loop
-	cancel        context.CancelFunc
-	wg            sync.WaitGroup
-	started       bool
+	// pruneMu keeps a prune step and Redeliver apart: a step must not
+	// delete a finished delivery that Redeliver has just made pending.
+	pruneMu sync.Mutex
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started bool
 }
 
 // New builds a Service; call Start to begin delivering.

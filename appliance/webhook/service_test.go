@@ -508,3 +508,49 @@ func TestRetriesBeyondMaxQueuedWaitInStorage(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneStepsThroughTheLogPastRetention: past the retention, a pass
+// removes every finished delivery and attempt, a chunk at a time, each step
+// but the last asking for the next one soon.
+func TestPruneStepsThroughTheLogPastRetention(t *testing.T) {
+	rc := newReceiver(t)
+	var ahead atomic.Int64
+	f := newFixture(t, Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }})
+	ep := f.endpoint(rc.srv.URL)
+	f.svc.Start()
+	const events = 7
+	for i := range events {
+		f.emit(sentEvent(i+1, "919876543210"))
+	}
+	list := waitAttempts(t, f, ep.ID, events)
+
+	defer func(n int) { pruneChunk = n }(pruneChunk)
+	pruneChunk = 2
+	var pass prunePass
+	if d := f.svc.pruneStep(&pass); d != pruneEvery || pass.n != 0 {
+		t.Fatalf("within the retention: step deleted %d and asks again in %v, want nothing and %v", pass.n, d, pruneEvery)
+	}
+	ahead.Store(int64(31 * 24 * time.Hour))
+	steps := 0
+	for {
+		steps++
+		d := f.svc.pruneStep(&pass)
+		if d == pruneEvery {
+			break
+		}
+		if d != pruneGap || steps > events {
+			t.Fatalf("step %d asks again in %v", steps, d)
+		}
+	}
+	if steps < events/pruneChunk {
+		t.Fatalf("%d deliveries pruned in %d steps of at most %d", events, steps, pruneChunk)
+	}
+	if left, _, err := f.svc.Attempts(ep.ID, "", 100); err != nil || len(left) != 0 {
+		t.Fatalf("attempts left after the pass: %d (%v)", len(left), err)
+	}
+	for _, a := range list {
+		if _, err := f.svc.Delivery("acme", a.DeliveryID); err != ErrNotFound {
+			t.Fatalf("delivery %s after the pass: %v, want ErrNotFound", a.DeliveryID, err)
+		}
+	}
+}
