@@ -288,12 +288,17 @@ func TestSendIDs(t *testing.T) {
 	}
 }
 
+// openTicking opens a transport whose clock advances a second a reading, so
+// every send gets its own timestamp.
+func openTicking(t *testing.T, rec *recorder, deliveredAfter, readAfter time.Duration) *transport {
+	var clock atomic.Int64
+	return open(t, Options{DeliveredAfter: deliveredAfter, ReadAfter: readAfter,
+		Now: func() time.Time { return time.Unix(clock.Add(1), 0) }}, rec)
+}
+
 func TestDuplicateSendAcknowledgedOnce(t *testing.T) {
 	rec := newRecorder(t)
-	var clock atomic.Int64
-	opts := Options{DeliveredAfter: 30 * time.Millisecond, ReadAfter: 60 * time.Millisecond,
-		Now: func() time.Time { return time.Unix(clock.Add(1), 0) }}
-	tr := open(t, opts, rec)
+	tr := openTicking(t, rec, 30*time.Millisecond, 60*time.Millisecond)
 	id := NewMessageID()
 	req := whatsapp.SendRequest{ID: id, To: "4915112345678", Text: "x"}
 	first, err := tr.Send(context.Background(), req)
@@ -340,10 +345,7 @@ func TestDuplicateSendAcknowledgedOnce(t *testing.T) {
 // read receipt, and an id is forgotten once its read receipt is reported.
 func TestResendsAmongOtherIDsAcknowledgedOnce(t *testing.T) {
 	rec := newRecorder(t)
-	var clock atomic.Int64
-	opts := Options{DeliveredAfter: 40 * time.Millisecond, ReadAfter: 80 * time.Millisecond,
-		Now: func() time.Time { return time.Unix(clock.Add(1), 0) }}
-	tr := open(t, opts, rec)
+	tr := openTicking(t, rec, 40*time.Millisecond, 80*time.Millisecond)
 	id := func(n int) string { return fmt.Sprintf("3EB0%020X", n) }
 	send := func(reqID string) whatsapp.SendResult {
 		t.Helper()
