@@ -300,6 +300,47 @@ func TestIdempotency(t *testing.T) {
 	}
 }
 
+// TestIdempotencyRecordsArePrunedAfterTheTTL: expired records go; a key
+// used again after its record expired keeps the new record, though the old
+// one's expiry entry is still there when the prune runs.
+func TestIdempotencyRecordsArePrunedAfterTheTTL(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	start := time.Now()
+	h.setNow(func() time.Time { return start })
+	h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "a", IdempotencyKey: "reused"})
+	h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "b", IdempotencyKey: "once"})
+	if err := h.app.pruneIdempotency(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.db.Idempotency(DefaultWorkspace, "once"); err != nil {
+		t.Fatalf("a record within the TTL was pruned: %v", err)
+	}
+
+	later := start.Add(IdempotencyTTL + time.Minute)
+	h.setNow(func() time.Time { return later })
+	in := SendInput{SessionID: sess, To: rcpt, Text: "a, a day later", IdempotencyKey: "reused"}
+	second := h.mustSend(DefaultWorkspace, in)
+	if err := h.app.pruneIdempotency(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.db.Idempotency(DefaultWorkspace, "once"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("expired record kept: %v", err)
+	}
+	again, replay, err := h.app.Send(context.Background(), DefaultWorkspace, in)
+	if err != nil || !replay || again.ID != second.ID {
+		t.Fatalf("the key's new record was pruned with the old one's entry: %v %v %v", again, replay, err)
+	}
+	var left []string
+	_ = h.db.ExpiredIdempotency(later.Unix()+1, func(ws, key string, at int64) bool {
+		left = append(left, fmt.Sprintf("%s/%s@%d", ws, key, at-later.Unix()))
+		return true
+	})
+	if fmt.Sprint(left) != "[default/reused@0]" {
+		t.Fatalf("expiry entries left: %v, want only the new record's", left)
+	}
+}
+
 func TestQuotaIsExactUnderConcurrency(t *testing.T) {
 	h := newHarness(t)
 	h.setNow(func() time.Time { return time.Date(2026, 11, 30, 23, 59, 0, 0, time.UTC) })

@@ -232,14 +232,29 @@ func lowerID(since int64) string {
 // pruneIdempotency deletes idempotency records older than the TTL.
 func (a *Appliance) pruneIdempotency() error {
 	cutoff := a.now().Add(-IdempotencyTTL).Unix()
-	b := a.db.NewBatch()
-	err := a.db.ExpiredIdempotency(cutoff, func(ws string, rec *storage.Idempotency) bool {
-		b.StageDeleteIdempotency(ws, rec.Key)
-		return true
+	var ferr error
+	err := a.db.ExpiredIdempotency(cutoff, func(ws, key string, createdAt int64) bool {
+		ferr = a.forgetIdempotency(ws, key, createdAt)
+		return ferr == nil
 	})
-	if err != nil || b.Empty() {
-		b.Discard()
-		return err
+	if err == nil {
+		err = ferr
 	}
+	return err
+}
+
+// forgetIdempotency removes the expiry entry of the key's record made at
+// createdAt, and the record if it is still that one. It holds the key's
+// lock, so a Send that has just stored a new record for the key (the old
+// one having expired) keeps it.
+func (a *Appliance) forgetIdempotency(ws, key string, createdAt int64) error {
+	unlock := a.idem.lock(ws + "\x00" + key)
+	defer unlock()
+	rec, err := a.db.Idempotency(ws, key)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("read idempotency record: %w", err)
+	}
+	b := a.db.NewBatch()
+	b.StageForgetIdempotency(ws, key, createdAt, err == nil && rec.CreatedAt == createdAt)
 	return a.db.CommitNoSync(b)
 }

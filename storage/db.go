@@ -75,6 +75,10 @@ func Open(dir string) (*DB, error) {
 		_ = pdb.Close()
 		return nil, err
 	}
+	if err := db.indexIdempotency(); err != nil {
+		_ = pdb.Close()
+		return nil, err
+	}
 	return db, nil
 }
 

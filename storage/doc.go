@@ -22,6 +22,9 @@
 //	q/<ws>/<sessionID>/<msgID>      empty                     legacy (before marks): queued messages; read and cleared, never written
 //	aw/<ws>/<sessionID>/<msgID>     empty                     legacy (before marks): messages owing receipts; read and cleared, never written
 //	idem/<ws>/<idempotencyKey>      Idempotency               24 h replay of POST /v1/messages
+//	idemx/<createdAt:8 bytes BE>/   empty                     the idem/ records by creation time, written with them, so the
+//	  <ws>/<idempotencyKey>                                   expired ones are found without reading the rest
+//	meta/idemx                      "1"                       Open gave the idem/ records of earlier builds their idemx/ entries
 //	quota/<ws>/<YYYY-MM>            int64 counter (merge)     outbound messages of that UTC month that left the queue (plus the queued ones = accepted)
 //	wh/<endpointID>                 Webhook (JSON)            State; endpoint config, loaded into memory at Open
 //	evb/<first deliveryID>          outbox block (binary,     webhook outbox: the new deliveries (event, endpoint) one batch staged, written in

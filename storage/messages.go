@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -11,6 +13,19 @@ func queueKey(ws, sid, id string) []byte { return []byte("q/" + ws + "/" + sid +
 func waKey(ws, sid, waID string) []byte  { return []byte("wa/" + ws + "/" + sid + "/" + waID) }
 func idemKey(ws, key string) []byte      { return []byte("idem/" + ws + "/" + key) }
 func quotaKey(ws, period string) []byte  { return []byte("quota/" + ws + "/" + period) }
+
+// idemExpiryKey is idemx/<createdAt: 8 bytes, big-endian>/<ws>/<key>: the
+// idempotency records in order of creation, so that the expired ones are
+// found without reading the others.
+func idemExpiryKey(ws, key string, createdAt int64) []byte {
+	k := make([]byte, 0, len("idemx/")+9+len(ws)+1+len(key))
+	k = append(k, "idemx/"...)
+	k = binary.BigEndian.AppendUint64(k, uint64(createdAt))
+	k = append(k, '/')
+	k = append(k, ws...)
+	k = append(k, '/')
+	return append(k, key...)
+}
 
 // The append forms build the hot keys in a caller's (stack) buffer.
 func appendMsgKey(dst []byte, ws, id string) []byte {
@@ -57,11 +72,19 @@ func (b *Batch) StageIdempotency(ws string, rec *Idempotency) error {
 		return err
 	}
 	b.Set(idemKey(ws, rec.Key), v)
+	b.Set(idemExpiryKey(ws, rec.Key, rec.CreatedAt), nil)
 	return nil
 }
 
-// StageDeleteIdempotency forgets an expired Idempotency-Key.
-func (b *Batch) StageDeleteIdempotency(ws, key string) { b.Delete(idemKey(ws, key)) }
+// StageForgetIdempotency removes the expiry entry of an Idempotency-Key
+// created at createdAt and, if record, the key's record too (the caller
+// has checked that the record is that one, not a newer one of the same key).
+func (b *Batch) StageForgetIdempotency(ws, key string, createdAt int64, record bool) {
+	b.Delete(idemExpiryKey(ws, key, createdAt))
+	if record {
+		b.Delete(idemKey(ws, key))
+	}
+}
 
 // StageQuotaUse adds n to the workspace's counter for a UTC month ("2026-11").
 func (b *Batch) StageQuotaUse(ws, period string, n int64) {
@@ -115,27 +138,68 @@ func (db *DB) Idempotency(ws, key string) (*Idempotency, error) {
 	return rec, nil
 }
 
-// ExpiredIdempotency calls fn for each idempotency record of every workspace
-// created before cutoff (Unix seconds).
-func (db *DB) ExpiredIdempotency(cutoff int64, fn func(ws string, rec *Idempotency) bool) error {
+// ExpiredIdempotency calls fn, oldest first, for each expiry entry of an
+// idempotency record created before cutoff (Unix seconds), until fn returns
+// false. fn may commit batches (the scan reads a snapshot).
+func (db *DB) ExpiredIdempotency(cutoff int64, fn func(ws, key string, createdAt int64) bool) error {
+	p := []byte("idemx/")
+	upper := binary.BigEndian.AppendUint64(append([]byte(nil), p...), uint64(max(cutoff, 0)))
+	var badKey []byte
+	err := db.Scan(p, upper, false, func(k, _ []byte) bool {
+		rest := k[len(p):]
+		i := bytes.IndexByte(rest[min(9, len(rest)):], '/')
+		if len(rest) < 9 || rest[8] != '/' || i < 0 {
+			badKey = append([]byte(nil), k...)
+			return false
+		}
+		ws := string(rest[9 : 9+i])
+		return fn(ws, string(rest[9+i+1:]), int64(binary.BigEndian.Uint64(rest[:8])))
+	})
+	if err == nil && badKey != nil {
+		err = fmt.Errorf("idempotency expiry key %q is malformed", badKey)
+	}
+	return err
+}
+
+// indexIdempotency gives every idempotency record an expiry entry, once:
+// builds before those entries wrote records without them.
+func (db *DB) indexIdempotency() error {
+	marker := []byte("meta/idemx")
+	if _, err := db.get(marker); err == nil {
+		return nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("read %s: %w", marker, err)
+	}
 	p := []byte("idem/")
+	b := db.NewBatch()
+	n := 0
 	var decErr error
 	err := db.Scan(p, prefixEnd(p), false, func(k, v []byte) bool {
 		rec := &Idempotency{}
 		if decErr = decode(v, rec); decErr != nil {
 			return false
 		}
-		if rec.CreatedAt >= cutoff {
-			return true
-		}
 		rest := string(k[len(p):])
-		ws := rest[:len(rest)-len(rec.Key)-1]
-		return fn(ws, rec)
+		b.Set(idemExpiryKey(rest[:len(rest)-len(rec.Key)-1], rec.Key, rec.CreatedAt), nil)
+		if n++; n%10_000 == 0 { // a day's records can be millions: bounded batches
+			err := db.CommitNoSync(b)
+			b = db.NewBatch()
+			if err != nil {
+				decErr = err
+				return false
+			}
+		}
+		return true
 	})
 	if err == nil {
 		err = decErr
 	}
-	return err
+	if err != nil {
+		b.Discard()
+		return fmt.Errorf("index idempotency records: %w", err)
+	}
+	b.Set(marker, []byte("1"))
+	return db.CommitSync(b)
 }
 
 // QuotaUsed returns the workspace's counter for a UTC month.

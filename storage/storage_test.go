@@ -281,10 +281,71 @@ func TestSessionsAndIdempotency(t *testing.T) {
 	if err != nil || rec.MessageID != "msg_x" {
 		t.Fatalf("idempotency: %+v %v", rec, err)
 	}
-	var expired []string
-	_ = db.ExpiredIdempotency(11, func(ws string, r *Idempotency) bool { expired = append(expired, ws+"|"+r.Key); return true })
-	if fmt.Sprint(expired) != "[a|k/with/slashes]" {
-		t.Fatalf("expired = %v", expired)
+	expired := func(cutoff int64) string {
+		var out []string
+		if err := db.ExpiredIdempotency(cutoff, func(ws, key string, at int64) bool {
+			out = append(out, fmt.Sprintf("%s|%s|%d", ws, key, at))
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(out)
+	}
+	if got := expired(10); got != "[]" {
+		t.Fatalf("expired before 10 = %v, want none", got)
+	}
+	if got := expired(11); got != "[a|k/with/slashes|10]" {
+		t.Fatalf("expired before 11 = %v", got)
+	}
+	b = db.NewBatch()
+	b.StageForgetIdempotency("a", "k/with/slashes", 10, false)
+	mustCommit(t, db, b)
+	if got := expired(11); got != "[]" {
+		t.Fatalf("after forgetting the expiry entry: %v", got)
+	}
+	if _, err := db.Idempotency("a", "k/with/slashes"); err != nil {
+		t.Fatalf("the record went with its expiry entry: %v", err)
+	}
+}
+
+// TestIdempotencyRecordsOfOlderBuildsAreIndexed: records written without
+// expiry entries get them when the directory is next opened, once.
+func TestIdempotencyRecordsOfOlderBuildsAreIndexed(t *testing.T) {
+	dir := t.TempDir()
+	db := mustOpen(t, dir)
+	b := db.NewBatch()
+	for i, ws := range []string{"a", "b"} {
+		v, err := encode(&Idempotency{Key: "k" + ws, MessageID: "msg_x", CreatedAt: int64(100 + i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Set(idemKey(ws, "k"+ws), v) // as builds before expiry entries wrote them
+	}
+	b.Delete([]byte("meta/idemx"))
+	mustCommit(t, db, b)
+	list := func(db *DB) string {
+		var out []string
+		if err := db.ExpiredIdempotency(1000, func(ws, key string, at int64) bool {
+			out = append(out, fmt.Sprintf("%s|%s|%d", ws, key, at))
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(out)
+	}
+	if got := list(db); got != "[]" {
+		t.Fatalf("before reopening: %v", got)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = mustOpen(t, dir)
+	defer db.Close()
+	if got := list(db); got != "[a|ka|100 b|kb|101]" {
+		t.Fatalf("after reopening: %v", got)
+	}
+	if v, err := db.get([]byte("meta/idemx")); err != nil || string(v) != "1" {
+		t.Fatalf("marker = %q, %v", v, err)
 	}
 }
 
