@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -338,6 +339,54 @@ func TestIdempotencyRecordsArePrunedAfterTheTTL(t *testing.T) {
 	})
 	if fmt.Sprint(left) != "[default/reused@0]" {
 		t.Fatalf("expiry entries left: %v, want only the new record's", left)
+	}
+}
+
+// TestMessagePageReadsAtMostItsBudget: a page reads at most listScanBudget
+// messages; a sparse filter answers partial (here empty) pages with a
+// cursor, and following the cursors lists every message once, in order.
+func TestMessagePageReadsAtMostItsBudget(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	const other = "919999990002"
+	want := []string{h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: other, Text: "oldest"}).ID}
+	for i := range 25 {
+		want = append(want, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: fmt.Sprint(i)}).ID)
+	}
+	slices.Reverse(want) // newest first
+	defer func(n int) { listScanBudget = n }(listScanBudget)
+	listScanBudget = 10
+
+	pages := func(f MessageFilter, limit int) (sizes []int, ids []string) {
+		t.Helper()
+		for range 20 {
+			page, next, err := h.app.MessagePage(DefaultWorkspace, f, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sizes = append(sizes, len(page))
+			for _, m := range page {
+				ids = append(ids, m.ID)
+			}
+			if next == "" {
+				return sizes, ids
+			}
+			f.Before = next
+		}
+		t.Fatalf("no end after 20 pages: %v", sizes)
+		return nil, nil
+	}
+	sizes, ids := pages(MessageFilter{To: other}, 5)
+	if fmt.Sprint(sizes) != "[0 0 1]" || fmt.Sprint(ids) != fmt.Sprint(want[25:]) {
+		t.Fatalf("sparse filter: pages of %v holding %v, want [0 0 1] holding the oldest", sizes, ids)
+	}
+	sizes, ids = pages(MessageFilter{}, 5)
+	if fmt.Sprint(sizes) != "[5 5 5 5 5 1]" || fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Fatalf("no filter: pages of %v holding %v, want every message once, newest first", sizes, ids)
+	}
+	sizes, ids = pages(MessageFilter{To: rcpt}, 8)
+	if fmt.Sprint(sizes) != "[8 8 8 1]" || fmt.Sprint(ids) != fmt.Sprint(want[:25]) {
+		t.Fatalf("filter on most messages: pages of %v holding %v, want [8 8 8 1] holding the 25 to %s, newest first", sizes, ids, rcpt)
 	}
 }
 

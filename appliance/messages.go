@@ -186,6 +186,47 @@ type MessageFilter struct {
 // Messages calls fn for each matching message, newest first, until fn
 // returns false.
 func (a *Appliance) Messages(workspace string, f MessageFilter, fn func(*storage.Message) bool) error {
+	return a.scanMessages(workspace, f, func(m *storage.Message, match bool) bool {
+		return !match || fn(m)
+	})
+}
+
+// listScanBudget bounds how many messages one page of MessagePage reads (a
+// variable for tests).
+var listScanBudget = 50_000
+
+// MessagePage returns up to limit matching messages, newest first, and the
+// cursor of the next page ("" when there is none). A page reads at most
+// listScanBudget messages: when a filter matches few messages of a large
+// log, the page holds what matched so far (perhaps nothing) and a cursor
+// from where it stopped, rather than reading the whole log in one request.
+func (a *Appliance) MessagePage(workspace string, f MessageFilter, limit int) ([]*storage.Message, string, error) {
+	var page []*storage.Message
+	var next, lastRead string
+	read := 0
+	err := a.scanMessages(workspace, f, func(m *storage.Message, match bool) bool {
+		switch {
+		case match && len(page) == limit:
+			next = page[len(page)-1].ID // there is more
+			return false
+		case read == listScanBudget:
+			next = lastRead // the next page starts with m
+			return false
+		}
+		read++
+		lastRead = m.ID
+		if match {
+			page = append(page, m)
+		}
+		return true
+	})
+	return page, next, err
+}
+
+// scanMessages calls fn, newest first, for each message in the filter's
+// range, saying whether it matches the rest of the filter, until fn
+// returns false.
+func (a *Appliance) scanMessages(workspace string, f MessageFilter, fn func(m *storage.Message, match bool) bool) error {
 	r := storage.MessageRange{SessionID: f.SessionID, Before: f.Before}
 	if f.Since > 0 {
 		r.After = lowerID(f.Since)
@@ -200,26 +241,17 @@ func (a *Appliance) Messages(workspace string, f MessageFilter, fn func(*storage
 		if m.Status == StatusQueued || m.Status == StatusSent {
 			a.overlay(m) // only these can have a newer status pending (deferred.go)
 		}
-		if f.Direction != "" && m.Direction != f.Direction {
-			return true
-		}
-		if f.Status != "" && m.Status != f.Status {
-			return true
-		}
-		if f.To != "" && m.To != f.To {
-			return true
-		}
-		if f.From != "" && m.From != f.From {
-			return true
-		}
-		if f.Since > 0 && m.CreatedAt < f.Since {
-			return true
-		}
-		if f.Until > 0 && m.CreatedAt >= f.Until {
-			return true
-		}
-		return fn(m)
+		return fn(m, matches(f, m))
 	})
+}
+
+func matches(f MessageFilter, m *storage.Message) bool {
+	return (f.Direction == "" || m.Direction == f.Direction) &&
+		(f.Status == "" || m.Status == f.Status) &&
+		(f.To == "" || m.To == f.To) &&
+		(f.From == "" || m.From == f.From) &&
+		(f.Since <= 0 || m.CreatedAt >= f.Since) &&
+		(f.Until <= 0 || m.CreatedAt < f.Until)
 }
 
 // lowerID is an exclusive lower id bound that admits every id made at or

@@ -127,24 +127,17 @@ func (s *Server) listMessages(ctx *fasthttp.RequestCtx, ws string) {
 		s.exportMessages(ctx, ws, f)
 		return
 	}
-	out := messageListJSON{Data: make([]messageJSON, 0, min(limit, 128))}
-	var last string
-	more := false
-	err = s.app.Messages(ws, f, func(m *storage.Message) bool {
-		if len(out.Data) == limit {
-			more = true
-			return false
-		}
-		out.Data = append(out.Data, toMessageJSON(m))
-		last = m.ID
-		return true
-	})
+	page, next, err := s.app.MessagePage(ws, f, limit)
 	if err != nil {
 		s.writeError(ctx, err)
 		return
 	}
-	if more {
-		c := base64.RawURLEncoding.EncodeToString([]byte(last))
+	out := messageListJSON{Data: make([]messageJSON, 0, len(page))}
+	for _, m := range page {
+		out.Data = append(out.Data, toMessageJSON(m))
+	}
+	if next != "" {
+		c := base64.RawURLEncoding.EncodeToString([]byte(next))
 		out.NextCursor = &c
 	}
 	writeJSON(ctx, 200, out)
