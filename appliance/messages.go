@@ -191,13 +191,15 @@ func (a *Appliance) Messages(workspace string, f MessageFilter, fn func(*storage
 	})
 }
 
-// listScanBudget bounds how many messages one page of MessagePage reads (a
-// variable for tests).
-var listScanBudget = 50_000
+// ListScanBudget bounds how many messages one page of MessagePage reads.
+const ListScanBudget = 50_000
+
+// listScanBudget is ListScanBudget, a variable for tests.
+var listScanBudget = ListScanBudget
 
 // MessagePage returns up to limit matching messages, newest first, and the
 // cursor of the next page ("" when there is none). A page reads at most
-// listScanBudget messages: when a filter matches few messages of a large
+// ListScanBudget messages: when a filter matches few messages of a large
 // log, the page holds what matched so far (perhaps nothing) and a cursor
 // from where it stopped, rather than reading the whole log in one request.
 func (a *Appliance) MessagePage(workspace string, f MessageFilter, limit int) ([]*storage.Message, string, error) {

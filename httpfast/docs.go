@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"html"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/walytic/appliance/appliance"
 )
 
 // route describes one operation of the public API. The OpenAPI document, the
@@ -25,7 +28,7 @@ type route struct {
 var apiRoutes = []route{
 	{"POST", "/v1/messages", "Queue a text message. 202 only after it is on disk; optional Idempotency-Key header (24 h).", "key", nil, sendExample,
 		map[int]string{202: "queued", 400: "invalid_request, invalid_session_id, invalid_recipient, text_too_long", 401: "missing or invalid key", 404: "session_not_found", 409: "session_not_connected, idempotency_key_reused", 413: "payload_too_large", 422: "recipient_not_on_whatsapp", 429: "rate_limited, quota_exceeded (Retry-After)"}},
-	{"GET", "/v1/messages", "List messages newest first; a page reads at most 50,000 messages, so it may hold fewer than limit with a nextCursor: follow it until null. Accept: application/x-ndjson streams every match; zstd/gzip honoured.", "key",
+	{"GET", "/v1/messages", "List messages newest first; a page reads at most " + strconv.Itoa(appliance.ListScanBudget) + " messages, so it may hold fewer than limit with a nextCursor: follow it until null. Accept: application/x-ndjson streams every match; zstd/gzip honoured.", "key",
 		[]string{"sessionId", "direction", "status", "to", "from", "since", "until", "limit", "cursor"}, "", map[int]string{200: "a page: {data, nextCursor}", 400: "invalid_request"}},
 	{"GET", "/v1/messages/{id}", "One message with its status, waMessageId and error.", "key", nil, "", map[int]string{200: "the message", 404: "message_not_found"}},
 	{"POST", "/v1/sessions", "Create a session (a WhatsApp number): driver whatsmeow or sandbox; optional pacing.", "key", nil, sessionExample, map[int]string{201: "the session", 400: "invalid_request, invalid_session_id", 409: "session_exists"}},
