@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"github.com/valyala/fasthttp"
-	"github.com/walytic/appliance/appliance"
 	"github.com/walytic/appliance/storage"
 )
 
@@ -33,8 +32,7 @@ func (s *Server) handlePublic(ctx *fasthttp.RequestCtx) {
 	}
 	if strings.HasPrefix(path, "/admin/") {
 		if !s.adminAuthorized(ctx) {
-			s.writeError(ctx, &appliance.Error{Code: appliance.CodeMissingAPIKey, Type: "authentication_error",
-				Message: "the admin API needs the admin token (`Authorization: Bearer <token>`) and is served on this port only when walytic serve runs with --admin-token-file; otherwise use the admin socket (the walytic CLI)"})
+			s.refuseAdmin(ctx)
 			return
 		}
 		s.routeAdmin(ctx, path)

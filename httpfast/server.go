@@ -57,21 +57,23 @@ func New(cfg Config) *Server {
 	var p [6]byte
 	_, _ = rand.Read(p[:])
 	s.reqPrefix = "req_" + hex.EncodeToString(p[:])
-	s.public = s.newFastServer("walytic", s.handlePublic)
-	s.admin = s.newFastServer("walytic-admin", s.handleAdmin)
+	s.public = s.newFastServer("walytic", s.handlePublic, true)
+	s.admin = s.newFastServer("walytic-admin", s.handleAdmin, false)
 	return s
 }
 
-func (s *Server) newFastServer(name string, h fasthttp.RequestHandler) *fasthttp.Server {
+// newFastServer builds one listener's server; public is true for --listen,
+// whose requests must show a key (or the admin token) before anything else.
+func (s *Server) newFastServer(name string, h fasthttp.RequestHandler, public bool) *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:                       s.withRequestID(h),
+		Handler:                       s.withRequestID(h, public),
 		Name:                          name,
 		MaxRequestBodySize:            readBodyLimit,
 		ReadBufferSize:                16 << 10, // room for long Idempotency-Key and Authorization headers
 		ReadTimeout:                   30 * time.Second,
 		WriteTimeout:                  120 * time.Second,
 		IdleTimeout:                   120 * time.Second,
-		ErrorHandler:                  s.parseError,
+		ErrorHandler:                  func(ctx *fasthttp.RequestCtx, err error) { s.parseError(ctx, err, public) },
 		NoDefaultServerHeader:         true,
 		NoDefaultDate:                 false,
 		DisableHeaderNamesNormalizing: false,
@@ -95,14 +97,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // parseError answers requests fasthttp could not read (too large, malformed).
-func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
+func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error, public bool) {
 	s.setRequestID(ctx)
 	// fasthttp's error text quotes the raw request, headers and all: never
 	// echo it, it would hand the caller's API key back into logs and proxies.
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		s.writeError(ctx, tooLarge())
+		// The headers were read, the body (over readBodyLimit) was not.
+		s.refuseTooLarge(ctx, public)
 	case errors.As(err, &small):
 		writeJSON(ctx, 431, errorBody{Error: errorDetail{Type: "invalid_request_error", Code: appliance.CodeInvalidRequest,
 			Message: "the request headers are over 16 KiB: send shorter headers"}})
@@ -112,16 +115,35 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.SetConnectionClose()
 }
 
-func tooLarge() error {
-	return &appliance.Error{Code: appliance.CodePayloadTooLarge, Type: "invalid_request_error",
-		Message: "the request body is over 1 MiB: send less per request"}
+// refuseTooLarge answers a request whose body is over MaxBodySize. On the
+// public listener the key (or the admin token) and the rate limit come
+// first, in the contract's order of checks: a caller without a valid key
+// is told that rather than the size, and an admitted 413 counts against the
+// key's limit like any other answer.
+func (s *Server) refuseTooLarge(ctx *fasthttp.RequestCtx, public bool) {
+	if public {
+		path := ctx.Path()
+		switch {
+		case bytes.HasPrefix(path, []byte("/v1/")):
+			if _, ok := s.authenticate(ctx); !ok {
+				return
+			}
+		case bytes.HasPrefix(path, []byte("/admin/")):
+			if !s.adminAuthorized(ctx) {
+				s.refuseAdmin(ctx)
+				return
+			}
+		}
+	}
+	s.writeError(ctx, &appliance.Error{Code: appliance.CodePayloadTooLarge, Type: "invalid_request_error",
+		Message: "the request body is over 1 MiB: send less per request"})
 }
 
-func (s *Server) withRequestID(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+func (s *Server) withRequestID(h fasthttp.RequestHandler, public bool) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		s.setRequestID(ctx)
 		if len(ctx.Request.Body()) > MaxBodySize {
-			s.writeError(ctx, tooLarge())
+			s.refuseTooLarge(ctx, public)
 		} else {
 			h(ctx)
 		}
@@ -196,4 +218,20 @@ func bearer(ctx *fasthttp.RequestCtx) []byte {
 func (s *Server) adminAuthorized(ctx *fasthttp.RequestCtx) bool {
 	tok := bearer(ctx)
 	return len(s.adminToken) > 0 && len(tok) > 0 && subtle.ConstantTimeCompare(tok, s.adminToken) == 1
+}
+
+// refuseAdmin answers an admin request on the public listener that lacks
+// the admin token: missing_api_key without one, invalid_api_key with a
+// wrong one, as for keys on /v1.
+func (s *Server) refuseAdmin(ctx *fasthttp.RequestCtx) {
+	code, msg := appliance.CodeMissingAPIKey, "the admin API needs the admin token (`Authorization: Bearer <token>`)"
+	if len(bearer(ctx)) > 0 {
+		code, msg = appliance.CodeInvalidAPIKey, "the admin token is not valid: send the contents of the file given to --admin-token-file"
+	}
+	if len(s.adminToken) == 0 {
+		msg += "; this server runs without --admin-token-file, so the admin API is on its admin socket only (use the walytic CLI)"
+	} else {
+		msg += ", or use the admin socket (the walytic CLI)"
+	}
+	s.writeError(ctx, &appliance.Error{Code: code, Type: "authentication_error", Message: msg})
 }

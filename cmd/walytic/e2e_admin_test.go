@@ -291,3 +291,41 @@ func TestE2EWorkspaceIsolation(t *testing.T) {
 		t.Errorf("sessions list (default) = %+v (%v), want a's session", cliSessions, err)
 	}
 }
+
+// TestE2EAdminOnTheListener: with --admin-token-file the admin plane answers
+// on --listen to that token only; a missing token is missing_api_key, a
+// wrong one invalid_api_key, checked before a body's size; keys it makes
+// and rotates work on /v1 at once.
+func TestE2EAdminOnTheListener(t *testing.T) {
+	dir := newDataDir(t)
+	token := "admin-token-0123456789abcdef"
+	tokenFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := mustStartServer(t, dir, "--admin-token-file", tokenFile)
+
+	mustAPIError(t, s.do(t, "GET", "/admin/v1/workspaces", "", nil), 401, "missing_api_key", "")
+	mustAPIError(t, s.do(t, "GET", "/admin/v1/workspaces", "not-the-admin-token", nil), 401, "invalid_api_key", "")
+	var wss struct{ Data []map[string]any }
+	mustDecode(t, mustStatus(t, s.do(t, "GET", "/admin/v1/workspaces", token, nil), 200), &wss)
+	if len(wss.Data) != 1 || wss.Data[0]["name"] != "default" {
+		t.Errorf("workspaces over HTTP: %v, want only default", wss.Data)
+	}
+
+	var created struct{ ID, Key string }
+	mustDecode(t, mustStatus(t, s.do(t, "POST", "/admin/v1/workspaces/default/keys", token, map[string]any{"name": "http"}), 201), &created)
+	mustStatus(t, s.do(t, "GET", "/v1/usage", created.Key, nil), 200)
+	var rotated struct{ ID, Key string }
+	mustDecode(t, mustStatus(t, s.do(t, "POST", "/admin/v1/keys/"+created.ID+"/rotate", token, nil), 200), &rotated)
+	if rotated.ID != created.ID || rotated.Key == created.Key {
+		t.Errorf("rotate: id %q key changed %v, want the same id and a new key", rotated.ID, rotated.Key != created.Key)
+	}
+	mustAPIError(t, s.do(t, "GET", "/v1/usage", created.Key, nil), 401, "invalid_api_key", "")
+	mustStatus(t, s.do(t, "GET", "/v1/usage", rotated.Key, nil), 200)
+
+	big := strings.Repeat("x", 1<<20+1)
+	mustAPIError(t, s.do(t, "POST", "/admin/v1/workspaces", "", big), 401, "missing_api_key", "")
+	mustAPIError(t, s.do(t, "POST", "/admin/v1/workspaces", "not-the-admin-token", big), 401, "invalid_api_key", "")
+	mustAPIError(t, s.do(t, "POST", "/admin/v1/workspaces", token, big), 413, "payload_too_large", "")
+}

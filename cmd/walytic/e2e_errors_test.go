@@ -405,6 +405,32 @@ func TestE2EPayloadTooLarge(t *testing.T) {
 	if l := s.mustList(t, key, ""); len(l.Data) != 0 {
 		t.Errorf("oversized bodies stored %d messages", len(l.Data))
 	}
+
+	// The key and the rate limit are checked before the size, in the
+	// contract's order, both for bodies read whole (1 MiB + 1) and for
+	// bodies refused from their Content-Length alone (9 MiB, never sent).
+	slow := s.mustCreateKey(t, "--rate-per-minute", "1", "--burst", "2")
+	oversized := func(size int, auth string) *apiResp {
+		t.Helper()
+		head := fmt.Sprintf("POST /v1/messages HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n", s.addr, auth, size)
+		req := []byte(head)
+		if size <= 2<<20 {
+			req = append(req, body(size)...)
+		}
+		r, err := rawExchange(s.addr, req, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%d-byte body: %v", size, err)
+		}
+		return r
+	}
+	for _, size := range []int{1<<20 + 1, 9 << 20} {
+		mustAPIError(t, oversized(size, ""), 401, "missing_api_key", "")
+		mustAPIError(t, oversized(size, "Authorization: Bearer wlt_live_nope\r\n"), 401, "invalid_api_key", "")
+		mustAPIError(t, oversized(size, "Authorization: Bearer "+slow+"\r\n"), 413, "payload_too_large", "")
+	}
+	// The slow key's two admitted 413s used its burst of 2.
+	mustAPIError(t, oversized(1<<20+1, "Authorization: Bearer "+slow+"\r\n"), 429, "rate_limited", "")
+	mustAPIError(t, s.do(t, "GET", "/v1/usage", slow, nil), 429, "rate_limited", "")
 }
 
 // TestE2EIdempotency: the same Idempotency-Key and body replay the original
