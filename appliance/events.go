@@ -24,10 +24,13 @@ type Event = storage.Event
 // event, before that batch commits; an implementation that persists events
 // (the webhook outbox) must write them into b, so the change and its event
 // commit together or not at all. Stage must not block or do I/O outside b.
-// It is called from many goroutines.
+// It is called from many goroutines. Status changes from receipts commit
+// without waiting for an fsync: an implementation that acts on its events
+// must wait for the batch to be on disk (storage.Batch.OnDurable), or a
+// crash could undo a change it already announced.
 //
-// Committed is called after a batch holding staged events is durable
-// (or ordered, for unsynced status batches), so a deliverer can wake.
+// Committed is called after a batch holding staged events has committed
+// (synced or not), so a deliverer can wake.
 //
 // Wants reports whether Stage would keep an event of this type for the
 // workspace; the hot paths skip building events nobody subscribed to.

@@ -37,6 +37,7 @@ var upgradableSchemas = map[string]bool{"1": true, "2": true}
 type DB struct {
 	pdb *pebble.DB
 	dir string
+	dur *durability
 }
 
 // Open opens (creating if needed) the database in dir.
@@ -70,12 +71,15 @@ func Open(dir string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pebble database in %s: %w", dir, err)
 	}
-	db := &DB{pdb: pdb, dir: dir}
+	db := &DB{pdb: pdb, dir: dir, dur: newDurability(pdb)}
+	go db.dur.loop(slog.Default())
 	if err := db.checkSchema(); err != nil {
+		db.dur.close()
 		_ = pdb.Close()
 		return nil, err
 	}
 	if err := db.indexIdempotency(); err != nil {
+		db.dur.close()
 		_ = pdb.Close()
 		return nil, err
 	}
@@ -98,6 +102,7 @@ func (db *DB) checkSchema() error {
 
 // Close flushes and closes the database.
 func (db *DB) Close() error {
+	db.dur.close()
 	if err := db.pdb.Close(); err != nil {
 		return fmt.Errorf("close pebble database: %w", err)
 	}
@@ -120,24 +125,9 @@ func (db *DB) get(key []byte) ([]byte, error) {
 
 // Batch collects writes that commit atomically.
 type Batch struct {
-	b        *pebble.Batch
-	onCommit []func()
-	outbox   []*Delivery // StageFirstDelivery; written as one key at commit
-}
-
-// OnCommit registers f to run after the batch committed successfully (not
-// if it fails or is discarded), for in-memory state that must follow the
-// durable state, such as the webhook deliverer's queue.
-func (b *Batch) OnCommit(f func()) { b.onCommit = append(b.onCommit, f) }
-
-func (b *Batch) committed(err error) error {
-	if err == nil {
-		for _, f := range b.onCommit {
-			f()
-		}
-	}
-	b.onCommit = nil
-	return err
+	b         *pebble.Batch
+	onDurable []func()    // see OnDurable
+	outbox    []*Delivery // StageFirstDelivery; written as one key at commit
 }
 
 // NewBatch starts an empty batch.
@@ -157,14 +147,26 @@ func (b *Batch) Empty() bool { return b.b.Empty() && len(b.outbox) == 0 }
 func (db *DB) CommitSync(b *Batch) error {
 	defer b.b.Close()
 	b.writeOutbox()
-	return b.committed(wrapWriteErr(b.b.Commit(pebble.Sync)))
+	before := db.dur.noSync.Load()
+	err := wrapWriteErr(b.b.Commit(pebble.Sync))
+	if err == nil {
+		db.dur.committedSync(before, b.onDurable)
+	}
+	b.onDurable = nil
+	return err
 }
 
-// CommitNoSync writes the batch in order without waiting for an fsync.
+// CommitNoSync writes the batch in order without waiting for an fsync; the
+// sync loop puts it on disk within SyncBound.
 func (db *DB) CommitNoSync(b *Batch) error {
 	defer b.b.Close()
 	b.writeOutbox()
-	return b.committed(wrapWriteErr(b.b.Commit(pebble.NoSync)))
+	err := wrapWriteErr(b.b.Commit(pebble.NoSync))
+	if err == nil {
+		db.dur.committedNoSync(b.onDurable)
+	}
+	b.onDurable = nil
+	return err
 }
 
 // Discard drops a batch without writing it.

@@ -43,6 +43,9 @@
 //
 // CommitSync writes a batch and fsyncs the WAL before returning; Pebble joins
 // concurrent commits into one fsync (group commit), which is what lets many
-// concurrent sends share the cost. CommitNoSync is for status changes whose
-// loss on a crash is repaired by the transport reporting them again.
+// concurrent sends share the cost. CommitNoSync is for status changes and
+// logs whose loss on a crash costs little; it returns before the WAL write
+// reaches the file, and a sync loop makes it durable within SyncBound (Pebble
+// alone would hold it in its buffer until a later synced commit). Work that
+// must not act on a change a crash could undo waits for Batch.OnDurable.
 package storage

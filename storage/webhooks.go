@@ -110,8 +110,8 @@ func blockKey(id string) []byte        { return []byte("evb/" + id) }
 // to the batch's outbox block: the deliveries one batch stages are written
 // under one key (evb/<id of the first>) when the batch commits, instead of a
 // record, a body and a due-index entry each. It sets d.Block and reports
-// whether d is the batch's first (callers register one commit callback per
-// batch, for StagedDeliveries).
+// whether d is the batch's first (callers register one OnDurable callback
+// per batch, for StagedDeliveries).
 func (b *Batch) StageFirstDelivery(d *Delivery) (first bool) {
 	d.fromEvent()
 	first = len(b.outbox) == 0

@@ -62,7 +62,7 @@ func (s *Service) Redeliver(workspace, id string) (*storage.Delivery, error) {
 		return nil, err
 	}
 	queued := *d
-	b.OnCommit(func() { s.accept(&queued, true) })
+	b.OnDurable(func() { s.accept(&queued, true) })
 	if err := s.db.CommitSync(b); err != nil {
 		return nil, fmt.Errorf("schedule redelivery: %w", err)
 	}

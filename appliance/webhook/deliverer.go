@@ -33,7 +33,9 @@ func (r *result) delivered() bool { return r.err == nil && !r.canceled && !r.ski
 
 // The run loop keeps the outbox's pending deliveries in memory: the Pebble
 // due index is read once at start (recovery); afterwards deliveries arrive
-// through Stage's commit callbacks and retries wait in a heap. No work is
+// through Stage's durability callbacks (storage.Batch.OnDurable: once the
+// batch that staged them is on disk, so no event is sent that a crash could
+// undo) and retries wait in a heap. No work is
 // proportional to the backlog of an endpoint that is not answering.
 
 // lane is one endpoint's deliveries for one session, attempted one at a time.
@@ -116,7 +118,7 @@ type loopState struct {
 	lanes map[string]*lane
 	known map[string]bool // delivery ids queued, waiting or in flight
 	// done remembers recently finished deliveries: the start-up scan can
-	// see a delivery whose commit callback has not run yet, and the late
+	// see a delivery whose durability callback has not run yet, and the late
 	// callback must not send it a second time.
 	done    recentSet
 	retries retryHeap
@@ -307,7 +309,7 @@ func (s *Service) enqueue(st *loopState, d *storage.Delivery, redeliver bool) pl
 	}
 	if st.known[d.ID] {
 		if !redeliver {
-			// A second copy of one in memory: a late commit callback for
+			// A second copy of one in memory: a late durability callback for
 			// a delivery a refill read first. The copy in memory is newer.
 			return ignored
 		}
@@ -736,6 +738,12 @@ func (s *Service) refillBlocks(st *loopState, reader func() (*storage.DeliveryRe
 	})
 	if err == nil {
 		err = inner
+	}
+	// A block read here may be an unsynced batch's whose durability
+	// callback has not run yet: it is on disk before any of its deliveries
+	// is attempted (the run loop starts them after the refill).
+	if serr := s.db.SyncWAL(); serr != nil && err == nil {
+		err = serr
 	}
 	if len(empty) > 0 {
 		b := s.db.NewBatch()

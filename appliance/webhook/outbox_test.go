@@ -116,7 +116,7 @@ func TestRestartAttemptsOnlyWhatABlockStillOwes(t *testing.T) {
 }
 
 // A delivery waiting for its retry is not reset by a second copy of it
-// (the late commit callback of a block a refill read first); a redelivery
+// (the late durability callback of a block a refill read first); a redelivery
 // does move it to now.
 func TestCopyOfAWaitingRetryDoesNotResetIt(t *testing.T) {
 	f := newFixture(t, Options{})

@@ -166,14 +166,14 @@ func (s *Service) Stage(b *storage.Batch, ev storage.Event) error {
 			NextAt: now.UnixNano(), CreatedAt: now.Unix(), UpdatedAt: now.Unix(),
 		}
 		if b.StageFirstDelivery(d) {
-			b.OnCommit(func() { s.acceptBlock(b.StagedDeliveries()) })
+			b.OnDurable(func() { s.acceptBlock(b.StagedDeliveries()) })
 		}
 	}
 	return nil
 }
 
 // Committed is part of the domain's EventSink; deliveries reach the run
-// loop through their batch's commit callback, so there is nothing to do.
+// loop through their batch's durability callback, so there is nothing to do.
 func (s *Service) Committed() {}
 
 func (s *Service) kick() {

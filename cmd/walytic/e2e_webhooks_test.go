@@ -1357,6 +1357,48 @@ func TestE2EWebhookCrash(t *testing.T) {
 	}
 }
 
+// TestE2EWebhookKillAfterDelivery: an event a receiver was sent is durable
+// before it is sent. Receipts are written without waiting for the disk, so
+// a kill -9 soon after the read receipt's event was delivered must neither
+// take the message's status back nor make the events again under new ids
+// (receivers de-duplicate on the id).
+func TestE2EWebhookKillAfterDelivery(t *testing.T) {
+	t.Parallel()
+	dir := newDataDir(t)
+	s1 := mustStartHookServer(t, dir, hookSchedule)
+	key := s1.fastKey(t)
+	rc := newHookReceiver(t)
+	s1.mustCreateHook(t, key, rc.url, "*")
+	s1.mustCreateSandbox(t, key, sessA)
+	// A quiet server, as a receiver's first minutes are: nothing else is
+	// written after the receipts that would push them to the disk.
+	time.Sleep(300 * time.Millisecond)
+	m := s1.mustSendOne(t, key, rcptOK, "kill after delivery")
+	rc.waitEvent(t, "message.read", m.ID)
+	s1.mustKill(t)
+
+	s2 := mustStartHookServer(t, dir, hookSchedule)
+	if got := s2.mustGetMessage(t, key, m.ID); got.Status != "read" {
+		t.Errorf("after kill -9 the message is %q; its read receipt was delivered to a webhook before the kill", got.Status)
+	}
+	time.Sleep(2 * time.Second) // time for receipts re-sent after the restart
+	ids := map[string]map[string]bool{}
+	for _, r := range rc.all() {
+		if r.ev.MessageID != m.ID {
+			continue
+		}
+		if ids[r.event()] == nil {
+			ids[r.event()] = map[string]bool{}
+		}
+		ids[r.event()][r.id()] = true
+	}
+	for _, typ := range []string{"message.sent", "message.delivered", "message.read"} {
+		if len(ids[typ]) != 1 {
+			t.Errorf("%s of %s arrived under %d event ids %v: want one", typ, m.ID, len(ids[typ]), ids[typ])
+		}
+	}
+}
+
 // TestE2EWebhookIsolation: another workspace's key cannot see, change,
 // rotate, list the deliveries of, or redeliver an endpoint; its events never
 // reach it.
