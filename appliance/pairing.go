@@ -32,20 +32,12 @@ func (a *Appliance) pairer(workspace, sessionID string) (*sessionRuntime, whatsa
 }
 
 // QR returns the session's current pairing QR code. A session whose codes
-// ran out (pairing_timeout) starts pairing again, so asking again is all a
-// person has to do.
+// ran out (pairing_timeout), or whose device was unlinked (logged_out),
+// starts pairing again, so asking again is all a person has to do.
 func (a *Appliance) QR(ctx context.Context, workspace, sessionID string) (QRCode, error) {
-	rt, p, err := a.pairer(workspace, sessionID)
+	rt, p, err := a.repairer(workspace, sessionID)
 	if err != nil {
 		return QRCode{}, err
-	}
-	if rt.status() == whatsapp.StatusPairingTimeout {
-		if err := a.restartSession(rt); err != nil {
-			return QRCode{}, err
-		}
-		if _, p, err = a.pairer(workspace, sessionID); err != nil {
-			return QRCode{}, err
-		}
 	}
 	// A fresh session gets its first code a moment after it connects.
 	deadline := time.NewTimer(10 * time.Second)
@@ -82,17 +74,9 @@ func (a *Appliance) QRPNG(ctx context.Context, workspace, sessionID string, size
 // PairingCode asks WhatsApp for an 8-character code to type on the phone
 // (Linked devices → Link with phone number) instead of scanning.
 func (a *Appliance) PairingCode(ctx context.Context, workspace, sessionID string) (string, error) {
-	rt, p, err := a.pairer(workspace, sessionID)
+	rt, p, err := a.repairer(workspace, sessionID)
 	if err != nil {
 		return "", err
-	}
-	if rt.status() == whatsapp.StatusPairingTimeout {
-		if err := a.restartSession(rt); err != nil {
-			return "", err
-		}
-		if _, p, err = a.pairer(workspace, sessionID); err != nil {
-			return "", err
-		}
 	}
 	var code string
 	for i := 0; i < 50; i++ { // the socket must be up first
@@ -109,6 +93,23 @@ func (a *Appliance) PairingCode(ctx context.Context, workspace, sessionID string
 		return "", newErr(CodeSessionNotPairing, "sessionId", "WhatsApp did not give a pairing code: %v", err)
 	}
 	return code, nil
+}
+
+// repairer is pairer for a person who asks to pair: a session that can
+// pair no more as it is (its codes ran out, or its device was unlinked and
+// deleted) is restarted first, and starts pairing with a fresh device.
+func (a *Appliance) repairer(workspace, sessionID string) (*sessionRuntime, whatsapp.Pairer, error) {
+	rt, p, err := a.pairer(workspace, sessionID)
+	if err != nil {
+		return rt, p, err
+	}
+	if st := rt.status(); st != whatsapp.StatusPairingTimeout && st != whatsapp.StatusLoggedOut {
+		return rt, p, nil
+	}
+	if err := a.restartSession(rt); err != nil {
+		return nil, nil, err
+	}
+	return a.pairer(workspace, sessionID)
 }
 
 // restartSession stops a runtime and starts a new one for the same record,

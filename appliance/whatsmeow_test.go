@@ -102,7 +102,7 @@ func TestWhatsmeowSessionThroughFakeServer(t *testing.T) {
 
 	login.Drop()
 	waitSession(whatsapp.StatusDisconnected)
-	nextConn()
+	relogin := nextConn()
 	waitSession(whatsapp.StatusConnected)
 	var sessionEvents []string
 	h.events.mu.Lock()
@@ -115,4 +115,24 @@ func TestWhatsmeowSessionThroughFakeServer(t *testing.T) {
 	if got := fmt.Sprint(sessionEvents); got != "[session.connected session.disconnected session.connected]" {
 		t.Fatalf("session events = %s", got)
 	}
+
+	// Unlinked by WhatsApp: logged_out, sends refused; asking for a QR code
+	// (what `walytic sessions pair` does) pairs a fresh device.
+	relogin.Failure(401, nil)
+	waitSession(whatsapp.StatusLoggedOut)
+	if _, _, err := h.app.Send(context.Background(), DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"}); codeOf(err) != "session_not_connected/sessionId" {
+		t.Fatalf("send while logged out: %s", codeOf(err))
+	}
+	q, err = h.app.QR(context.Background(), DefaultWorkspace, sess)
+	if err != nil {
+		t.Fatalf("QR of a logged-out session: %v", err)
+	}
+	if c := nextConn(); !c.Registration() {
+		t.Fatal("a logged-out session logged in with its old device")
+	}
+	if err := srv.ScanQR(q.Code, sess, 6); err != nil {
+		t.Fatal(err)
+	}
+	nextConn()
+	waitSession(whatsapp.StatusConnected)
 }

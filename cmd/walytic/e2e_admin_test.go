@@ -329,3 +329,22 @@ func TestE2EAdminOnTheListener(t *testing.T) {
 	mustAPIError(t, s.do(t, "POST", "/admin/v1/workspaces", "not-the-admin-token", big), 401, "invalid_api_key", "")
 	mustAPIError(t, s.do(t, "POST", "/admin/v1/workspaces", token, big), 413, "payload_too_large", "")
 }
+
+// TestE2EPairGivesUp: offline, `sessions pair` follows a whatsmeow session
+// that cannot reach WhatsApp, then gives up at --timeout with a line that
+// says what to do; a sandbox session needs no pairing.
+func TestE2EPairGivesUp(t *testing.T) {
+	s := mustStartServer(t, newDataDir(t))
+	const number = "919876543299"
+	r := runCLI(t, nil, "--data-dir", s.dataDir, "sessions", "pair", number, "--timeout", "2s")
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	last := lines[len(lines)-1]
+	if r.code != 1 || r.stdout != "" || !strings.Contains(last, "gave up after 2s") || !strings.Contains(last, "walytic sessions pair "+number) {
+		t.Errorf("pair offline: exit %d, stdout %q, last line %q: want exit 1 and a line saying to run it again", r.code, r.stdout, last)
+	}
+	key := s.fastKey(t)
+	s.mustCreateSandbox(t, key, sessA)
+	if line := mustCLIFail(t, 1, nil, "--data-dir", s.dataDir, "sessions", "pair", sessA); !strings.Contains(line, "sandbox driver") {
+		t.Errorf("pair of a sandbox session: %q", line)
+	}
+}

@@ -50,7 +50,10 @@ func pairCmd(c *adminClient, args []string) error {
 	}
 	deadline := time.Now().Add(*timeout)
 	lastQR, shownCode, timeouts := "", false, 0
-	for {
+	// A session found logged_out (unlinked from the phone) is paired again
+	// with a fresh device: asking for a code restarts it. One that becomes
+	// logged_out while this command pairs it was refused; that is reported.
+	for first := true; ; first = false {
 		if err := c.call("GET", base+"/"+url.PathEscape(number), nil, &s); err != nil {
 			return err
 		}
@@ -64,6 +67,9 @@ func pairCmd(c *adminClient, args []string) error {
 			fmt.Fprintln(os.Stderr)
 			return printJSON(s)
 		case "logged_out", "banned":
+			if s.Status == "logged_out" && first {
+				break
+			}
 			fmt.Fprintln(os.Stderr)
 			return fmt.Errorf("pairing failed: session is %s (%s)", s.Status, reason)
 		case "pairing_timeout":
@@ -74,7 +80,7 @@ func pairCmd(c *adminClient, args []string) error {
 			}
 			lastQR, shownCode = "", false
 		}
-		if s.Status == "pairing" || s.Status == "pairing_timeout" {
+		if s.Status == "pairing" || s.Status == "pairing_timeout" || s.Status == "logged_out" {
 			if *phoneCode && !shownCode {
 				var out struct {
 					Code string `json:"code"`
@@ -102,7 +108,7 @@ func pairCmd(c *adminClient, args []string) error {
 		}
 		if time.Now().After(deadline) {
 			fmt.Fprintln(os.Stderr)
-			return fmt.Errorf("gave up after %s with the session %s", *timeout, s.Status)
+			return fmt.Errorf("gave up after %s with the session %s: run `walytic sessions pair %s` again, with a longer --timeout if the phone needs more time", *timeout, s.Status, number)
 		}
 		time.Sleep(time.Second)
 	}
