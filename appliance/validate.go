@@ -41,6 +41,16 @@ func ValidateRecipient(param, s string) error {
 	return nil
 }
 
+// ValidateNumberFilter checks a phone number a list is filtered by (such as
+// from): the same form, answered as invalid_request.
+func ValidateNumberFilter(param, s string) error {
+	if !validNumber(s) {
+		return Invalid(param, "%s must be a phone number in international form: 8 to 15 digits including the country code, with no '+', spaces or dashes (for example \"919999999999\"); got %s",
+			param, quoteShort(s))
+	}
+	return nil
+}
+
 // ValidateText checks a message text.
 func ValidateText(s string) error {
 	if s == "" {

@@ -63,6 +63,17 @@ var apiRoutes = []route{
 	{"GET", "/metrics", "Prometheus metrics.", "", nil, "", map[int]string{200: "text exposition format"}},
 }
 
+// queryParamDocs describes the query parameters whose meaning their name
+// does not settle.
+var queryParamDocs = map[string]string{
+	"to":     "outbound messages to this number (8–15 digits); empty: no filter",
+	"from":   "inbound messages from this number (8–15 digits); empty: no filter",
+	"since":  "createdAt at or after this Unix time in seconds",
+	"until":  "createdAt before this Unix time in seconds (exclusive); 0: no bound",
+	"limit":  "page size: messages 1–1000 (default 100), deliveries 1–500 (default 50)",
+	"cursor": "nextCursor of the previous page, unchanged",
+}
+
 var pathParam = regexp.MustCompile(`\{([a-zA-Z]+)\}`)
 
 func exampleValue(s string) any {
@@ -83,7 +94,11 @@ func openAPIDoc() map[string]any {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
 		for _, q := range r.Query {
-			params = append(params, map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}})
+			param := map[string]any{"name": q, "in": "query", "schema": map[string]any{"type": "string"}}
+			if d := queryParamDocs[q]; d != "" {
+				param["description"] = d
+			}
+			params = append(params, param)
 		}
 		if r.Method == "POST" && r.Path == "/v1/messages" {
 			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string", "maxLength": 255}})

@@ -204,8 +204,14 @@ func parseMessageQuery(q *fasthttp.Args) (appliance.MessageFilter, int, error) {
 			}
 			f.Status = val
 		case "to":
+			if val != "" {
+				err = appliance.ValidateRecipient("to", val)
+			}
 			f.To = val
 		case "from":
+			if val != "" {
+				err = appliance.ValidateNumberFilter("from", val)
+			}
 			f.From = val
 		case "since", "until":
 			n, e := strconv.ParseInt(val, 10, 64)

@@ -120,7 +120,7 @@ type attemptJSON struct {
 	EventID     string  `json:"eventId"`
 	Event       string  `json:"event"`
 	Attempt     int     `json:"attempt"`
-	AttemptedAt float64 `json:"attemptedAt"` // Unix seconds, millisecond precision
+	AttemptedAt int64   `json:"attemptedAt"` // Unix seconds, as every timestamp of the API
 	StatusCode  *int    `json:"statusCode"`
 	LatencyMs   int64   `json:"latencyMs"`
 	Error       *string `json:"error"`
@@ -159,7 +159,7 @@ func (s *Server) listDeliveries(ctx *fasthttp.RequestCtx, ws, id string) {
 	}{Data: make([]attemptJSON, 0, len(list))}
 	for _, a := range list {
 		j := attemptJSON{ID: a.ID, DeliveryID: a.DeliveryID, EventID: a.EventID, Event: a.EventType, Attempt: a.Number,
-			AttemptedAt: float64(a.At) / 1000, LatencyMs: a.LatencyMs, Error: strOrNil(a.Error), NextRetryAt: intOrNil(a.NextRetryAt), State: a.State}
+			AttemptedAt: a.At / 1000, LatencyMs: a.LatencyMs, Error: strOrNil(a.Error), NextRetryAt: intOrNil(a.NextRetryAt), State: a.State}
 		if a.StatusCode != 0 {
 			code := a.StatusCode
 			j.StatusCode = &code

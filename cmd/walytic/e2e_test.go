@@ -322,6 +322,8 @@ func TestE2EListMessages(t *testing.T) {
 			return m.session == sessA && m.dir == "outbound" && m.status == "read" && m.to == rcptOK
 		}},
 		{"sessionId=19998887776", func(listed) bool { return false }},
+		{"to=&from=", func(listed) bool { return true }}, // empty: no filter
+		{"until=0", func(listed) bool { return true }},   // 0: no bound
 	}
 	for _, f := range filters {
 		want := expect(f.pred)
@@ -356,6 +358,9 @@ func TestE2EListMessages(t *testing.T) {
 		{"direction=sideways", "invalid_request", "direction"},
 		{"status=lost", "invalid_request", "status"},
 		{"sessionId=%2B919876543210", "invalid_session_id", "sessionId"},
+		{"to=abc", "invalid_recipient", "to"},
+		{"to=%2B919999999999", "invalid_recipient", "to"},
+		{"from=12", "invalid_request", "from"},
 		{"since=yesterday", "invalid_request", "since"},
 		{"until=-5", "invalid_request", "until"},
 		{"cursor=not-a-cursor", "invalid_request", "cursor"},
