@@ -20,7 +20,7 @@ func (a *Appliance) CreateWorkspace(name string, monthlyQuota int64) (storage.Wo
 	w := storage.Workspace{Name: name, MonthlyQuota: monthlyQuota, CreatedAt: a.now().Unix()}
 	if err := a.state.CreateWorkspace(w); err != nil {
 		if errors.Is(err, storage.ErrExists) {
-			return w, newErr(CodeConflict, "name", "a workspace named %q already exists", name)
+			return w, newErr(CodeConflict, "name", "a workspace named %q already exists: use it (for example `walytic keys create --workspace %s`), or choose another name", name, name)
 		}
 		return w, storageErr("create workspace", err)
 	}
@@ -62,12 +62,18 @@ type KeyLimits struct {
 	Burst         *int
 }
 
+// The bounds of a key's limits.
+const (
+	MaxRatePerMinute = 6_000_000
+	MaxBurst         = 1_000_000
+)
+
 func (l KeyLimits) validate() error {
-	if l.RatePerMinute != nil && (*l.RatePerMinute < 1 || *l.RatePerMinute > 6_000_000) {
-		return Invalid("ratePerMinute", "ratePerMinute must be between 1 and 6000000 requests per minute (default %d)", limiter.DefaultLimits.PerMinute)
+	if l.RatePerMinute != nil && (*l.RatePerMinute < 1 || *l.RatePerMinute > MaxRatePerMinute) {
+		return Invalid("ratePerMinute", "ratePerMinute must be between 1 and %d requests per minute (default %d)", MaxRatePerMinute, limiter.DefaultLimits.PerMinute)
 	}
-	if l.Burst != nil && (*l.Burst < 1 || *l.Burst > 1_000_000) {
-		return Invalid("burst", "burst must be between 1 and 1000000 requests (default %d)", limiter.DefaultLimits.Burst)
+	if l.Burst != nil && (*l.Burst < 1 || *l.Burst > MaxBurst) {
+		return Invalid("burst", "burst must be between 1 and %d requests (default %d)", MaxBurst, limiter.DefaultLimits.Burst)
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package httpfast
 
 import (
+	"encoding/json"
+
 	"github.com/valyala/fasthttp"
 	"github.com/walytic/appliance/appliance"
 	"github.com/walytic/appliance/storage"
@@ -69,17 +71,29 @@ const patchWorkspaceExample = `{"monthlyQuota":10000}`
 
 func (s *Server) adminPatchWorkspace(ctx *fasthttp.RequestCtx, name string) {
 	var body struct {
-		MonthlyQuota *int64 `json:"monthlyQuota"`
+		// Raw, to tell an absent field (leave the quota) from null
+		// (unlimited).
+		MonthlyQuota json.RawMessage `json:"monthlyQuota"`
 	}
 	if err := decodeBody(ctx.PostBody(), &body, patchWorkspaceExample); err != nil {
 		s.writeError(ctx, err)
 		return
 	}
-	var quota int64 // null or absent: unlimited
-	if body.MonthlyQuota != nil {
-		quota = *body.MonthlyQuota
+	if len(body.MonthlyQuota) == 0 {
+		w, err := s.app.Workspace(name) // nothing to change
+		if err != nil {
+			s.writeError(ctx, err)
+			return
+		}
+		writeJSON(ctx, 200, toWorkspaceJSON(w))
+		return
 	}
-	w, err := s.app.SetQuota(name, quota)
+	var quota *int64 // null: unlimited
+	if err := json.Unmarshal(body.MonthlyQuota, &quota); err != nil {
+		s.writeError(ctx, appliance.Invalid("monthlyQuota", "monthlyQuota must be a whole number of messages per month, or 0 or null for unlimited; for example %s", patchWorkspaceExample))
+		return
+	}
+	w, err := s.app.SetQuota(name, derefOr0(quota))
 	if err != nil {
 		s.writeError(ctx, err)
 		return
@@ -193,4 +207,11 @@ func (s *Server) workspaceExists(ctx *fasthttp.RequestCtx, ws string) bool {
 		return false
 	}
 	return true
+}
+
+func derefOr0(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }

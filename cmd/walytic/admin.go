@@ -14,6 +14,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/walytic/appliance/appliance"
 )
 
 // adminClient talks to a running server over its admin socket.
@@ -104,6 +106,9 @@ func workspacesCmd(g globals, args []string) error {
 		if len(pos) != 1 {
 			return usagef("workspaces create takes one NAME")
 		}
+		if *quota < 0 {
+			return usagef("--monthly-quota must be a whole number ≥ 0 (0 = unlimited), got %d", *quota)
+		}
 		var out json.RawMessage
 		if err := c.call("POST", "/admin/v1/workspaces", map[string]any{"name": pos[0], "monthlyQuota": *quota}, &out); err != nil {
 			return err
@@ -165,6 +170,9 @@ func keysCmd(g globals, args []string) error {
 		}
 		if len(pos) != 0 {
 			return usagef("keys create takes no arguments; label the key with --name")
+		}
+		if err := checkKeyLimitFlags(*rate, *burst); err != nil {
+			return err
 		}
 		body := map[string]any{"name": *name}
 		if *rate != 0 {
@@ -245,4 +253,16 @@ func sessionsCmd(g globals, args []string) error {
 		return pairCmd(c, args[1:])
 	}
 	return usagef("unknown sessions subcommand %q", args[0])
+}
+
+// checkKeyLimitFlags refuses out-of-range --rate-per-minute and --burst as
+// usage errors, named as the flags (0 means the flag was not given).
+func checkKeyLimitFlags(rate, burst int) error {
+	if rate < 0 || rate > appliance.MaxRatePerMinute {
+		return usagef("--rate-per-minute must be 1 to %d (leave it out for the default, 60)", appliance.MaxRatePerMinute)
+	}
+	if burst < 0 || burst > appliance.MaxBurst {
+		return usagef("--burst must be 1 to %d (leave it out for the default, 100)", appliance.MaxBurst)
+	}
+	return nil
 }

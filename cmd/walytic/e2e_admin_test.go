@@ -157,6 +157,9 @@ func TestE2ECLI(t *testing.T) {
 		{"--data-dir", dir, "workspaces", "create"},
 		{"--data-dir", dir, "workspaces", "set-quota", "default", "-5"},
 		{"--data-dir", dir, "workspaces", "set-quota", "default", "many"},
+		{"--data-dir", dir, "workspaces", "create", "neg", "--monthly-quota", "-3"},
+		{"--data-dir", dir, "keys", "create", "--rate-per-minute", "-1"},
+		{"--data-dir", dir, "keys", "create", "--burst", "2000000"},
 		{"--data-dir", dir, "sessions", "list", "extra"},
 		{"keys", "list", "--data-dir"},
 		{"serve", "--listen", "nonsense", "--data-dir", newDataDir(t)},
@@ -176,8 +179,8 @@ func TestE2ECLI(t *testing.T) {
 
 	// A second server on the same data directory refuses with one line.
 	r := runCLI(t, nil, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0")
-	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 {
-		t.Errorf("second serve on a live data dir: exit %d, stderr %q; want 1 and one line", r.code, r.stderr)
+	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "another walytic serve is using") {
+		t.Errorf("second serve on a live data dir: exit %d, stderr %q; want 1 and one line naming the other server", r.code, r.stderr)
 	}
 	if !s.alive() {
 		t.Fatalf("the first server died when a second one started")
@@ -195,6 +198,11 @@ func TestE2ECLI(t *testing.T) {
 	}
 	if r := runCLI(t, nil, "version"); !strings.Contains(r.stdout, "go1.") {
 		t.Errorf("version %q does not name the Go version", r.stdout)
+	}
+	// A name taken: exit 1 with what to do instead.
+	s.mustCLI(t, "workspaces", "create", "acme")
+	if line := mustCLIFail(t, 1, nil, "--data-dir", dir, "workspaces", "create", "acme"); !strings.Contains(line, "choose another name") {
+		t.Errorf("workspace name taken: %q does not say what to do", line)
 	}
 	// A workspace and sessions list through the CLI.
 	ws := s.mustCLI(t, "workspaces", "list")
@@ -323,6 +331,20 @@ func TestE2EAdminOnTheListener(t *testing.T) {
 	}
 	mustAPIError(t, s.do(t, "GET", "/v1/usage", created.Key, nil), 401, "invalid_api_key", "")
 	mustStatus(t, s.do(t, "GET", "/v1/usage", rotated.Key, nil), 200)
+
+	// PATCH leaves out what it does not name; null is unlimited.
+	mustStatus(t, s.do(t, "POST", "/admin/v1/workspaces", token, map[string]any{"name": "acme", "monthlyQuota": 5}), 201)
+	var w struct{ MonthlyQuota *int64 }
+	mustDecode(t, mustStatus(t, s.do(t, "PATCH", "/admin/v1/workspaces/acme", token, map[string]any{}), 200), &w)
+	if w.MonthlyQuota == nil || *w.MonthlyQuota != 5 {
+		t.Errorf("PATCH {} changed the quota to %v, want 5 kept", w.MonthlyQuota)
+	}
+	mustDecode(t, mustStatus(t, s.do(t, "PATCH", "/admin/v1/workspaces/acme", token, `{"monthlyQuota":null}`), 200), &w)
+	if w.MonthlyQuota != nil {
+		t.Errorf("PATCH monthlyQuota null: quota %d, want null (unlimited)", *w.MonthlyQuota)
+	}
+	mustAPIError(t, s.do(t, "PATCH", "/admin/v1/workspaces/acme", token, `{"monthlyQuota":"lots"}`), 400, "invalid_request", "monthlyQuota")
+	mustAPIError(t, s.do(t, "PATCH", "/admin/v1/workspaces/nope", token, map[string]any{}), 404, "not_found", "workspace")
 
 	big := strings.Repeat("x", 1<<20+1)
 	mustAPIError(t, s.do(t, "POST", "/admin/v1/workspaces", "", big), 401, "missing_api_key", "")

@@ -36,25 +36,29 @@ var waIDRE = regexp.MustCompile(`^3EB0[0-9A-F]{16,20}$`)
 func TestE2EReadmeUserPath(t *testing.T) {
 	s := mustStartServer(t, newDataDir(t))
 
-	// First start: two hint lines besides the JSON log.
-	var hints []string
-	pollUntil(5*time.Second, func() bool {
-		hints = hints[:0]
+	// First start: a log line with the next two commands. stderr is not a
+	// terminal here, so it holds JSON log lines only.
+	var hint struct{ CreateKey, CreateSession string }
+	if !pollUntil(5*time.Second, func() bool {
 		for _, l := range s.stderr.lines() {
-			if !strings.HasPrefix(l, "{") {
-				hints = append(hints, l)
+			if strings.Contains(l, `"msg":"new data directory`) {
+				return json.Unmarshal([]byte(l), &hint) == nil
 			}
 		}
-		return len(hints) >= 2
-	})
-	if len(hints) != 2 {
-		t.Fatalf("first start: want 2 hint lines on stderr, got %q", hints)
+		return false
+	}) {
+		t.Fatalf("first start: no log line with the next commands in %q", s.stderr.lines())
 	}
-	if !strings.Contains(hints[0], "keys create") {
-		t.Errorf("first hint %q does not say `keys create`", hints[0])
+	if !strings.Contains(hint.CreateKey, "--data-dir "+s.dataDir+" keys create") {
+		t.Errorf("createKey %q does not say `keys create` for this data directory", hint.CreateKey)
 	}
-	if !strings.Contains(hints[1], "sandbox") || !strings.Contains(hints[1], "/v1/sessions") || !strings.Contains(hints[1], s.addr) {
-		t.Errorf("second hint %q does not show how to create a sandbox session on %s", hints[1], s.addr)
+	if !strings.Contains(hint.CreateSession, "sandbox") || !strings.Contains(hint.CreateSession, "/v1/sessions") || !strings.Contains(hint.CreateSession, s.addr) {
+		t.Errorf("createSession %q does not show how to create a sandbox session on %s", hint.CreateSession, s.addr)
+	}
+	for _, l := range s.stderr.lines() {
+		if !json.Valid([]byte(l)) {
+			t.Errorf("serve wrote a line that is not JSON on stderr: %q", l)
+		}
 	}
 
 	r := runCLI(t, nil, "--data-dir", s.dataDir, "keys", "create")

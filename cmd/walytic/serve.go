@@ -159,8 +159,9 @@ func serve(g globals, args []string) error {
 
 	db, err := storage.Open(g.dataDir)
 	if err != nil {
-		if strings.Contains(err.Error(), "lock") {
-			return fmt.Errorf("%w (is another walytic serve using --data-dir %s?)", err, g.dataDir)
+		// Pebble's lock file is held: EAGAIN from flock.
+		if errors.Is(err, syscall.EAGAIN) || strings.Contains(err.Error(), "lock") {
+			return fmt.Errorf("%w: another walytic serve is using --data-dir %s; stop it, or give this one another --data-dir", err, g.dataDir)
 		}
 		return err
 	}
@@ -209,8 +210,15 @@ func serve(g globals, args []string) error {
 	go func() { errc <- srv.ServeAdmin(adminLn) }()
 	log.Info("walytic serving", "version", version, "listen", publicLn.Addr().String(), "adminSocket", g.socketPath(), "dataDir", g.dataDir, "goMaxProcs", procs)
 	if app.FirstStart {
-		fmt.Fprintf(os.Stderr, "walytic: new data directory %s. Create an API key:  walytic --data-dir %s keys create\n", g.dataDir, g.dataDir)
-		fmt.Fprintf(os.Stderr, "walytic: then a sandbox session:  curl -X POST http://%s/v1/sessions -H \"Authorization: Bearer $KEY\" -d '{\"sessionId\":\"919876543210\",\"driver\":\"sandbox\"}'\n", publicLn.Addr().String())
+		createKey := fmt.Sprintf("walytic --data-dir %s keys create", g.dataDir)
+		createSession := fmt.Sprintf(`curl -X POST http://%s/v1/sessions -H "Authorization: Bearer $KEY" -d '{"sessionId":"919876543210","driver":"sandbox"}'`, publicLn.Addr().String())
+		log.Info("new data directory: create an API key, then a sandbox session", "createKey", createKey, "createSession", createSession)
+		// stderr carries JSON log lines only; a person at a terminal also
+		// gets the two commands as they can be pasted.
+		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintf(os.Stderr, "walytic: new data directory %s. Create an API key:  %s\n", g.dataDir, createKey)
+			fmt.Fprintf(os.Stderr, "walytic: then a sandbox session:  %s\n", createSession)
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
