@@ -120,6 +120,12 @@ func TestWhatsmeowSessionThroughFakeServer(t *testing.T) {
 	// (what `walytic sessions pair` does) pairs a fresh device.
 	relogin.Failure(401, nil)
 	waitSession(whatsapp.StatusLoggedOut)
+	// Let whatsmeow's read pump finish closing the dropped socket: its
+	// Close and a Disconnect made meanwhile (the restart below) race on a
+	// field inside whatsmeow, which -race reports. A person asks for a new
+	// code seconds after the phone unlinked, not microseconds.
+	<-relogin.Done()
+	time.Sleep(200 * time.Millisecond)
 	if _, _, err := h.app.Send(context.Background(), DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"}); codeOf(err) != "session_not_connected/sessionId" {
 		t.Fatalf("send while logged out: %s", codeOf(err))
 	}
