@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/walytic/appliance/appliance"
 )
@@ -18,6 +19,11 @@ func decodeBody(body []byte, v any, example string) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return appliance.Invalid("", "the request body must be a JSON object, for example %s", example)
+	}
+	// encoding/json would turn invalid bytes into U+FFFD and store a text
+	// other than the one sent; JSON is UTF-8, so refuse it instead.
+	if !utf8.Valid(trimmed) {
+		return appliance.Invalid("", "the request body is not valid UTF-8: send the JSON (and the text in it) encoded as UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()

@@ -63,6 +63,32 @@ func TestDecodeBodyNamesTheField(t *testing.T) {
 	}
 }
 
+// A body that is not UTF-8 is refused, not stored with its bytes replaced;
+// escapes and multi-byte text are fine.
+func TestDecodeBodyRefusesInvalidUTF8(t *testing.T) {
+	for body, ok := range map[string]bool{
+		"{\"sessionId\":\"919876543210\",\"to\":\"919999999999\",\"text\":\"caf\xe9\"}":                      false, // Latin-1 é
+		"{\"sessionId\":\"919876543210\",\"to\":\"919999999999\",\"text\":\"\xff\xfe\"}":                     false,
+		"{\"sessionId\":\"919876543210\",\"to\":\"919999999999\",\"text\":\"caf\xc3\xa9 \xf0\x9f\x93\xa6\"}": true,
+		`{"sessionId":"919876543210","to":"919999999999","text":"caf\u00e9"}`:                                true,
+	} {
+		b, err := decodeSendBody([]byte(body))
+		switch {
+		case ok && err != nil:
+			t.Errorf("%q: %v", body, err)
+		case !ok && (err == nil || !strings.Contains(err.Error(), "UTF-8")):
+			t.Errorf("%q: decoded (text %q, err %v), want an invalid_request about UTF-8", body, deref(b.Text), err)
+		}
+	}
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
 func FuzzDecodeSendBody(f *testing.F) {
 	f.Add([]byte(sendExample))
 	f.Add([]byte(`{"sessionId":null,"to":1e400,"text":{"a":[[[[]]]]}}`))
