@@ -30,6 +30,7 @@ type durability struct {
 
 	mu      sync.Mutex
 	waiting []durableCallback // in the order registered
+	running bool              // the loop is running callbacks it took from waiting
 
 	kick  chan struct{} // callbacks are waiting: sync now
 	lazy  chan struct{} // an unsynced commit: sync within SyncBound
@@ -76,7 +77,7 @@ func (d *durability) raise(seq uint64) {
 // its callbacks.
 func (d *durability) committedNoSync(fns []func()) {
 	seq := d.noSync.Add(1)
-	if d.dirty.CompareAndSwap(false, true) {
+	if !d.dirty.Load() && d.dirty.CompareAndSwap(false, true) { // the load keeps the line shared while dirty
 		signal(d.lazy)
 	}
 	if len(fns) > 0 {
@@ -95,7 +96,7 @@ func (d *durability) committedSync(before uint64, fns []func()) {
 		return
 	}
 	d.mu.Lock()
-	if len(d.waiting) == 0 {
+	if len(d.waiting) == 0 && !d.running {
 		d.mu.Unlock()
 		for _, f := range fns {
 			f()
@@ -173,9 +174,20 @@ func (d *durability) runDurable() {
 	} else {
 		d.waiting = append([]durableCallback(nil), d.waiting[n:]...)
 	}
+	d.running = n > 0
 	d.mu.Unlock()
+	if n == 0 {
+		return
+	}
 	for _, c := range due {
 		c.fn()
+	}
+	d.mu.Lock()
+	d.running = false
+	more := len(d.waiting) > 0 // queued behind these while they ran
+	d.mu.Unlock()
+	if more {
+		signal(d.kick)
 	}
 }
 

@@ -137,3 +137,59 @@ func TestOnDurableRunsOnceOnDiskInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A synced batch committed while the sync loop runs an earlier batch's
+// callback does not overtake it: its own callback runs after.
+func TestOnDurableSyncedWaitsForARunningCallback(t *testing.T) {
+	db := mustOpen(t, t.TempDir())
+	defer db.Close()
+	started, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	defer letGo() // before Close, which waits for the loop
+	var order []string
+	var mu sync.Mutex
+	note := func(s string) {
+		mu.Lock()
+		order = append(order, s)
+		mu.Unlock()
+	}
+	a := db.NewBatch()
+	a.Set([]byte("test/a"), nil)
+	a.OnDurable(func() {
+		close(started)
+		<-release
+		note("a")
+	})
+	if err := db.CommitNoSync(a); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	bDone := make(chan struct{})
+	b := db.NewBatch()
+	b.Set([]byte("test/b"), nil)
+	b.OnDurable(func() {
+		note("b")
+		close(bDone)
+	})
+	if err := db.CommitSync(b); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	early := len(order) > 0
+	mu.Unlock()
+	if early {
+		t.Fatalf("a synced batch's callback ran while an earlier one was running: %v", order)
+	}
+	letGo()
+	select {
+	case <-bDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the synced batch's callback never ran")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(order) != "[a b]" {
+		t.Fatalf("callbacks ran in the order %v, want [a b]", order)
+	}
+}
