@@ -32,12 +32,11 @@ type durability struct {
 	waiting []durableCallback // in the order registered
 	running bool              // the loop is running callbacks it took from waiting
 
-	kick  chan struct{} // callbacks are waiting: sync now
-	lazy  chan struct{} // an unsynced commit: sync within SyncBound
-	stop  chan struct{}
-	done  chan struct{}
-	sync  func() error // fsyncs the WAL, with whatever it holds
-	after func(time.Duration) <-chan time.Time
+	kick chan struct{} // callbacks are waiting: sync now
+	lazy chan struct{} // an unsynced commit: sync within SyncBound
+	stop chan struct{}
+	done chan struct{}
+	sync func() error // fsyncs the WAL, with whatever it holds
 }
 
 type durableCallback struct {
@@ -47,12 +46,11 @@ type durableCallback struct {
 
 func newDurability(pdb *pebble.DB) *durability {
 	return &durability{
-		kick:  make(chan struct{}, 1),
-		lazy:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
-		sync:  func() error { return pdb.LogData(nil, pebble.Sync) },
-		after: time.After,
+		kick: make(chan struct{}, 1),
+		lazy: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+		sync: func() error { return pdb.LogData(nil, pebble.Sync) },
 	}
 }
 
@@ -134,7 +132,7 @@ func (d *durability) loop(log *slog.Logger) {
 		case <-d.kick:
 		case <-d.lazy:
 			if bound == nil {
-				bound = d.after(SyncBound)
+				bound = time.After(SyncBound)
 			}
 			continue
 		case <-bound:
@@ -149,7 +147,7 @@ func (d *durability) loop(log *slog.Logger) {
 				// for a sync that works (a full disk, say, may free up).
 				log.Error("sync the write-ahead log", "err", err)
 				if retry == nil {
-					retry = d.after(time.Second)
+					retry = time.After(time.Second)
 				}
 				continue
 			}
