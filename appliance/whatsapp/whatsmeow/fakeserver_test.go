@@ -313,3 +313,54 @@ var testWAIDs atomic.Uint64
 
 // newTestWAID returns a WhatsApp-style id that no other call returns.
 func newTestWAID() string { return fmt.Sprintf("3EB0%020X", testWAIDs.Add(1)) }
+
+// A socket that dies after login while whatsmeow's passive request waits for
+// its answer: whatsmeow gives up 5 s later and dispatches Connected anyway,
+// after Disconnected. The session must reconnect, not stay "connected" with
+// no socket (it did, with its retry cancelled, when the reconnect backoff
+// was over those 5 s).
+func TestFakeServerConnectedAfterTheSocketDied(t *testing.T) {
+	t.Parallel()
+	srv, err := fakewa.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	d, err := New(Options{
+		DBPath:     filepath.Join(t.TempDir(), "whatsmeow.db"),
+		HTTPClient: srv.HTTPClient(),
+		Backoff:    Backoff{Initial: 6 * time.Second, Max: 6 * time.Second},
+		Logger:     testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	tr, rec, login := pair(t, srv, d, whatsapp.SessionRef{Workspace: "w", SessionID: "447700900123"})
+	defer tr.Close()
+
+	srv.HoldPassive.Store(true)
+	login.Drop()
+	rec.waitStatus(t, whatsapp.StatusDisconnected, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	second, err := srv.NextConn(ctx) // after the backoff
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.WaitReceived(ctx, func(n *waBinary.Node) bool { return n.Attrs["xmlns"] == "passive" }); err != nil {
+		t.Fatal(err)
+	}
+	srv.HoldPassive.Store(false)
+	second.Drop() // before the passive request is answered
+	// Connected comes 5 s later for the dead socket; the reconnect must
+	// come all the same, and log in.
+	third, err := srv.NextConn(ctx)
+	if err != nil {
+		t.Fatalf("no reconnect after the socket died during login (last status %+v): %v", rec.last(), err)
+	}
+	if third.User() != "447700900123" {
+		t.Fatalf("reconnected as %q", third.User())
+	}
+	rec.waitStatus(t, whatsapp.StatusConnected, 10*time.Second)
+}

@@ -366,6 +366,18 @@ func (s *session) onConnected() {
 		s.mu.Unlock()
 		return
 	}
+	// whatsmeow dispatches Connected after its post-login passive request
+	// even when that failed because the socket died meanwhile, and then
+	// possibly after Disconnected. Taken as a login, it would cancel the
+	// reconnect Disconnected armed and leave the session "connected" with
+	// no socket. A retry armed and no connect begun since means exactly
+	// that: the event is for the socket that died. (Asking whatsmeow
+	// whether its socket is up races inside whatsmeow.)
+	if s.retry != nil && !s.connecting {
+		s.mu.Unlock()
+		s.log.Info("whatsmeow: connected event for a socket that is gone; waiting for the reconnect")
+		return
+	}
 	s.attempt = 0
 	s.pairing = false
 	s.stopped = false

@@ -498,3 +498,28 @@ func TestCheckNumbersBatches(t *testing.T) {
 		t.Errorf("calls %v", fc.checkCalls)
 	}
 }
+
+// whatsmeow can dispatch Connected after Disconnected, for a socket that died
+// during its post-login passive request. The session must keep the retry
+// Disconnected armed, not report connected with no socket.
+func TestConnectedForADeadSocketKeepsTheRetry(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(true)
+	s, rec := newTestSession(t, fc, clk)
+	s.start()
+	fc.waitConnects(t, 1)
+	s.handleEvent(&events.Connected{})
+	rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
+
+	s.handleEvent(&events.Disconnected{})
+	rec.waitFor(t, "retry reason", 2*time.Second, func() bool { return contains(rec.last().Reason, "reconnecting in 1s") })
+	s.handleEvent(&events.Connected{}) // late, for the dead socket
+	time.Sleep(20 * time.Millisecond)
+	if st := rec.last(); st.Status != whatsapp.StatusDisconnected {
+		t.Fatalf("status %s (%s) after a Connected event for a dead socket, want disconnected", st.Status, st.Reason)
+	}
+	clk.Advance(time.Second)
+	fc.waitConnects(t, 2) // the retry was kept
+	s.handleEvent(&events.Connected{})
+	rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
+}

@@ -85,6 +85,9 @@ type Server struct {
 	LoginFailure atomic.Int32
 	// NoAutoLogin makes the server wait for the test to call Conn.Login.
 	NoAutoLogin atomic.Bool
+	// HoldPassive leaves the passive iq a client sends after login
+	// unanswered, as a socket that dies at that moment would.
+	HoldPassive atomic.Bool
 
 	mu      sync.Mutex
 	conns   []*Conn
@@ -534,6 +537,9 @@ func (c *Conn) handleIQ(n *waBinary.Node) {
 		return
 	}
 	xmlns, _ := n.Attrs["xmlns"].(string)
+	if xmlns == "passive" && c.s.HoldPassive.Load() {
+		return
+	}
 	switch xmlns {
 	case "encrypt":
 		if _, ok := n.GetOptionalChildByTag("count"); ok {
