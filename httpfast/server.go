@@ -74,6 +74,7 @@ func (s *Server) newFastServer(name string, h fasthttp.RequestHandler, public bo
 		WriteTimeout:                  120 * time.Second,
 		IdleTimeout:                   120 * time.Second,
 		ErrorHandler:                  func(ctx *fasthttp.RequestCtx, err error) { s.parseError(ctx, err, public) },
+		Logger:                        quietLogger{s.log},
 		NoDefaultServerHeader:         true,
 		NoDefaultDate:                 false,
 		DisableHeaderNamesNormalizing: false,
@@ -81,6 +82,16 @@ func (s *Server) newFastServer(name string, h fasthttp.RequestHandler, public bo
 		ReduceMemoryUsage:             false,
 		StreamRequestBody:             false,
 	}
+}
+
+// quietLogger takes fasthttp's own log lines. fasthttp quotes the raw
+// request in them (a bad header, a duplicate Content-Length), Authorization
+// header and body included, and would print them with the standard logger,
+// outside the JSON log: only the line's form is kept, at debug level.
+type quietLogger struct{ log *slog.Logger }
+
+func (l quietLogger) Printf(format string, _ ...any) {
+	l.log.Debug("fasthttp", "what", format)
 }
 
 // ServePublic serves the /v1 API on ln until Shutdown.
