@@ -21,10 +21,12 @@ import (
 // MaxBodySize is the largest request body accepted; larger ones get 413.
 const MaxBodySize = 1 << 20
 
-// readBodyLimit is what fasthttp reads before giving up on a request. It is
-// above MaxBodySize so bodies a little over the limit are read whole and
-// answered with a 413 on a connection that stays usable; a client that is
-// still writing when the server closes would see a reset instead of the 413.
+// readBodyLimit is what fasthttp reads before giving up on a request of a
+// caller with a valid key. It is above MaxBodySize so bodies a little over
+// the limit are read whole and answered with a 413 on a connection that
+// stays usable; a client that is still writing when the server closes would
+// see a reset instead of the 413. Callers without one get no more than
+// MaxBodySize read (bodyLimit).
 const readBodyLimit = 8 << 20
 
 // Config wires a Server.
@@ -75,6 +77,7 @@ func (s *Server) newFastServer(name string, h fasthttp.RequestHandler, public bo
 		IdleTimeout:                   120 * time.Second,
 		ErrorHandler:                  func(ctx *fasthttp.RequestCtx, err error) { s.parseError(ctx, err, public) },
 		Logger:                        quietLogger{s.log},
+		HeaderReceived:                s.bodyLimit(public),
 		NoDefaultServerHeader:         true,
 		NoDefaultDate:                 false,
 		DisableHeaderNamesNormalizing: false,
@@ -92,6 +95,28 @@ type quietLogger struct{ log *slog.Logger }
 
 func (l quietLogger) Printf(format string, _ ...any) {
 	l.log.Debug("fasthttp", "what", format)
+}
+
+// bodyLimit has fasthttp read a body over MaxBodySize on the public listener
+// only for a caller whose key (or admin token) is valid; anyone else's is
+// refused from its Content-Length, unread, and answered 401 (see
+// refuseTooLarge), so no one without a key can make the server hold 8 MiB
+// per connection. Requests that declare a small body cost no check here.
+func (s *Server) bodyLimit(public bool) func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+	return func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+		if n := h.ContentLength(); !public || (n >= 0 && n <= MaxBodySize) {
+			return fasthttp.RequestConfig{}
+		}
+		tok := bearerOf(h.Peek("Authorization"))
+		if bytes.HasPrefix(h.RequestURI(), []byte("/admin/")) {
+			if s.adminTokenIs(tok) {
+				return fasthttp.RequestConfig{}
+			}
+		} else if _, err := s.app.Authenticate(tok); err == nil {
+			return fasthttp.RequestConfig{}
+		}
+		return fasthttp.RequestConfig{MaxRequestBodySize: MaxBodySize}
+	}
 }
 
 // ServePublic serves the /v1 API on ln until Shutdown.
@@ -219,7 +244,11 @@ var bearerPrefix = []byte("bearer ")
 
 // bearer returns the token of an "Authorization: Bearer …" header, or nil.
 func bearer(ctx *fasthttp.RequestCtx) []byte {
-	v := ctx.Request.Header.Peek("Authorization")
+	return bearerOf(ctx.Request.Header.Peek("Authorization"))
+}
+
+// bearerOf returns the token of an Authorization header's value v.
+func bearerOf(v []byte) []byte {
 	if len(v) < len(bearerPrefix) || !bytes.EqualFold(v[:len(bearerPrefix)], bearerPrefix) {
 		return v[:0:0]
 	}
@@ -227,7 +256,10 @@ func bearer(ctx *fasthttp.RequestCtx) []byte {
 }
 
 func (s *Server) adminAuthorized(ctx *fasthttp.RequestCtx) bool {
-	tok := bearer(ctx)
+	return s.adminTokenIs(bearer(ctx))
+}
+
+func (s *Server) adminTokenIs(tok []byte) bool {
 	return len(s.adminToken) > 0 && len(tok) > 0 && subtle.ConstantTimeCompare(tok, s.adminToken) == 1
 }
 

@@ -407,29 +407,32 @@ func TestE2EPayloadTooLarge(t *testing.T) {
 	}
 
 	// The key and the rate limit are checked before the size, in the
-	// contract's order, both for bodies read whole (1 MiB + 1) and for
-	// bodies refused from their Content-Length alone (9 MiB, never sent).
+	// contract's order. A body over 1 MiB is read whole (and answered 413 on
+	// a connection that stays usable) only for a valid key, up to 8 MiB;
+	// without one it is refused unread, from its Content-Length: these
+	// requests send the headers alone, and the answer must come all the same.
 	slow := s.mustCreateKey(t, "--rate-per-minute", "1", "--burst", "2")
-	oversized := func(size int, auth string) *apiResp {
+	oversized := func(size int, auth string, send bool) *apiResp {
 		t.Helper()
 		head := fmt.Sprintf("POST /v1/messages HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n", s.addr, auth, size)
 		req := []byte(head)
-		if size <= 2<<20 {
+		if send {
 			req = append(req, body(size)...)
 		}
 		r, err := rawExchange(s.addr, req, 10*time.Second)
 		if err != nil {
-			t.Fatalf("%d-byte body: %v", size, err)
+			t.Fatalf("%d-byte body (sent: %v), auth %q: %v", size, send, auth, err)
 		}
 		return r
 	}
-	for _, size := range []int{1<<20 + 1, 9 << 20} {
-		mustAPIError(t, oversized(size, ""), 401, "missing_api_key", "")
-		mustAPIError(t, oversized(size, "Authorization: Bearer wlt_live_nope\r\n"), 401, "invalid_api_key", "")
-		mustAPIError(t, oversized(size, "Authorization: Bearer "+slow+"\r\n"), 413, "payload_too_large", "")
+	for _, size := range []int{1<<20 + 1, 4 << 20, 9 << 20} {
+		mustAPIError(t, oversized(size, "", false), 401, "missing_api_key", "")
+		mustAPIError(t, oversized(size, "Authorization: Bearer wlt_live_nope\r\n", false), 401, "invalid_api_key", "")
 	}
+	mustAPIError(t, oversized(1<<20+1, "Authorization: Bearer "+slow+"\r\n", true), 413, "payload_too_large", "")
+	mustAPIError(t, oversized(9<<20, "Authorization: Bearer "+slow+"\r\n", false), 413, "payload_too_large", "")
 	// The slow key's two admitted 413s used its burst of 2.
-	mustAPIError(t, oversized(1<<20+1, "Authorization: Bearer "+slow+"\r\n"), 429, "rate_limited", "")
+	mustAPIError(t, oversized(1<<20+1, "Authorization: Bearer "+slow+"\r\n", true), 429, "rate_limited", "")
 	mustAPIError(t, s.do(t, "GET", "/v1/usage", slow, nil), 429, "rate_limited", "")
 }
 
