@@ -137,43 +137,53 @@ func (a *Appliance) Key(id string) (storage.APIKey, error) {
 // RotateKey gives a key a new secret under the same id. The old secret stops
 // working before RotateKey returns.
 func (a *Appliance) RotateKey(id string) (string, storage.APIKey, error) {
-	k, err := a.Key(id)
-	if err != nil {
-		return "", k, err
-	}
 	plain, err := apikey.New()
 	if err != nil {
-		return "", k, err
+		return "", storage.APIKey{}, err
 	}
 	h := apikey.Hash([]byte(plain))
-	k.Hash = hex.EncodeToString(h[:])
-	k.Last4 = apikey.Last4(plain)
-	k.RotatedAt = a.now().Unix()
-	if err := a.state.PutKey(k); err != nil {
-		return "", k, storageErr("store rotated key", err)
+	k, err := a.state.UpdateKey(id, func(k *storage.APIKey) error {
+		k.Hash = hex.EncodeToString(h[:])
+		k.Last4 = apikey.Last4(plain)
+		k.RotatedAt = a.now().Unix()
+		return nil
+	})
+	if err != nil {
+		return "", k, keyErr("store rotated key", id, err)
 	}
 	return plain, k, nil
 }
 
 // SetKeyLimits changes a key's rate and burst; the next request obeys them.
 func (a *Appliance) SetKeyLimits(id string, limits KeyLimits) (storage.APIKey, error) {
-	k, err := a.Key(id)
-	if err != nil {
-		return k, err
+	if _, err := a.Key(id); err != nil {
+		return storage.APIKey{}, err
 	}
 	if err := limits.validate(); err != nil {
-		return k, err
+		return storage.APIKey{}, err
 	}
-	if limits.RatePerMinute != nil {
-		k.RatePerMinute = *limits.RatePerMinute
-	}
-	if limits.Burst != nil {
-		k.Burst = *limits.Burst
-	}
-	if err := a.state.PutKey(k); err != nil {
-		return k, storageErr("store key limits", err)
+	k, err := a.state.UpdateKey(id, func(k *storage.APIKey) error {
+		if limits.RatePerMinute != nil {
+			k.RatePerMinute = *limits.RatePerMinute
+		}
+		if limits.Burst != nil {
+			k.Burst = *limits.Burst
+		}
+		return nil
+	})
+	if err != nil {
+		return k, keyErr("store key limits", id, err)
 	}
 	return k, nil
+}
+
+// keyErr words a failed key update: not_found when the key is gone
+// (perhaps revoked meanwhile), else a storage error.
+func keyErr(what, id string, err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return newErr(CodeNotFound, "id", "no API key with id %s: list them with `walytic keys list`", quoteShort(id))
+	}
+	return storageErr(what, err)
 }
 
 // RevokeKey deletes a key; it stops working before RevokeKey returns.

@@ -33,11 +33,15 @@ type State interface {
 	Key(id string) (storage.APIKey, bool)
 	KeyByHash(h [32]byte) (storage.APIKey, bool)
 	Keys(workspace string) []storage.APIKey      // "" = all
-	PutKey(k storage.APIKey) error               // insert or replace by id
+	PutKey(k storage.APIKey) error // insert by id
+	// UpdateKey changes an existing key atomically; storage.ErrNotFound if missing.
+	UpdateKey(id string, change func(*storage.APIKey) error) (storage.APIKey, error)
 	DeleteKey(id string) error                   // storage.ErrNotFound if missing
 	Webhooks(workspace string) []storage.Webhook // shared slice: do not modify
 	Webhook(id string) (storage.Webhook, bool)
-	PutWebhook(w storage.Webhook) error
+	PutWebhook(w storage.Webhook) error // insert by id
+	// UpdateWebhook changes an existing endpoint atomically; storage.ErrNotFound if missing.
+	UpdateWebhook(id string, change func(*storage.Webhook) error) (storage.Webhook, error)
 	DeleteWebhook(id string) error // storage.ErrNotFound if missing
 }
 

@@ -607,6 +607,47 @@ func TestSessionsAreUniquePerWorkspaceAndIsolated(t *testing.T) {
 	h.mustSession("other", sess, "sandbox")
 }
 
+// A revocation racing a rotation or a limit change stays a revocation: the
+// change must not write back the key it read before the deletion.
+func TestRevokeRacingAChangeStaysRevoked(t *testing.T) {
+	h := newHarness(t)
+	for i := range 40 {
+		plain, k, err := h.app.CreateKey(DefaultWorkspace, "race", KeyLimits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rotated string
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if i%2 == 0 {
+				rotated, _, _ = h.app.RotateKey(k.ID)
+			} else {
+				rate := 100 + i
+				_, _ = h.app.SetKeyLimits(k.ID, KeyLimits{RatePerMinute: &rate})
+			}
+		}()
+		var revokeErr error
+		go func() {
+			defer wg.Done()
+			revokeErr = h.app.RevokeKey(k.ID)
+		}()
+		wg.Wait()
+		if revokeErr != nil {
+			t.Fatalf("revoke: %v", revokeErr)
+		}
+		if _, ok := h.app.state.Key(k.ID); ok {
+			t.Fatalf("run %d: key %s is back after its revocation returned", i, k.ID)
+		}
+		for _, p := range []string{plain, rotated} {
+			if _, err := h.app.Authenticate([]byte(p)); p != "" && err == nil {
+				t.Fatalf("run %d: a revoked key still authenticates", i)
+			}
+		}
+	}
+}
+
 func TestKeysRotateAndRevokeTakeEffectAtOnce(t *testing.T) {
 	h := newHarness(t)
 	plain, k, err := h.app.CreateKey(DefaultWorkspace, "backend", KeyLimits{})

@@ -87,33 +87,48 @@ func (a *Appliance) Webhook(workspace, id string) (storage.Webhook, error) {
 
 // UpdateWebhook applies a patch; deliveries use it from the next attempt.
 func (a *Appliance) UpdateWebhook(workspace, id string, p WebhookPatch) (storage.Webhook, error) {
-	w, err := a.Webhook(workspace, id)
-	if err != nil {
-		return w, err
+	if _, err := a.Webhook(workspace, id); err != nil {
+		return storage.Webhook{}, err
 	}
 	if p.URL != nil {
 		if err := a.checkWebhookURL(*p.URL); err != nil {
-			return w, err
+			return storage.Webhook{}, err
 		}
-		w.URL = *p.URL
 	}
 	if p.Events != nil {
 		if err := checkEvents(*p.Events); err != nil {
-			return w, err
-		}
-		w.Events = append([]string(nil), (*p.Events)...)
-	}
-	if p.Enabled != nil {
-		w.Enabled = *p.Enabled
-		if w.Enabled {
-			w.DisabledReason = ""
+			return storage.Webhook{}, err
 		}
 	}
-	w.UpdatedAt = a.now().Unix()
-	if err := a.state.PutWebhook(w); err != nil {
-		return w, storageErr("store webhook", err)
+	w, err := a.state.UpdateWebhook(id, func(w *storage.Webhook) error {
+		if p.URL != nil {
+			w.URL = *p.URL
+		}
+		if p.Events != nil {
+			w.Events = append([]string(nil), (*p.Events)...)
+		}
+		if p.Enabled != nil {
+			w.Enabled = *p.Enabled
+			if w.Enabled {
+				w.DisabledReason = ""
+			}
+		}
+		w.UpdatedAt = a.now().Unix()
+		return nil
+	})
+	if err != nil {
+		return w, a.webhookErr("store webhook", id, err)
 	}
 	return w, nil
+}
+
+// webhookErr words a failed endpoint update: not_found when the endpoint
+// is gone (deleted meanwhile), else a storage error.
+func (a *Appliance) webhookErr(what, id string, err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return newErr(CodeNotFound, "id", "no webhook %s in this workspace: list them with GET /v1/webhooks", quoteShort(id))
+	}
+	return storageErr(what, err)
 }
 
 // DeleteWebhook removes an endpoint; its pending deliveries are dropped.
@@ -130,29 +145,31 @@ func (a *Appliance) DeleteWebhook(workspace, id string) error {
 // RotateWebhookSecret makes a new signing secret; the previous one keeps
 // signing beside it for SecretGrace so receivers can switch without a gap.
 func (a *Appliance) RotateWebhookSecret(workspace, id string) (storage.Webhook, string, error) {
-	w, err := a.Webhook(workspace, id)
-	if err != nil {
-		return w, "", err
+	if _, err := a.Webhook(workspace, id); err != nil {
+		return storage.Webhook{}, "", err
 	}
 	secret, err := webhook.NewSecret()
 	if err != nil {
-		return w, "", err
+		return storage.Webhook{}, "", err
 	}
 	now := a.now()
-	kept := []storage.WebhookSecret{}
-	for _, s := range w.Secrets {
-		switch {
-		case s.ExpiresAt == 0:
-			s.ExpiresAt = now.Add(SecretGrace).Unix()
-			kept = append(kept, s)
-		case now.Unix() < s.ExpiresAt:
-			kept = append(kept, s)
+	w, err := a.state.UpdateWebhook(id, func(w *storage.Webhook) error {
+		kept := []storage.WebhookSecret{}
+		for _, s := range w.Secrets {
+			switch {
+			case s.ExpiresAt == 0:
+				s.ExpiresAt = now.Add(SecretGrace).Unix()
+				kept = append(kept, s)
+			case now.Unix() < s.ExpiresAt:
+				kept = append(kept, s)
+			}
 		}
-	}
-	w.Secrets = append(kept, storage.WebhookSecret{Secret: secret})
-	w.UpdatedAt = now.Unix()
-	if err := a.state.PutWebhook(w); err != nil {
-		return w, "", storageErr("store webhook", err)
+		w.Secrets = append(kept, storage.WebhookSecret{Secret: secret})
+		w.UpdatedAt = now.Unix()
+		return nil
+	})
+	if err != nil {
+		return w, "", a.webhookErr("store webhook", id, err)
 	}
 	return w, secret, nil
 }

@@ -219,8 +219,34 @@ func (s *LocalState) Keys(workspace string) []APIKey {
 }
 
 // PutKey inserts or replaces a key by id. A replaced hash stops matching
-// before PutKey returns, which is what makes rotation immediate.
+// before PutKey returns, which is what makes rotation immediate. To change
+// an existing key use UpdateKey: a read, then PutKey, could bring back a
+// key revoked in between.
 func (s *LocalState) PutKey(k APIKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.putKeyLocked(k)
+}
+
+// UpdateKey applies change to the key with that id and stores it, all under
+// the state's lock, so concurrent changes (a revocation, a rotation) never
+// undo one another; ErrNotFound if the key is gone. An error from change is
+// returned as it is, and nothing is stored.
+func (s *LocalState) UpdateKey(id string, change func(*APIKey) error) (APIKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.snap.Load().keys[id]
+	if !ok {
+		return k, ErrNotFound
+	}
+	if err := change(&k); err != nil {
+		return k, err
+	}
+	k.ID = id
+	return k, s.putKeyLocked(k)
+}
+
+func (s *LocalState) putKeyLocked(k APIKey) error {
 	h, err := parseHash(k.Hash)
 	if err != nil {
 		return err
@@ -229,8 +255,6 @@ func (s *LocalState) PutKey(k APIKey) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	b := s.db.NewBatch()
 	b.Set([]byte("key/"+k.ID), v)
 	if err := s.db.CommitSync(b); err != nil {

@@ -613,3 +613,40 @@ func BenchmarkIDHead(b *testing.B) {
 		}
 	}
 }
+
+// An endpoint deleted while another change to it is made stays deleted.
+func TestUpdateWebhookDoesNotUndoADeletion(t *testing.T) {
+	db := mustOpen(t, t.TempDir())
+	defer db.Close()
+	st, err := OpenLocalState(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		id := fmt.Sprintf("wh_race%02d", i)
+		if err := st.PutWebhook(Webhook{ID: id, Workspace: "default", URL: "https://example.com/h", Events: []string{"*"}, Enabled: true}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, _ = st.UpdateWebhook(id, func(w *Webhook) error { w.Enabled = false; return nil })
+		}()
+		var delErr error
+		go func() {
+			defer wg.Done()
+			delErr = st.DeleteWebhook(id)
+		}()
+		wg.Wait()
+		if delErr != nil {
+			t.Fatal(delErr)
+		}
+		if _, ok := st.Webhook(id); ok {
+			t.Fatalf("run %d: endpoint %s is back after its deletion returned", i, id)
+		}
+	}
+	if _, err := st.UpdateWebhook("wh_none", func(*Webhook) error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("update of a missing endpoint: %v, want ErrNotFound", err)
+	}
+}

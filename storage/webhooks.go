@@ -393,14 +393,40 @@ func (s *LocalState) Webhook(id string) (Webhook, bool) {
 	return w, ok
 }
 
-// PutWebhook inserts or replaces an endpoint; every reader sees it on return.
+// PutWebhook inserts or replaces an endpoint; every reader sees it on
+// return. To change an existing one use UpdateWebhook.
 func (s *LocalState) PutWebhook(w Webhook) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.putWebhookLocked(w)
+}
+
+// UpdateWebhook applies change to the endpoint with that id and stores it
+// under the state's lock, so concurrent changes (a deletion, a secret
+// rotation, the deliverer disabling it) never undo one another; ErrNotFound
+// if it is gone. An error from change is returned as it is, and nothing is
+// stored.
+func (s *LocalState) UpdateWebhook(id string, change func(*Webhook) error) (Webhook, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.snap.Load().webhooks[id]
+	if !ok {
+		return w, ErrNotFound
+	}
+	w.Events = append([]string(nil), w.Events...) // the snapshot's are shared
+	w.Secrets = append([]WebhookSecret(nil), w.Secrets...)
+	if err := change(&w); err != nil {
+		return w, err
+	}
+	w.ID = id
+	return w, s.putWebhookLocked(w)
+}
+
+func (s *LocalState) putWebhookLocked(w Webhook) error {
 	v, err := encode(w)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	b := s.db.NewBatch()
 	b.Set([]byte("wh/"+w.ID), v)
 	if err := s.db.CommitSync(b); err != nil {

@@ -1085,15 +1085,24 @@ func (s *Service) failingSince(st *loopState, endpointID string) (int64, error) 
 
 // disable turns an endpoint off after it failed every attempt for too long.
 func (s *Service) disable(id string, since int64) {
-	ep, ok := s.eps.Webhook(id)
-	if !ok || !ep.Enabled {
+	if ep, ok := s.eps.Webhook(id); !ok || !ep.Enabled {
 		return
 	}
-	ep.Enabled = false
-	ep.DisabledReason = "every delivery attempt failed since " + time.Unix(since, 0).UTC().Format(time.RFC3339) +
-		"; fix the receiver, then PATCH {\"enabled\":true} and redeliver what you need"
-	ep.UpdatedAt = s.now().Unix()
-	if err := s.eps.PutWebhook(ep); err != nil {
+	errAlready := errors.New("already disabled")
+	_, err := s.eps.UpdateWebhook(id, func(ep *storage.Webhook) error {
+		if !ep.Enabled {
+			return errAlready
+		}
+		ep.Enabled = false
+		ep.DisabledReason = "every delivery attempt failed since " + time.Unix(since, 0).UTC().Format(time.RFC3339) +
+			"; fix the receiver, then PATCH {\"enabled\":true} and redeliver what you need"
+		ep.UpdatedAt = s.now().Unix()
+		return nil
+	})
+	switch {
+	case errors.Is(err, errAlready) || errors.Is(err, storage.ErrNotFound):
+		return // disabled or deleted meanwhile
+	case err != nil:
 		s.log.Error("disable failing webhook", "endpointId", id, "err", err)
 		return
 	}

@@ -18,7 +18,8 @@ type Endpoints interface {
 	// Webhooks returns a workspace's endpoints; the slice must not be modified.
 	Webhooks(workspace string) []storage.Webhook
 	Webhook(id string) (storage.Webhook, bool)
-	PutWebhook(storage.Webhook) error
+	// UpdateWebhook changes an existing endpoint atomically (storage.ErrNotFound if it is gone).
+	UpdateWebhook(id string, change func(*storage.Webhook) error) (storage.Webhook, error)
 }
 
 // Options configure a Service. Zero values take the defaults.
