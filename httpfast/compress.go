@@ -91,12 +91,19 @@ func compressBody(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// exportZstdWindow bounds the memory of one zstd-compressed export.
+const exportZstdWindow = 1 << 20
+
 // encodeStream wraps a streaming response writer in the chosen encoding; the
 // returned func finishes the encoded stream.
 func encodeStream(enc string, w io.Writer) (io.Writer, func() error) {
 	switch enc {
 	case "zstd":
-		zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		// A 1 MiB window and the low-memory encoder: the default window
+		// made each export hold about 29 MB, so a key's burst of exports
+		// could take gigabytes.
+		zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(exportZstdWindow), zstd.WithLowerEncoderMem(true))
 		if err == nil {
 			return zw, zw.Close
 		}

@@ -2,6 +2,8 @@ package httpfast
 
 import (
 	"encoding/json"
+	"io"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -209,5 +211,28 @@ func TestSplitPathIsStringsSplit(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("splitPath(%q) = %q, want %q", p, got, want)
 		}
+	}
+}
+
+// A zstd-compressed export holds a small encoder: a burst of concurrent
+// exports must not take gigabytes (the default window took ~29 MB each).
+func TestExportZstdEncoderIsSmall(t *testing.T) {
+	line := []byte(`{"id":"msg_33nyedh1h2n3q8e9a6z0","direction":"outbound","sessionId":"919876543210","to":"919999999999","text":"Your order has shipped","status":"read"}` + "\n")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	w, finish := encodeStream("zstd", io.Discard)
+	for range (4 << 20) / len(line) {
+		if _, err := w.Write(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := finish(); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	t.Logf("allocated %d KiB", (after.TotalAlloc-before.TotalAlloc)>>10)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 3<<20 {
+		t.Fatalf("a zstd export of 4 MiB allocated %d MiB", got>>20)
 	}
 }
