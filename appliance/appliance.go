@@ -32,8 +32,8 @@ type State interface {
 	UpdateWorkspace(w storage.Workspace) error // storage.ErrNotFound if missing
 	Key(id string) (storage.APIKey, bool)
 	KeyByHash(h [32]byte) (storage.APIKey, bool)
-	Keys(workspace string) []storage.APIKey      // "" = all
-	PutKey(k storage.APIKey) error // insert by id
+	Keys(workspace string) []storage.APIKey // "" = all
+	PutKey(k storage.APIKey) error          // insert by id
 	// UpdateKey changes an existing key atomically; storage.ErrNotFound if missing.
 	UpdateKey(id string, change func(*storage.APIKey) error) (storage.APIKey, error)
 	DeleteKey(id string) error                   // storage.ErrNotFound if missing

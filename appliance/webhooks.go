@@ -11,6 +11,11 @@ import (
 // SecretGrace is how long a rotated-out webhook secret keeps signing.
 const SecretGrace = 24 * time.Hour
 
+// MaxWebhooksPerWorkspace bounds a workspace's endpoints: each is a lane of
+// up to 8 deliveries in flight for every event, so one tenant's endpoints
+// must not be able to take the whole deliverer (or its memory).
+const MaxWebhooksPerWorkspace = 50
+
 // WebhookPatch changes an endpoint; nil fields stay as they are.
 type WebhookPatch struct {
 	URL     *string
@@ -55,6 +60,9 @@ func (a *Appliance) CreateWebhook(workspace, url string, events []string) (stora
 	}
 	if err := checkEvents(events); err != nil {
 		return storage.Webhook{}, "", err
+	}
+	if n := len(a.state.Webhooks(workspace)); n >= MaxWebhooksPerWorkspace {
+		return storage.Webhook{}, "", Invalid("", "this workspace has %d webhook endpoints, the most it may have: delete one it no longer uses (DELETE /v1/webhooks/{id}), or subscribe an existing one to more events", n)
 	}
 	secret, err := webhook.NewSecret()
 	if err != nil {

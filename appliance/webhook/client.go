@@ -22,20 +22,26 @@ import (
 // so the connection can be reused; a longer body closes the connection.
 const maxResponseRead = 64 << 10
 
+// maxResponseHeaders bounds an answer's headers (net/http's default is
+// 10 MiB, which a hostile receiver times many endpoints turns into
+// gigabytes); a receiver sending more fails the attempt.
+const maxResponseHeaders = 64 << 10
+
 // NewTransport is the transport deliveries use: its dialer refuses
 // forbidden addresses after DNS resolution (unless allowPrivate), there is
 // no proxy (one would bypass that check), and up to maxConnsPerHost idle
 // connections are kept per host, one per delivery in flight.
 func NewTransport(allowPrivate bool, timeout time.Duration, maxConnsPerHost int) *http.Transport {
 	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           NewDialer(allowPrivate, timeout).DialContext,
-		MaxIdleConnsPerHost:   maxConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   timeout,
-		ResponseHeaderTimeout: timeout,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     true,
+		Proxy:                  nil,
+		DialContext:            NewDialer(allowPrivate, timeout).DialContext,
+		MaxIdleConnsPerHost:    maxConnsPerHost,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    timeout,
+		ResponseHeaderTimeout:  timeout,
+		DisableCompression:     true,
+		ForceAttemptHTTP2:      true,
+		MaxResponseHeaderBytes: maxResponseHeaders,
 	}
 }
 

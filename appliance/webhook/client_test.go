@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -30,6 +31,11 @@ func TestPost(t *testing.T) {
 	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(strings.Repeat("x", 1<<20)))
 	})
+	mux.HandleFunc("/fatheaders", func(w http.ResponseWriter, r *http.Request) {
+		for i := range 40 {
+			w.Header().Set(fmt.Sprintf("X-Pad-%d", i), strings.Repeat("h", 4<<10))
+		}
+	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
@@ -55,6 +61,11 @@ func TestPost(t *testing.T) {
 	}
 	if code, err := post("/big", time.Second); err != nil || code != http.StatusOK {
 		t.Errorf("POST /big (1 MiB answer): %d, %v; want 200", code, err)
+	}
+	// 160 KiB of headers: over the bound, so the attempt fails rather than
+	// the delivery holding them.
+	if code, err := post("/fatheaders", time.Second); err == nil {
+		t.Errorf("POST /fatheaders (160 KiB of headers): %d, want an error", code)
 	}
 	start := time.Now()
 	code, err := post("/slow", 200*time.Millisecond)

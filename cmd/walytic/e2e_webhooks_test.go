@@ -1399,6 +1399,27 @@ func TestE2EWebhookKillAfterDelivery(t *testing.T) {
 	}
 }
 
+// TestE2EWebhookLimit: a workspace has at most 50 endpoints; the 51st is
+// refused with what to do, and deleting one makes room.
+func TestE2EWebhookLimit(t *testing.T) {
+	t.Parallel()
+	s := mustStartHookServer(t, newDataDir(t), hookSchedule)
+	key := s.fastKey(t)
+	var first hookJSON
+	for i := range 50 {
+		h := s.mustCreateHook(t, key, fmt.Sprintf("http://127.0.0.1:9/hook/%d", i), "message.read")
+		if i == 0 {
+			first = h
+		}
+	}
+	e := mustAPIError(t, s.do(t, "POST", "/v1/webhooks", key, map[string]any{"url": "http://127.0.0.1:9/hook/50", "events": []string{"*"}}), 400, "invalid_request", "")
+	if !strings.Contains(e.Message, "delete one") {
+		t.Errorf("51st endpoint: %q does not say what to do", e.Message)
+	}
+	mustStatus(t, s.do(t, "DELETE", "/v1/webhooks/"+first.ID, key, nil), 204)
+	s.mustCreateHook(t, key, "http://127.0.0.1:9/hook/50", "*")
+}
+
 // TestE2EWebhookIsolation: another workspace's key cannot see, change,
 // rotate, list the deliveries of, or redeliver an endpoint; its events never
 // reach it.
