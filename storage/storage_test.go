@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -648,5 +650,25 @@ func TestUpdateWebhookDoesNotUndoADeletion(t *testing.T) {
 	}
 	if _, err := st.UpdateWebhook("wh_none", func(*Webhook) error { return nil }); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("update of a missing endpoint: %v, want ErrNotFound", err)
+	}
+}
+
+// A data directory that others can read is made private at open.
+func TestOpenMakesTheDataDirectoryPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	db := mustOpen(t, dir)
+	defer db.Close()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data directory mode %v after open, want 0700", fi.Mode().Perm())
 	}
 }

@@ -378,3 +378,19 @@ func TestE2EPairGivesUp(t *testing.T) {
 		t.Errorf("pair of a sandbox session: %q", line)
 	}
 }
+
+// TestE2EAdminTokenFileOpenToOthers: serve warns when other users can read
+// the admin token file.
+func TestE2EAdminTokenFileOpenToOthers(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokenFile, []byte("admin-token-0123456789abcdef\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tokenFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := mustStartServer(t, newDataDir(t), "--admin-token-file", tokenFile)
+	if !pollUntil(5*time.Second, func() bool { return strings.Contains(s.stderr.String(), "can be read by other users") }) {
+		t.Errorf("no warning for a token file of mode 0644 in %q", s.stderr.String())
+	}
+}

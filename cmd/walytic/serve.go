@@ -125,8 +125,11 @@ func serve(g globals, args []string) error {
 	if _, _, err := net.SplitHostPort(c.listen); err != nil {
 		return usagef("--listen %q: want host:port, for example 127.0.0.1:8080", c.listen)
 	}
-	adminToken := ""
+	adminToken, tokenFileOpen := "", false
 	if c.adminTokenFile != "" {
+		if fi, err := os.Stat(c.adminTokenFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			tokenFileOpen = true // said in the log once it is up
+		}
 		b, err := os.ReadFile(c.adminTokenFile)
 		if err != nil {
 			return fmt.Errorf("read --admin-token-file: %w", err)
@@ -156,6 +159,9 @@ func serve(g globals, args []string) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 	procs := setProcs()
+	if tokenFileOpen {
+		log.Warn("the admin token file can be read by other users: make it private (chmod 600)", "file", c.adminTokenFile)
+	}
 
 	db, err := storage.Open(g.dataDir)
 	if err != nil {
