@@ -836,31 +836,39 @@ func TestPacedSessionSpacesSendsAndShowsNextSendAt(t *testing.T) {
 }
 
 func TestQueuedMessagesExpireWhileDisconnected(t *testing.T) {
-	gate := &gatedDriver{}
-	h := &harness{t: t, dir: t.TempDir(), events: &recordingSink{}}
-	h.setNow(time.Now)
-	db, _ := storage.Open(h.dir)
-	st, _ := storage.OpenLocalState(db)
-	app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{gate}, Events: h.events, Now: h.now,
-		MaxQueueAge: 80 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.db, h.app = db, app
-	t.Cleanup(h.close)
-	h.mustSession(DefaultWorkspace, sess, "gated")
-	h.knowRecipient()
-	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
-	gate.handler.Load().(whatsapp.Handler).OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusDisconnected, Reason: "test"})
-	// A paired session that is disconnected still accepts sends: they wait.
-	h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "y"})
-	got := h.waitStatus(DefaultWorkspace, m.ID, StatusFailed)
-	if got.Error == nil || got.Error.Code != CodeSessionNotConnected || !strings.Contains(got.Error.Message, "max-queue-age") {
-		t.Fatalf("expired message: %+v", got.Error)
-	}
-	h.waitQueueEmpty(DefaultWorkspace, sess)
-	if fmt.Sprint(h.events.types(m.ID)) != "[message.failed]" {
-		t.Fatalf("events = %v", h.events.types(m.ID))
+	// Logged out or banned too: their backlog must not wait for a re-pairing
+	// or the ban's end and then go out in one burst.
+	for _, status := range []string{whatsapp.StatusDisconnected, whatsapp.StatusLoggedOut, whatsapp.StatusBanned} {
+		t.Run(status, func(t *testing.T) {
+			gate := &gatedDriver{}
+			h := &harness{t: t, dir: t.TempDir(), events: &recordingSink{}}
+			h.setNow(time.Now)
+			db, _ := storage.Open(h.dir)
+			st, _ := storage.OpenLocalState(db)
+			app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{gate}, Events: h.events, Now: h.now,
+				MaxQueueAge: 80 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.db, h.app = db, app
+			t.Cleanup(h.close)
+			h.mustSession(DefaultWorkspace, sess, "gated")
+			h.knowRecipient()
+			m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
+			gate.handler.Load().(whatsapp.Handler).OnStatus(whatsapp.StatusChange{Status: status, Reason: "test"})
+			if status == whatsapp.StatusDisconnected {
+				// A paired session that is disconnected still accepts sends: they wait.
+				h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "y"})
+			}
+			got := h.waitStatus(DefaultWorkspace, m.ID, StatusFailed)
+			if got.Error == nil || got.Error.Code != CodeSessionNotConnected || !strings.Contains(got.Error.Message, "max-queue-age") {
+				t.Fatalf("expired message: %+v", got.Error)
+			}
+			h.waitQueueEmpty(DefaultWorkspace, sess)
+			if fmt.Sprint(h.events.types(m.ID)) != "[message.failed]" {
+				t.Fatalf("events = %v", h.events.types(m.ID))
+			}
+		})
 	}
 }
 

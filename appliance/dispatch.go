@@ -55,8 +55,11 @@ func (rt *sessionRuntime) dispatchLoop() {
 			return
 		}
 		if !rt.connected() {
-			if maxAge := rt.a.maxQueueAge; maxAge > 0 && rt.paired() {
-				// Queued sends wait for the session, but not for ever.
+			if maxAge := rt.a.maxQueueAge; maxAge > 0 && rt.everPaired() {
+				// Queued sends wait for the session, but not for ever:
+				// logged out or banned included, or its backlog would go
+				// out in one burst weeks later, when it is paired again or
+				// the ban ends.
 				if !rt.sleep(min(time.Minute, maxAge/4)) {
 					return
 				}

@@ -372,6 +372,14 @@ func (rt *sessionRuntime) paired() bool {
 	return rt.rec.Paired
 }
 
+// everPaired reports whether the number was paired at some time, so the
+// session may hold queued messages (logged out or banned since included).
+func (rt *sessionRuntime) everPaired() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.rec.Paired
+}
+
 func (rt *sessionRuntime) connected() bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()

@@ -45,7 +45,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.BoolVar(&c.webhookAllowPrivate, "webhook-allow-private", false, "allow webhook URLs on loopback and private networks")
 	fs.StringVar(&c.webhookSchedule, "webhook-retry-schedule", "", "delays before each webhook retry, e.g. 5s,5m,30m (default: about 3 days)")
 	fs.DurationVar(&c.webhookRetention, "webhook-retention", 30*24*time.Hour, "how long the webhook deliveries log is kept")
-	fs.DurationVar(&c.maxQueueAge, "max-queue-age", 24*time.Hour, "fail messages that waited longer than this for a disconnected session (0 = wait for ever)")
+	fs.DurationVar(&c.maxQueueAge, "max-queue-age", 24*time.Hour, "fail messages that waited longer than this for a disconnected, logged-out or banned session (0 = wait for ever)")
 	return fs
 }
 
