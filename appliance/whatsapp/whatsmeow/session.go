@@ -68,6 +68,12 @@ type session struct {
 	pairDeadline time.Time // set by PairingCode
 	rejectReason string    // set by prePair when the phone's number is not ref.SessionID
 
+	// accounts maps a number as written (a Brazilian one with its 9th
+	// digit, a Mexican one without the 1) to the account WhatsApp resolved
+	// it to, when they differ: a message must go to the account, or it is
+	// "sent" to no one. Filled by CheckNumbers; guarded by mu.
+	accounts map[string]string
+
 	calls sync.WaitGroup // handler calls in progress
 
 	statusMu sync.Mutex // serialises OnStatus calls
@@ -588,7 +594,7 @@ func (s *session) PairingCode(ctx context.Context) (string, error) {
 // prePair is whatsmeow's PrePairCallback: it refuses to link a phone whose
 // number is not the session id, before any device is stored.
 func (s *session) prePair(jid types.JID, platform, businessName string) bool {
-	if jid.User == s.ref.SessionID {
+	if samePhone(jid.User, s.ref.SessionID) {
 		return true
 	}
 	s.mu.Lock()
@@ -613,7 +619,7 @@ func (s *session) onPairSuccess(e *events.PairSuccess) {
 		s.qrTimer.Stop()
 		s.qrTimer = nil
 	}
-	if e.ID.User != s.ref.SessionID {
+	if !samePhone(e.ID.User, s.ref.SessionID) {
 		// prePair normally refuses this earlier; if it got through, unlink.
 		s.stopLocked()
 		s.mu.Unlock()
@@ -677,7 +683,11 @@ func (s *session) Send(ctx context.Context, req whatsapp.SendRequest) (whatsapp.
 	if !online {
 		return whatsapp.SendResult{}, notConnected("the session is not connected to WhatsApp")
 	}
-	to := types.NewJID(req.To, types.DefaultUserServer)
+	user, err := s.accountOf(ctx, req.To)
+	if err != nil {
+		return whatsapp.SendResult{}, err
+	}
+	to := types.NewJID(user, types.DefaultUserServer)
 	resp, err := s.c.send(ctx, to, req.Text, req.ID)
 	if err != nil {
 		return whatsapp.SendResult{}, mapSendError(ctx, err)
@@ -687,6 +697,82 @@ func (s *session) Send(ctx context.Context, req whatsapp.SendRequest) (whatsapp.
 		id = req.ID
 	}
 	return whatsapp.SendResult{WAMessageID: id, Timestamp: resp.Timestamp}, nil
+}
+
+// accountOf returns the WhatsApp account a number is addressed as. Numbers
+// of the countries whose written form can differ from the account's
+// (samePhone) are resolved through CheckNumbers once, if no check did it
+// already; any other number is its own account.
+func (s *session) accountOf(ctx context.Context, number string) (string, error) {
+	number = strings.TrimPrefix(number, "+")
+	if !ambiguousNumber(number) {
+		return number, nil
+	}
+	s.mu.Lock()
+	acct, ok := s.accounts[number]
+	s.mu.Unlock()
+	if ok {
+		return acct, nil
+	}
+	on, err := s.CheckNumbers(ctx, []string{number})
+	if err != nil {
+		var se *whatsapp.SendError
+		if errors.As(err, &se) {
+			return "", se
+		}
+		return "", &whatsapp.SendError{Code: "send_failed", Message: err.Error()}
+	}
+	if !on[0] {
+		return "", &whatsapp.SendError{Code: "recipient_not_on_whatsapp", Message: "+" + number + " has no WhatsApp account"}
+	}
+	s.mu.Lock()
+	acct, ok = s.accounts[number]
+	s.mu.Unlock()
+	if ok {
+		return acct, nil
+	}
+	return number, nil
+}
+
+// maxAccounts bounds the resolved-number map of a session; past it the map
+// starts afresh (an entry costs one number check to make again).
+const maxAccounts = 100_000
+
+func (s *session) noteAccount(number, account string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.accounts == nil || len(s.accounts) >= maxAccounts {
+		s.accounts = map[string]string{}
+	}
+	s.accounts[number] = account
+}
+
+// ambiguousNumber reports whether a number's written form may differ from
+// its WhatsApp account's: Brazil (55) mobile numbers written with or
+// without the 9th digit, Mexico (52) ones with or without the 1.
+func ambiguousNumber(n string) bool {
+	return strings.HasPrefix(n, "55") || strings.HasPrefix(n, "52")
+}
+
+// samePhone reports whether two numbers are one phone as WhatsApp sees
+// it: equal, or a Brazilian mobile number with and without the 9 after its
+// two-digit area code, or a Mexican one with and without the 1 after 52.
+func samePhone(a, b string) bool {
+	if a == b {
+		return true
+	}
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	switch {
+	case strings.HasPrefix(a, "55") && len(a) == 12 && len(b) == 13:
+		// 55 DD XXXXXXXX and 55 DD 9 XXXXXXXX
+		return strings.HasPrefix(b, "55") && b[:4] == a[:4] && b[4] == '9' && b[5:] == a[4:]
+	case strings.HasPrefix(a, "52") && len(a) == 12 && len(b) == 13:
+		// 52 XXXXXXXXXX and 52 1 XXXXXXXXXX
+		return strings.HasPrefix(b, "521") && b[3:] == a[2:]
+	}
+	return false
 }
 
 // mapSendError turns whatsmeow's send errors into the contract's codes.
@@ -735,11 +821,15 @@ func (s *session) CheckNumbers(ctx context.Context, numbers []string) ([]bool, e
 			if !r.IsIn {
 				continue
 			}
-			if q := strings.TrimPrefix(r.Query, "+"); q != "" {
+			q := strings.TrimPrefix(r.Query, "+")
+			if q != "" {
 				on[q] = true
 			}
 			if r.JID.User != "" {
 				on[r.JID.User] = true
+				if q != "" && r.JID.User != q && samePhone(q, r.JID.User) {
+					s.noteAccount(q, r.JID.User)
+				}
 			}
 		}
 		for i, n := range numbers[start:end] {

@@ -523,3 +523,86 @@ func TestConnectedForADeadSocketKeepsTheRetry(t *testing.T) {
 	s.handleEvent(&events.Connected{})
 	rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
 }
+
+func TestSamePhone(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{"919876543210", "919876543210", true},
+		{"5511987654321", "551187654321", true}, // Brazil, with and without the 9th digit
+		{"551187654321", "5511987654321", true},
+		{"5511887654321", "551187654321", false}, // not a 9 after the area code
+		{"5521987654321", "551187654321", false}, // another area code
+		{"5215512345678", "525512345678", true},  // Mexico, with and without the 1
+		{"5225512345678", "525512345678", false},
+		{"4915123456789", "491512345678", false}, // elsewhere, a digit more is another number
+	} {
+		if got := samePhone(c.a, c.b); got != c.same {
+			t.Errorf("samePhone(%s, %s) = %v, want %v", c.a, c.b, got, c.same)
+		}
+	}
+}
+
+// WhatsApp answers a check of a Brazilian number written with its 9th digit
+// with the account's id, which lacks it: sends go to that account (else
+// they are "sent" to no one), also when no check came first, and the
+// session named with the 9 pairs its own phone.
+func TestBrazilianNumbersGoToTheirAccount(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(true)
+	s, _ := newTestSession(t, fc, clk)
+	s.handleEvent(&events.Connected{})
+	fc.checkFn = func(phones []string) ([]types.IsOnWhatsAppResponse, error) {
+		var out []types.IsOnWhatsAppResponse
+		for _, p := range phones {
+			switch p {
+			case "+5511987654321":
+				out = append(out, types.IsOnWhatsAppResponse{Query: p, JID: types.NewJID("551187654321", types.DefaultUserServer), IsIn: true})
+			case "+5511900000000":
+				out = append(out, types.IsOnWhatsAppResponse{Query: p, IsIn: false})
+			}
+		}
+		return out, nil
+	}
+	var sentTo []string
+	fc.sendFn = func(to types.JID, text, id string) (whatsmeow.SendResponse, error) {
+		sentTo = append(sentTo, to.User)
+		return whatsmeow.SendResponse{ID: types.MessageID(id)}, nil
+	}
+	// No check first (a message queued before a restart): Send resolves.
+	if _, err := s.Send(context.Background(), whatsapp.SendRequest{ID: "3EB0AA", To: "5511987654321", Text: "oi"}); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := s.CheckNumbers(context.Background(), []string{"5511987654321"}); err != nil || !on[0] {
+		t.Fatalf("check: %v %v", on, err)
+	}
+	if _, err := s.Send(context.Background(), whatsapp.SendRequest{ID: "3EB0AB", To: "5511987654321", Text: "oi"}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(sentTo) != "[551187654321 551187654321]" {
+		t.Errorf("sent to %v, want the account 551187654321 both times", sentTo)
+	}
+	if n := len(fc.checkCalls); n != 2 {
+		t.Errorf("%d number checks, want 2 (the unresolved send's and the explicit one)", n)
+	}
+	_, err := s.Send(context.Background(), whatsapp.SendRequest{ID: "3EB0AC", To: "5511900000000", Text: "oi"})
+	var se *whatsapp.SendError
+	if !errors.As(err, &se) || se.Code != "recipient_not_on_whatsapp" {
+		t.Errorf("send to a Brazilian number without WhatsApp: %v, want recipient_not_on_whatsapp", err)
+	}
+	// Elsewhere no check is made before a send.
+	if _, err := s.Send(context.Background(), whatsapp.SendRequest{ID: "3EB0AD", To: "919999999999", Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(fc.checkCalls); n != 3 {
+		t.Errorf("%d number checks after a send to India, want 3", n)
+	}
+	br := newSession(whatsapp.SessionRef{Workspace: "default", SessionID: "5511987654321"}, newRecorder(), fc, s.opts, s.log)
+	if !br.prePair(types.NewADJID("551187654321", 0, 3), "android", "") {
+		t.Error("the session of 5511987654321 refused its own phone (account 551187654321)")
+	}
+	if br.prePair(types.NewADJID("551187654322", 0, 3), "android", "") {
+		t.Error("the session of 5511987654321 took another phone")
+	}
+}
