@@ -498,14 +498,33 @@ func (rt *sessionRuntime) eventLoop() {
 			}
 		}
 		if len(pending) > 0 {
-			if err := rt.applyEvents(pending); err != nil {
+			err := rt.applyEvents(pending)
+			if err != nil {
 				rt.a.log.Error("record session events", "workspace", rt.ws, "sessionId", rt.id, "err", err)
 			}
+			rt.tellStored(pending, err)
 		}
 		if err := rt.flushDeferred(false); err != nil {
 			rt.a.log.Error("record deferred statuses", "workspace", rt.ws, "sessionId", rt.id, "err", err)
 		}
 		flush.Reset(rt.nextDeferredDue())
+	}
+}
+
+// tellStored answers the events of a batch that wait to be stored
+// (StoreInbound, StoreReceipt): err is the batch's. Receipts are committed
+// without an fsync, so a batch with a waiting one syncs the WAL first.
+func (rt *sessionRuntime) tellStored(evs []sessionEvent, err error) {
+	synced := false
+	for _, e := range evs {
+		if e.stored == nil {
+			continue
+		}
+		if err == nil && !synced {
+			err = rt.a.db.SyncWAL()
+			synced = true
+		}
+		e.stored <- err
 	}
 }
 

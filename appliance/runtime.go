@@ -90,6 +90,9 @@ type sessionRuntime struct {
 type sessionEvent struct {
 	receipt *whatsapp.Receipt
 	inbound *whatsapp.Inbound
+	// stored, if set, is told once the event is on disk, or why not
+	// (StoreInbound, StoreReceipt).
+	stored chan<- error
 }
 
 func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
@@ -470,6 +473,40 @@ func (rt *sessionRuntime) OnInbound(m whatsapp.Inbound) {
 	select {
 	case rt.events <- sessionEvent{inbound: &m}:
 	case <-rt.ctx.Done():
+	}
+}
+
+// StoreInbound is OnInbound that returns once the message is on disk
+// (whatsapp.StoringHandler).
+func (rt *sessionRuntime) StoreInbound(ctx context.Context, m whatsapp.Inbound) error {
+	return rt.store(ctx, sessionEvent{inbound: &m})
+}
+
+// StoreReceipt is OnReceipt that returns once the statuses it brings are on
+// disk (whatsapp.StoringHandler). A receipt that beat the recorded outcome
+// of its send is held in memory and applied once that is recorded; it
+// counts as stored when held.
+func (rt *sessionRuntime) StoreReceipt(ctx context.Context, r whatsapp.Receipt) error {
+	return rt.store(ctx, sessionEvent{receipt: &r})
+}
+
+func (rt *sessionRuntime) store(ctx context.Context, ev sessionEvent) error {
+	done := make(chan error, 1)
+	ev.stored = done
+	select {
+	case rt.events <- ev:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-rt.ctx.Done():
+		return errors.New("the session is stopping")
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-rt.ctx.Done():
+		return errors.New("the session is stopping")
 	}
 }
 

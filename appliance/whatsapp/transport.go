@@ -132,6 +132,19 @@ type Handler interface {
 	OnInbound(Inbound)
 }
 
+// StoringHandler is a Handler that can say when an inbound message or a
+// receipt is stored for good. A transport that acknowledges events to the
+// network (whatsmeow) calls these instead of OnInbound and OnReceipt and
+// acknowledges only on nil: the network does not send an acknowledged event
+// again, so one acknowledged and then lost in a crash would be lost for
+// ever. On an error (or ctx's end) it must not acknowledge, and the network
+// sends the event again later.
+type StoringHandler interface {
+	Handler
+	StoreInbound(ctx context.Context, m Inbound) error
+	StoreReceipt(ctx context.Context, r Receipt) error
+}
+
 // InboundSimulator is implemented by transports of simulated networks (the
 // sandbox): it makes the session receive a text message as if from a contact.
 type InboundSimulator interface {

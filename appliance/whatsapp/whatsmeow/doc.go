@@ -31,6 +31,11 @@
 //     (capped exponential backoff with jitter on an injectable clock, stop on
 //     permanent failures); the 515 "log in again" after pairing arrives as
 //     events.ManualLoginReconnect and reconnects at once.
+//   - Client.SynchronousAck and EnableDecryptedEventBuffer, with the handler
+//     added by AddEventHandlerWithSuccessStatus: a message or receipt is
+//     acknowledged to WhatsApp only once the appliance stored it
+//     (whatsapp.StoringHandler), and its plaintext is kept until then, so
+//     one WhatsApp sends again after a crash can still be decrypted.
 //   - Pairing: events.QR (the driver rotates the codes on its own clock with
 //     GetQRChannel's schedule: first code 60 s, then 20 s each; GetQRChannel
 //     itself is not used because its timers are wall-clock only),

@@ -318,7 +318,13 @@ func (d *Driver) Open(ctx context.Context, ref whatsapp.SessionRef, h whatsapp.H
 		d.mu.Unlock()
 	}
 	cli.PrePairCallback = s.prePair
-	cli.AddEventHandler(s.handleEvent)
+	// Messages and receipts are acknowledged only once the appliance has
+	// stored them (handleEventStored). The buffer keeps a decrypted
+	// message's plaintext until then: the Signal session has moved on, so a
+	// message sent again after a crash could not be decrypted a second time.
+	cli.SynchronousAck = true
+	cli.EnableDecryptedEventBuffer = true
+	cli.AddEventHandlerWithSuccessStatus(s.handleEventStored)
 	d.mu.Lock()
 	d.sessions[ref] = s
 	d.mu.Unlock()

@@ -364,3 +364,25 @@ func TestFakeServerConnectedAfterTheSocketDied(t *testing.T) {
 	}
 	rec.waitStatus(t, whatsapp.StatusConnected, 10*time.Second)
 }
+
+// The client acknowledges messages and receipts only after our handler
+// returns (SynchronousAck), and keeps decrypted plaintext until then, so a
+// message WhatsApp sends again after a crash can still be read.
+func TestClientAcknowledgesAfterTheHandler(t *testing.T) {
+	srv, err := fakewa.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	d := newFakeDriver(t, srv, filepath.Join(t.TempDir(), "whatsmeow.db"))
+	defer d.Close()
+	ref := whatsapp.SessionRef{Workspace: "w", SessionID: "447700900124"}
+	tr, _, _ := pair(t, srv, d, ref)
+	defer tr.Close()
+	d.mu.Lock()
+	cli := d.sessions[ref].c.(*realConn).cli
+	d.mu.Unlock()
+	if !cli.SynchronousAck || !cli.EnableDecryptedEventBuffer {
+		t.Fatalf("SynchronousAck %v, EnableDecryptedEventBuffer %v: want both", cli.SynchronousAck, cli.EnableDecryptedEventBuffer)
+	}
+}

@@ -2,6 +2,7 @@ package whatsmeow
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -165,5 +166,66 @@ func TestSenderOfUnmappedServer(t *testing.T) {
 	from, lid := senderOf(context.Background(), types.MessageSource{Sender: types.NewJID("867051314767696", types.BotServer)}, nil)
 	if from != "" || lid != "867051314767696" {
 		t.Errorf("bot sender: %q %q", from, lid)
+	}
+}
+
+// storingRecorder is a recorder that is a whatsapp.StoringHandler whose
+// stores fail with err.
+type storingRecorder struct {
+	*recorder
+	err error
+}
+
+func (r *storingRecorder) StoreInbound(ctx context.Context, m whatsapp.Inbound) error {
+	if r.err == nil {
+		r.OnInbound(m)
+	}
+	return r.err
+}
+
+func (r *storingRecorder) StoreReceipt(ctx context.Context, rc whatsapp.Receipt) error {
+	if r.err == nil {
+		r.OnReceipt(rc)
+	}
+	return r.err
+}
+
+// Messages and receipts are acknowledged to WhatsApp (whatsmeow's handler
+// returns true) only once the appliance stored them; one it could not
+// store is left unacknowledged, so WhatsApp sends it again. Events that are
+// not for the appliance are acknowledged as they are dropped.
+func TestAcknowledgedOnlyOnceStored(t *testing.T) {
+	msg := msgEvent(types.MessageSource{Sender: pnAlice}, &waE2E.Message{Conversation: proto.String("hello")})
+	rcpt := &events.Receipt{MessageSource: types.MessageSource{Chat: pnAlice, Sender: pnAlice}, MessageIDs: []string{"3EB0AA"}, Type: types.ReceiptTypeRead}
+	group := msgEvent(types.MessageSource{Sender: pnAlice, Chat: types.NewJID("1203630", types.GroupServer), IsGroup: true}, &waE2E.Message{Conversation: proto.String("hi all")})
+	for _, c := range []struct {
+		name string
+		err  error
+		ack  bool
+	}{{"stored", nil, true}, {"not stored", errors.New("disk full"), false}} {
+		t.Run(c.name, func(t *testing.T) {
+			opts := Options{DBPath: "unused", Clock: newFakeClock(), Rand: func() float64 { return 0.5 }, Logger: testLogger(t)}.withDefaults()
+			h := &storingRecorder{recorder: newRecorder(), err: c.err}
+			s := newSession(whatsapp.SessionRef{Workspace: "default", SessionID: "919876543210"}, h, newFakeConn(true), opts, opts.Logger)
+			defer s.Close()
+			if got := s.handleEventStored(msg); got != c.ack {
+				t.Errorf("message: acknowledged %v, want %v", got, c.ack)
+			}
+			if got := s.handleEventStored(rcpt); got != c.ack {
+				t.Errorf("receipt: acknowledged %v, want %v", got, c.ack)
+			}
+			if !s.handleEventStored(group) {
+				t.Error("a group message (dropped) was left unacknowledged")
+			}
+			if n := len(h.inboundList()); (n == 1) != c.ack {
+				t.Errorf("%d inbound handed over", n)
+			}
+		})
+	}
+	// After Close nothing is acknowledged: the next connection gets it again.
+	s, _ := newTestSession(t, newFakeConn(true), newFakeClock())
+	_ = s.Close()
+	if s.handleEventStored(msg) {
+		t.Error("a message was acknowledged by a closed session")
 	}
 }

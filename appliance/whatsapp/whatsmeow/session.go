@@ -298,19 +298,47 @@ func (s *session) reconnectNow() {
 
 // ---- whatsmeow events ----
 
-// handleEvent is the whatsmeow event handler: it maps every event the
-// appliance cares about onto the Handler and drives the state machine.
+// handleEventStored is the whatsmeow event handler. The client sends
+// WhatsApp its acknowledgement of a message or a receipt only after this
+// returns, and only if it returns true (SynchronousAck): those are handed to
+// the appliance, which answers once they are on disk. WhatsApp sends an
+// unacknowledged one again; an acknowledged one lost in a crash would be
+// lost for good.
+func (s *session) handleEventStored(evt any) bool {
+	switch e := evt.(type) {
+	case *events.Message:
+		return s.onMessage(e)
+	case *events.Receipt:
+		return s.onReceipt(e)
+	}
+	s.handleEvent(evt)
+	return true
+}
+
+// storeTimeout bounds how long an event waits to be stored before it is
+// left unacknowledged (WhatsApp then sends it again).
+const storeTimeout = 30 * time.Second
+
+// stored turns the appliance's answer for an event into whatsmeow's: true
+// (acknowledge) when it is on disk.
+func (s *session) stored(what string, store func(ctx context.Context) error) bool {
+	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	defer cancel()
+	if err := store(ctx); err != nil {
+		s.log.Warn("whatsmeow: "+what+" not stored, so not acknowledged: WhatsApp will send it again", "err", err)
+		return false
+	}
+	return true
+}
+
+// handleEvent maps every event the appliance cares about onto the Handler
+// and drives the state machine.
 func (s *session) handleEvent(evt any) {
 	switch e := evt.(type) {
 	case *events.Message:
 		s.onMessage(e)
 	case *events.Receipt:
-		if r, ok := receiptFrom(e); ok {
-			if s.enter() {
-				s.h.OnReceipt(r)
-				s.calls.Done()
-			}
-		}
+		s.onReceipt(e)
 	case *events.QR:
 		s.onQR(e.Codes)
 	case *events.PairSuccess:
@@ -354,16 +382,39 @@ func (s *session) handleEvent(evt any) {
 	}
 }
 
-func (s *session) onMessage(e *events.Message) {
+// onMessage hands an inbound message over; false: it was not stored (or
+// the session is closing), so it must not be acknowledged.
+func (s *session) onMessage(e *events.Message) bool {
 	in, ok := inboundFrom(s.ctx, e, s.c.pnForLID)
 	if !ok {
-		return
+		return true // not for the appliance (a group, a status, our own)
 	}
 	if !s.enter() {
-		return
+		return false
 	}
 	defer s.calls.Done()
+	if sh, ok := s.h.(whatsapp.StoringHandler); ok {
+		return s.stored("inbound message", func(ctx context.Context) error { return sh.StoreInbound(ctx, in) })
+	}
 	s.h.OnInbound(in)
+	return true
+}
+
+// onReceipt is onMessage for receipts.
+func (s *session) onReceipt(e *events.Receipt) bool {
+	r, ok := receiptFrom(e)
+	if !ok {
+		return true
+	}
+	if !s.enter() {
+		return false
+	}
+	defer s.calls.Done()
+	if sh, ok := s.h.(whatsapp.StoringHandler); ok {
+		return s.stored("receipt", func(ctx context.Context) error { return sh.StoreReceipt(ctx, r) })
+	}
+	s.h.OnReceipt(r)
+	return true
 }
 
 func (s *session) onConnected() {
