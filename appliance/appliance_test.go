@@ -452,6 +452,7 @@ type gatedDriver struct {
 	open    atomic.Bool
 	sent    sync.Map // WA id → count
 	handler atomic.Value
+	refuse  atomic.Value // string: a SendError code every send fails with, "" none
 }
 
 func (d *gatedDriver) Name() string { return "gated" }
@@ -485,6 +486,9 @@ type gatedTransport struct{ d *gatedDriver }
 func (t *gatedTransport) Send(_ context.Context, r whatsapp.SendRequest) (whatsapp.SendResult, error) {
 	if !t.d.open.Load() {
 		return whatsapp.SendResult{}, &whatsapp.SendError{Code: CodeSessionNotConnected, Message: "gate closed"}
+	}
+	if code, _ := t.d.refuse.Load().(string); code != "" {
+		return whatsapp.SendResult{}, &whatsapp.SendError{Code: code, Message: "refused by the test"}
 	}
 	v, _ := t.d.sent.LoadOrStore(r.ID, new(atomic.Int64))
 	v.(*atomic.Int64).Add(1)

@@ -21,6 +21,10 @@ const (
 	StatusReceived  = "received"
 )
 
+// codeSendTimeout is the whatsapp.SendError code of a send the network did
+// not confirm in time: it may have arrived.
+const codeSendTimeout = "send_timeout"
+
 func statusRank(s string) int {
 	switch s {
 	case StatusQueued:
@@ -658,12 +662,18 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, up
 			rt.holdEarly(whatsapp.Receipt{WAMessageIDs: []string{waID}, Kind: r.Kind, Timestamp: r.Timestamp})
 			continue
 		}
-		if m.Direction != "outbound" || m.Status == StatusFailed || statusRank(m.Status) >= statusRank(status) {
+		// A send that timed out may have reached WhatsApp all the same: its
+		// receipt proves it did, and lifts the failure.
+		lift := m.Status == StatusFailed && m.Error != nil && m.Error.Code == codeSendTimeout
+		if m.Direction != "outbound" || (m.Status == StatusFailed && !lift) || (!lift && statusRank(m.Status) >= statusRank(status)) {
 			continue
 		}
 		m.Status = status
 		m.Sent = true
 		m.UpdatedAt = now.Unix()
+		if lift {
+			m.Error = nil
+		}
 		if !known {
 			touched[m.ID] = u
 			*order = append(*order, u)
@@ -671,8 +681,11 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, up
 		// A delivered status no endpoint waits for is kept in memory for a
 		// moment: the read receipt often follows and then one write records
 		// both. API reads see it at once (overlayDeferred).
-		u.deferred = status == StatusDelivered && u.live != nil && !wanted
-		if !u.deferred {
+		u.deferred = status == StatusDelivered && u.live != nil && !wanted && !lift
+		switch {
+		case lift:
+			b.StageMessageRecord(m) // a status update cannot clear the error
+		case !u.deferred:
 			b.StageMessageStatus(rt.ws, m.ID, storage.StatusOf(m))
 		}
 		if _, ok := rt.legacyAW[m.ID]; ok && status == StatusRead {

@@ -66,3 +66,40 @@ func TestReceiptBatchesReuseTheirScratch(t *testing.T) {
 		}
 	}
 }
+
+// A send that failed because WhatsApp did not confirm it in time may have
+// arrived: its receipt lifts the failure. Any other failure is final.
+func TestReceiptLiftsASendTimeout(t *testing.T) {
+	for _, c := range []struct {
+		code string
+		want string
+	}{{"send_timeout", StatusRead}, {"send_failed", StatusFailed}} {
+		t.Run(c.code, func(t *testing.T) {
+			h, gate := newGatedHarness(t)
+			gate.refuse.Store(c.code)
+			gate.release(h)
+			m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
+			failed := h.waitStatus(DefaultWorkspace, m.ID, StatusFailed)
+			if failed.Error == nil || failed.Error.Code != c.code {
+				t.Fatalf("failed with %+v, want %s", failed.Error, c.code)
+			}
+			rt, _ := h.app.runtime(DefaultWorkspace, sess)
+			rt.OnReceipt(whatsapp.Receipt{WAMessageIDs: []string{failed.WAID}, Kind: whatsapp.ReceiptRead, Timestamp: time.Now()})
+			if c.want == StatusRead {
+				got := h.waitStatus(DefaultWorkspace, m.ID, StatusRead)
+				if got.Error != nil {
+					t.Errorf("read after a lifted timeout still carries the error %+v", got.Error)
+				}
+				h.waitStored(m.ID, StatusRead) // the record itself, not memory
+				if stored, err := h.db.Message(DefaultWorkspace, m.ID); err != nil || stored.Error != nil {
+					t.Errorf("stored record: %+v, %v: want the error gone", stored, err)
+				}
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+			if got, _ := h.app.Message(DefaultWorkspace, m.ID); got.Status != StatusFailed {
+				t.Errorf("a receipt changed a %s failure to %s", c.code, got.Status)
+			}
+		})
+	}
+}

@@ -59,6 +59,15 @@ func (b *Batch) StageNewMessage(m *Message) error {
 	return nil
 }
 
+// StageMessageRecord rewrites a message's whole record, over any status
+// updates merged into it, for the rare change an update cannot express
+// (clearing an error).
+func (b *Batch) StageMessageRecord(m *Message) {
+	var key [128]byte
+	var rec [512]byte
+	b.Set(appendMsgKey(key[:0], m.Workspace, m.ID), appendMessage(rec[:0], m))
+}
+
 // StageLegacyDequeue removes a queue entry written by a build before session
 // marks (q/ keys are no longer written, only read and cleared).
 func (b *Batch) StageLegacyDequeue(ws, sessionID, msgID string) {
