@@ -97,3 +97,17 @@ func (rt *sessionRuntime) outboundByWAID(waID string) (*storage.Message, error) 
 	}
 	return m, err
 }
+
+// SentText returns the text of an outbound message of the session by its
+// WhatsApp id (whatsapp.SentTextFinder), for a recipient's request to send
+// it again.
+func (rt *sessionRuntime) SentText(waID string) (string, bool) {
+	m, err := rt.outboundByWAID(waID)
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			rt.a.log.Warn("find a sent message for a retry request", "workspace", rt.ws, "sessionId", rt.id, "err", err)
+		}
+		return "", false
+	}
+	return m.Text, true
+}

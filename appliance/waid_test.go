@@ -85,3 +85,19 @@ func TestReceiptFindsAnEvictedMessageByItsWAID(t *testing.T) {
 	rt.OnReceipt(whatsapp.Receipt{WAMessageIDs: []string{m.WAID}, Kind: whatsapp.ReceiptRead, Timestamp: time.Now()})
 	h.waitStatus(DefaultWorkspace, m.ID, StatusRead)
 }
+
+// SentText gives back a sent message's text by its WhatsApp id, from the
+// log, for a recipient's retry request.
+func TestSentTextByWhatsAppID(t *testing.T) {
+	h, gate := newGatedHarness(t)
+	gate.release(h)
+	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "Your order #1042 has shipped"})
+	sent := h.waitStatus(DefaultWorkspace, m.ID, StatusSent)
+	rt, _ := h.app.runtime(DefaultWorkspace, sess)
+	if text, ok := rt.SentText(sent.WAID); !ok || text != "Your order #1042 has shipped" {
+		t.Errorf("SentText(%s) = %q, %v", sent.WAID, text, ok)
+	}
+	if _, ok := rt.SentText("3EB0000000000000000000"); ok {
+		t.Error("SentText found a message for an unknown id")
+	}
+}

@@ -145,6 +145,15 @@ type StoringHandler interface {
 	StoreReceipt(ctx context.Context, r Receipt) error
 }
 
+// SentTextFinder is implemented by handlers that can give back the text of
+// a message the session sent, by its WhatsApp id. A recipient whose phone
+// could not decrypt a message asks for it again (a retry receipt), often
+// long after the network client forgot it; without the text the recipient
+// is left with "waiting for this message".
+type SentTextFinder interface {
+	SentText(waMessageID string) (text string, ok bool)
+}
+
 // InboundSimulator is implemented by transports of simulated networks (the
 // sandbox): it makes the session receive a text message as if from a contact.
 type InboundSimulator interface {

@@ -36,6 +36,9 @@
 //     acknowledged to WhatsApp only once the appliance stored it
 //     (whatsapp.StoringHandler), and its plaintext is kept until then, so
 //     one WhatsApp sends again after a crash can still be decrypted.
+//   - Client.GetMessageForRetry: a recipient's retry receipt for a message
+//     whatsmeow no longer holds (it keeps the last 256) is answered with the
+//     text from the appliance's log (whatsapp.SentTextFinder).
 //   - Pairing: events.QR (the driver rotates the codes on its own clock with
 //     GetQRChannel's schedule: first code 60 s, then 20 s each; GetQRChannel
 //     itself is not used because its timers are wall-clock only),

@@ -325,6 +325,7 @@ func (d *Driver) Open(ctx context.Context, ref whatsapp.SessionRef, h whatsapp.H
 	cli.SynchronousAck = true
 	cli.EnableDecryptedEventBuffer = true
 	cli.AddEventHandlerWithSuccessStatus(s.handleEventStored)
+	cli.GetMessageForRetry = s.messageForRetry
 	d.mu.Lock()
 	d.sessions[ref] = s
 	d.mu.Unlock()

@@ -229,3 +229,34 @@ func TestAcknowledgedOnlyOnceStored(t *testing.T) {
 		t.Error("a message was acknowledged by a closed session")
 	}
 }
+
+// finderRecorder is a recorder that knows the texts of sent messages.
+type finderRecorder struct {
+	*recorder
+	texts map[string]string
+}
+
+func (r *finderRecorder) SentText(waID string) (string, bool) {
+	t, ok := r.texts[waID]
+	return t, ok
+}
+
+// A retry receipt for a message whatsmeow no longer remembers is answered
+// from the appliance's log: the same message, rebuilt as it was sent.
+func TestMessageForRetryComesFromTheLog(t *testing.T) {
+	opts := Options{DBPath: "unused", Clock: newFakeClock(), Rand: func() float64 { return 0.5 }, Logger: testLogger(t)}.withDefaults()
+	h := &finderRecorder{recorder: newRecorder(), texts: map[string]string{"3EB0OLD": "Your order #1042 has shipped"}}
+	s := newSession(whatsapp.SessionRef{Workspace: "default", SessionID: "919876543210"}, h, newFakeConn(true), opts, opts.Logger)
+	defer s.Close()
+	got := s.messageForRetry(pnAlice, pnAlice, "3EB0OLD")
+	if got.GetConversation() != "Your order #1042 has shipped" {
+		t.Errorf("message for retry = %v, want the sent text as a conversation message", got)
+	}
+	if s.messageForRetry(pnAlice, pnAlice, "3EB0UNKNOWN") != nil {
+		t.Error("a message for an unknown id")
+	}
+	plain, _ := newTestSession(t, newFakeConn(true), newFakeClock())
+	if plain.messageForRetry(pnAlice, pnAlice, "3EB0OLD") != nil {
+		t.Error("a handler that keeps no log gave a message")
+	}
+}

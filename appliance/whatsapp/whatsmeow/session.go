@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/walytic/appliance/appliance/whatsapp"
 )
@@ -398,6 +400,21 @@ func (s *session) onMessage(e *events.Message) bool {
 	}
 	s.h.OnInbound(in)
 	return true
+}
+
+// messageForRetry is whatsmeow's GetMessageForRetry: the message a
+// recipient asks to have sent again, once it has left whatsmeow's memory of
+// the last 256 sends (or a restart emptied it), from the appliance's log.
+func (s *session) messageForRetry(_, _ types.JID, id types.MessageID) *waE2E.Message {
+	f, ok := s.h.(whatsapp.SentTextFinder)
+	if !ok {
+		return nil
+	}
+	text, ok := f.SentText(string(id))
+	if !ok {
+		return nil
+	}
+	return &waE2E.Message{Conversation: proto.String(text)}
 }
 
 // onReceipt is onMessage for receipts.
