@@ -231,6 +231,20 @@ var (
 		netip.MustParseAddr("100.100.100.200"), // Alibaba Cloud
 		netip.MustParseAddr("fd00:ec2::254"),   // AWS IMDS over IPv6
 		netip.MustParseAddr("168.63.129.16"),   // Azure platform (WireServer)
+		netip.MustParseAddr("192.0.0.192"),     // Oracle Cloud
+	}
+	// specialPurpose are IANA special-purpose ranges that are not globally
+	// reachable (RFC 6890 and its registries): nothing public answers there,
+	// so only a private network could.
+	specialPurpose = []netip.Prefix{
+		netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+		netip.MustParsePrefix("192.0.2.0/24"),    // documentation
+		netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+		netip.MustParsePrefix("198.51.100.0/24"), // documentation
+		netip.MustParsePrefix("203.0.113.0/24"),  // documentation
+		netip.MustParsePrefix("100::/64"),        // discard-only
+		netip.MustParsePrefix("2001::/23"),       // IETF protocol assignments (Teredo, ORCHID, …)
+		netip.MustParsePrefix("2001:db8::/32"),   // documentation
 	}
 )
 
@@ -297,6 +311,11 @@ func classify(ip netip.Addr, depth int) (class string, private bool) {
 		return "a site-local IPv6 address (fec0::/10)", true
 	case prefixNAT64Local.Contains(ip):
 		return "a local-use NAT64 address (64:ff9b:1::/48)", true
+	}
+	for _, p := range specialPurpose {
+		if p.Contains(ip) {
+			return "in " + p.String() + ", a special-purpose range that is not publicly reachable", true
+		}
 	}
 	if depth == 0 && ip.Is6() {
 		b := ip.As16()

@@ -33,9 +33,9 @@ func TestValidateURL(t *testing.T) {
 		{"https://hooks.example.com./x", verdictOK, ""},
 		{"https://my_host.example.com/x", verdictOK, ""},
 		{"https://xn--bcher-kva.example/x", verdictOK, ""},
-		{"https://203.0.113.7/x", verdictOK, ""},
+		{"https://93.184.215.14/x", verdictOK, ""},
 		{"https://8.8.8.8:443/", verdictOK, ""},
-		{"https://[2001:db8::1]/x", verdictOK, ""},
+		{"https://[2606:4700:4700::1111]/x", verdictOK, ""},
 		{"https://[2606:4700::1111]:8443/x", verdictOK, ""},
 		{"https://[::ffff:8.8.8.8]/", verdictOK, ""},
 		{"https://[64:ff9b::808:808]/", verdictOK, ""}, // NAT64 of 8.8.8.8
@@ -191,6 +191,14 @@ func TestCheckIP(t *testing.T) {
 		{"0.0.0.0", verdictNever},
 		{"::", verdictNever},
 		{"ff02::1", verdictNever},
+		{"192.0.0.192", verdictNever}, // Oracle Cloud's metadata service
+		{"192.0.0.8", verdictPrivate},
+		{"198.18.0.1", verdictPrivate},
+		{"203.0.113.9", verdictPrivate},
+		{"100::1", verdictPrivate},
+		{"2001::a9fe:a9fe", verdictPrivate}, // Teredo
+		{"2001:db8::1", verdictPrivate},
+		{"2001:4860::1", verdictOK}, // outside 2001::/23
 	}
 	for _, tc := range tests {
 		ip := netip.MustParseAddr(tc.ip)
