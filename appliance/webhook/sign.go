@@ -213,14 +213,14 @@ func macV1(key []byte, id, ts string, body []byte) []byte {
 // any JSON decoding; headers the request's headers; now the receiver's clock.
 // It is VerifyWithTolerance with DefaultTolerance (±5 minutes).
 //
-// When the request carries any webhook-* header, the Standard Webhooks
-// signature decides: webhook-id, webhook-timestamp and webhook-signature must
-// all be present, the timestamp within the tolerance of now, and one of the
-// space-separated v1 signatures must match. Only when no webhook-* header is
-// present does Verify fall back to X-Walytic-Signature (any comma-separated
-// sha256= value) with X-Walytic-Timestamp within the tolerance; that
-// timestamp is not signed, so prefer the Standard Webhooks headers, which
-// every delivery carries. Signatures are compared in constant time.
+// The Standard Webhooks signature decides: webhook-id, webhook-timestamp and
+// webhook-signature must all be present (every delivery carries them), the
+// timestamp within the tolerance of now, and one of the space-separated v1
+// signatures must match; it signs the timestamp, so an old delivery cannot
+// be replayed as new. A request without them is refused, even with a valid
+// X-Walytic-Signature: that one does not sign the timestamp, and stripping
+// the others is how a replay would look (VerifyXWalytic checks it alone, for
+// receivers that accept that). Signatures are compared in constant time.
 //
 // A nil error means the body is authentic. Otherwise the error wraps one of
 // ErrNoSignature, ErrBadSignature, ErrStaleTimestamp or ErrBadSecret; answer
@@ -243,12 +243,25 @@ func VerifyWithTolerance(secret string, body []byte, headers http.Header, now ti
 	ids := headerValues(headers, HeaderWebhookID)
 	tss := headerValues(headers, HeaderWebhookTimestamp)
 	sigs := headerValues(headers, HeaderWebhookSignature)
-	if len(ids) > 0 || len(tss) > 0 || len(sigs) > 0 {
-		return verifyStandard(key, body, ids, tss, sigs, now, tolerance)
+	if len(ids) == 0 && len(tss) == 0 && len(sigs) == 0 {
+		return fmt.Errorf("%w: the request has no webhook-id, webhook-timestamp or webhook-signature header, which every Walytic delivery carries (with only %s it could be an old delivery replayed)", ErrNoSignature, HeaderSignature)
+	}
+	return verifyStandard(key, body, ids, tss, sigs, now, tolerance)
+}
+
+// VerifyXWalytic checks a delivery by its X-Walytic-Signature alone (any
+// comma-separated sha256= value) and X-Walytic-Timestamp within the
+// tolerance (≤ 0: DefaultTolerance). That timestamp is not signed, so a
+// captured delivery can be replayed with a fresh one: use it only where the
+// Standard Webhooks headers cannot reach the receiver, and de-duplicate on
+// X-Walytic-Delivery. Prefer Verify.
+func VerifyXWalytic(secret string, body []byte, headers http.Header, now time.Time, tolerance time.Duration) error {
+	if tolerance <= 0 {
+		tolerance = DefaultTolerance
 	}
 	xsigs := headerValues(headers, HeaderSignature)
 	if len(xsigs) == 0 {
-		return fmt.Errorf("%w: the request has neither webhook-signature nor %s; is it from a Walytic webhook?", ErrNoSignature, HeaderSignature)
+		return fmt.Errorf("%w: the request has no %s; is it from a Walytic webhook?", ErrNoSignature, HeaderSignature)
 	}
 	xts := headerValues(headers, HeaderTimestamp)
 	if len(xts) == 0 {

@@ -150,8 +150,8 @@ func TestSignatureHeadersRotation(t *testing.T) {
 		if err := Verify(s, []byte(vecBody), h, vecNow); err != nil {
 			t.Errorf("Verify with %s: %v", s, err)
 		}
-		if err := Verify(s, []byte(vecBody), legacyOnly(h), vecNow); err != nil {
-			t.Errorf("Verify (X-Walytic only) with %s: %v", s, err)
+		if err := VerifyXWalytic(s, []byte(vecBody), legacyOnly(h), vecNow, 0); err != nil {
+			t.Errorf("VerifyXWalytic with %s: %v", s, err)
 		}
 	}
 }
@@ -368,6 +368,14 @@ func TestVerify(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Verify(tc.secret, tc.body, tc.headers, tc.now)
+			if h := tc.headers; h != nil && h.Get("webhook-id") == "" && h.Get("webhook-timestamp") == "" && h.Get("webhook-signature") == "" && h.Get(HeaderSignature) != "" {
+				// X-Walytic headers alone: Verify refuses them (a replay
+				// with the others stripped looks so); VerifyXWalytic judges.
+				if !errors.Is(err, ErrNoSignature) {
+					t.Fatalf("Verify of X-Walytic headers alone = %v, want ErrNoSignature", err)
+				}
+				err = VerifyXWalytic(tc.secret, tc.body, tc.headers, tc.now, 0)
+			}
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("Verify = %v, want accepted", err)
@@ -411,8 +419,15 @@ func TestVerifyRoundTrip(t *testing.T) {
 	if err := Verify(s, body, h, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(s, body, legacyOnly(h), now); err != nil {
+	if err := VerifyXWalytic(s, body, legacyOnly(h), now, 0); err != nil {
 		t.Fatal(err)
+	}
+	// A captured delivery replayed an hour later with a fresh, unsigned
+	// X-Walytic-Timestamp and the Standard Webhooks headers stripped.
+	replay := legacyOnly(h)
+	replay.Set(HeaderTimestamp, strconv.FormatInt(now.Add(time.Hour).Unix(), 10))
+	if err := Verify(s, body, replay, now.Add(time.Hour)); !errors.Is(err, ErrNoSignature) {
+		t.Fatalf("replay without the Standard Webhooks headers: %v, want refused", err)
 	}
 	other, _ := NewSecret()
 	if err := Verify(other, body, h, now); !errors.Is(err, ErrBadSignature) {

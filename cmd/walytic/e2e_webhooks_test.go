@@ -319,8 +319,11 @@ func mustCheckDelivery(t *testing.T, r hookReq, secrets ...string) {
 		for _, k := range []string{"X-Walytic-Signature", "X-Walytic-Timestamp"} {
 			h.Set(k, r.Header.Get(k))
 		}
-		if err := webhook.Verify(s, r.Body, h, r.At); err != nil {
-			t.Errorf("%s: webhook.Verify on X-Walytic-Signature alone: %v", where, err)
+		if err := webhook.VerifyXWalytic(s, r.Body, h, r.At, 0); err != nil {
+			t.Errorf("%s: webhook.VerifyXWalytic on X-Walytic-Signature alone: %v", where, err)
+		}
+		if err := webhook.Verify(s, r.Body, h, r.At); !errors.Is(err, webhook.ErrNoSignature) {
+			t.Errorf("%s: webhook.Verify without the Standard Webhooks headers = %v, want ErrNoSignature", where, err)
 		}
 	}
 	// A different body or secret does not verify.
