@@ -96,14 +96,17 @@ func (a *Appliance) PairingCode(ctx context.Context, workspace, sessionID string
 }
 
 // repairer is pairer for a person who asks to pair: a session that can
-// pair no more as it is (its codes ran out, or its device was unlinked and
-// deleted) is restarted first, and starts pairing with a fresh device.
+// pair no more as it is (its codes ran out, its device was unlinked and
+// deleted, or it was banned) is restarted first, and pairs with a fresh
+// device if it has none.
 func (a *Appliance) repairer(workspace, sessionID string) (*sessionRuntime, whatsapp.Pairer, error) {
 	rt, p, err := a.pairer(workspace, sessionID)
 	if err != nil {
 		return rt, p, err
 	}
-	if st := rt.status(); st != whatsapp.StatusPairingTimeout && st != whatsapp.StatusLoggedOut {
+	// banned: after an appeal the number pairs again (a temporary ban with
+	// its device kept just reconnects, and is refused again while it lasts).
+	if st := rt.status(); st != whatsapp.StatusPairingTimeout && st != whatsapp.StatusLoggedOut && st != whatsapp.StatusBanned {
 		return rt, p, nil
 	}
 	if err := a.restartSession(rt); err != nil {

@@ -50,9 +50,9 @@ func pairCmd(c *adminClient, args []string) error {
 	}
 	deadline := time.Now().Add(*timeout)
 	lastQR, shownCode, timeouts := "", false, 0
-	// A session found logged_out (unlinked from the phone) is paired again
-	// with a fresh device: asking for a code restarts it. One that becomes
-	// logged_out while this command pairs it was refused; that is reported.
+	// A session found logged_out (unlinked from the phone) or banned is
+	// paired again: asking for a code restarts it. One that becomes so while
+	// this command pairs it was refused; that is reported.
 	for first := true; ; first = false {
 		if err := c.call("GET", base+"/"+url.PathEscape(number), nil, &s); err != nil {
 			return err
@@ -67,7 +67,7 @@ func pairCmd(c *adminClient, args []string) error {
 			fmt.Fprintln(os.Stderr)
 			return printJSON(s)
 		case "logged_out", "banned":
-			if s.Status == "logged_out" && first {
+			if first { // found so: pair it again (after an appeal, for a ban)
 				break
 			}
 			fmt.Fprintln(os.Stderr)
@@ -80,7 +80,7 @@ func pairCmd(c *adminClient, args []string) error {
 			}
 			lastQR, shownCode = "", false
 		}
-		if s.Status == "pairing" || s.Status == "pairing_timeout" || s.Status == "logged_out" {
+		if s.Status == "pairing" || s.Status == "pairing_timeout" || (first && (s.Status == "logged_out" || s.Status == "banned")) {
 			if *phoneCode && !shownCode {
 				var out struct {
 					Code string `json:"code"`

@@ -523,10 +523,16 @@ func (s *session) onLoggedOut(e *events.LoggedOut) {
 		s.log.Warn("whatsmeow: forget logged-out device", "err", err)
 	}
 	reason := "the device was unlinked from the phone (Linked devices) or by WhatsApp; pair the number again"
-	if e.OnConnect {
+	status := whatsapp.StatusLoggedOut
+	switch {
+	case e.OnConnect && e.Reason == events.ConnectFailureUnknownLogout:
+		// 406, which WhatsApp Web calls BANNED: pairing again does not help.
+		status = whatsapp.StatusBanned
+		reason = fmt.Sprintf("WhatsApp refused the login as banned (%s) and unlinked the device; the number is banned: appeal in the WhatsApp app, then pair it again", e.Reason)
+	case e.OnConnect:
 		reason = fmt.Sprintf("WhatsApp refused the login (%s); the device was unlinked, pair the number again", e.Reason)
 	}
-	s.report(whatsapp.StatusLoggedOut, reason)
+	s.report(status, reason)
 }
 
 func (s *session) onTemporaryBan(e *events.TemporaryBan) {

@@ -108,6 +108,7 @@ func TestPermanentStops(t *testing.T) {
 	}{
 		{"logged out on connect", &events.LoggedOut{OnConnect: true, Reason: events.ConnectFailureLoggedOut}, whatsapp.StatusLoggedOut, "401", false},
 		{"main device gone", &events.LoggedOut{OnConnect: true, Reason: events.ConnectFailureMainDeviceGone}, whatsapp.StatusLoggedOut, "403", false},
+		{"banned on connect", &events.LoggedOut{OnConnect: true, Reason: events.ConnectFailureUnknownLogout}, whatsapp.StatusBanned, "406", false},
 		{"temporary ban, no expiry", &events.TemporaryBan{Code: events.TempBanSentToTooManyPeople}, whatsapp.StatusBanned, "temporarily banned", false},
 		{"temporary ban with expiry", &events.TemporaryBan{Code: events.TempBanBlockedByUsers, Expire: time.Hour}, whatsapp.StatusBanned, "reconnects when it expires", true},
 		{"client outdated", &events.ClientOutdated{}, whatsapp.StatusDisconnected, "outdated", false},
