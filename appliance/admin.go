@@ -129,9 +129,13 @@ func (a *Appliance) Keys(workspace string) ([]storage.APIKey, error) {
 func (a *Appliance) Key(id string) (storage.APIKey, error) {
 	k, ok := a.state.Key(id)
 	if !ok {
-		return k, newErr(CodeNotFound, "id", "no API key with id %s: list them with `walytic keys list`", quoteShort(id))
+		return k, errKeyNotFound(id)
 	}
 	return k, nil
+}
+
+func errKeyNotFound(id string) error {
+	return newErr(CodeNotFound, "id", "no API key with id %s: list them with `walytic keys list`", quoteShort(id))
 }
 
 // RotateKey gives a key a new secret under the same id. The old secret stops
@@ -181,7 +185,7 @@ func (a *Appliance) SetKeyLimits(id string, limits KeyLimits) (storage.APIKey, e
 // (perhaps revoked meanwhile), else a storage error.
 func keyErr(what, id string, err error) error {
 	if errors.Is(err, storage.ErrNotFound) {
-		return newErr(CodeNotFound, "id", "no API key with id %s: list them with `walytic keys list`", quoteShort(id))
+		return errKeyNotFound(id)
 	}
 	return storageErr(what, err)
 }
@@ -189,10 +193,7 @@ func keyErr(what, id string, err error) error {
 // RevokeKey deletes a key; it stops working before RevokeKey returns.
 func (a *Appliance) RevokeKey(id string) error {
 	if err := a.state.DeleteKey(id); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return newErr(CodeNotFound, "id", "no API key with id %s: list them with `walytic keys list`", quoteShort(id))
-		}
-		return storageErr("delete key", err)
+		return keyErr("delete key", id, err)
 	}
 	a.limiter.Forget(id)
 	return nil

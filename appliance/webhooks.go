@@ -88,9 +88,13 @@ func (a *Appliance) Webhooks(workspace string) []storage.Webhook {
 func (a *Appliance) Webhook(workspace, id string) (storage.Webhook, error) {
 	w, ok := a.state.Webhook(id)
 	if !ok || w.Workspace != workspace {
-		return storage.Webhook{}, newErr(CodeNotFound, "id", "no webhook %s in this workspace: list them with GET /v1/webhooks", quoteShort(id))
+		return storage.Webhook{}, errWebhookNotFound(id)
 	}
 	return w, nil
+}
+
+func errWebhookNotFound(id string) error {
+	return newErr(CodeNotFound, "id", "no webhook %s in this workspace: list them with GET /v1/webhooks", quoteShort(id))
 }
 
 // UpdateWebhook applies a patch; deliveries use it from the next attempt.
@@ -125,16 +129,16 @@ func (a *Appliance) UpdateWebhook(workspace, id string, p WebhookPatch) (storage
 		return nil
 	})
 	if err != nil {
-		return w, a.webhookErr("store webhook", id, err)
+		return w, webhookErr("store webhook", id, err)
 	}
 	return w, nil
 }
 
 // webhookErr words a failed endpoint update: not_found when the endpoint
 // is gone (deleted meanwhile), else a storage error.
-func (a *Appliance) webhookErr(what, id string, err error) error {
+func webhookErr(what, id string, err error) error {
 	if errors.Is(err, storage.ErrNotFound) {
-		return newErr(CodeNotFound, "id", "no webhook %s in this workspace: list them with GET /v1/webhooks", quoteShort(id))
+		return errWebhookNotFound(id)
 	}
 	return storageErr(what, err)
 }
@@ -177,7 +181,7 @@ func (a *Appliance) RotateWebhookSecret(workspace, id string) (storage.Webhook, 
 		return nil
 	})
 	if err != nil {
-		return w, "", a.webhookErr("store webhook", id, err)
+		return w, "", webhookErr("store webhook", id, err)
 	}
 	return w, secret, nil
 }

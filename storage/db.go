@@ -47,12 +47,12 @@ func Open(dir string) (*DB, error) {
 	}
 	// The directory holds message texts, webhook secrets and WhatsApp device
 	// keys, in files made with the default umask: one that existed already
-	// (a mounted volume, say) with access for others is made private.
+	// (a mounted volume, say) with access for others is made private. (The
+	// server says so in its log; this package logs nothing of its own.)
 	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		if err := os.Chmod(dir, fi.Mode().Perm()&0o700); err != nil {
 			return nil, fmt.Errorf("make data directory %s private (chmod 700): %w", dir, err)
 		}
-		slog.Warn("the data directory was open to other users; it is now private (mode 700)", "dir", dir, "was", fi.Mode().Perm().String())
 	}
 	cache := pebble.NewCache(64 << 20)
 	defer cache.Unref() // the DB keeps its own reference

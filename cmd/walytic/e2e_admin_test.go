@@ -380,7 +380,7 @@ func TestE2EPairGivesUp(t *testing.T) {
 }
 
 // TestE2EAdminTokenFileOpenToOthers: serve warns when other users can read
-// the admin token file.
+// the admin token file, and when it makes an open data directory private.
 func TestE2EAdminTokenFileOpenToOthers(t *testing.T) {
 	tokenFile := filepath.Join(t.TempDir(), "admin-token")
 	if err := os.WriteFile(tokenFile, []byte("admin-token-0123456789abcdef\n"), 0o644); err != nil {
@@ -389,8 +389,21 @@ func TestE2EAdminTokenFileOpenToOthers(t *testing.T) {
 	if err := os.Chmod(tokenFile, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := mustStartServer(t, newDataDir(t), "--admin-token-file", tokenFile)
+	dir := newDataDir(t)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := mustStartServer(t, dir, "--admin-token-file", tokenFile)
 	if !pollUntil(5*time.Second, func() bool { return strings.Contains(s.stderr.String(), "can be read by other users") }) {
 		t.Errorf("no warning for a token file of mode 0644 in %q", s.stderr.String())
+	}
+	if !strings.Contains(s.stderr.String(), "it is now private") {
+		t.Errorf("no warning for a data directory of mode 0755 in %q", s.stderr.String())
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("data directory mode %v (%v), want 0700", fi.Mode().Perm(), err)
 	}
 }

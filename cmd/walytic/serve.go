@@ -163,6 +163,10 @@ func serve(g globals, args []string) error {
 		log.Warn("the admin token file can be read by other users: make it private (chmod 600)", "file", c.adminTokenFile)
 	}
 
+	if fi, err := os.Stat(g.dataDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		// storage.Open makes it private.
+		log.Warn("the data directory was open to other users; it is now private (mode 700)", "dir", g.dataDir, "was", fi.Mode().Perm().String())
+	}
 	db, err := storage.Open(g.dataDir)
 	if err != nil {
 		// Pebble's lock file is held: EAGAIN from flock.

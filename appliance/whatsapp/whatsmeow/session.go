@@ -321,12 +321,23 @@ func (s *session) handleEventStored(evt any) bool {
 // left unacknowledged (WhatsApp then sends it again).
 const storeTimeout = 30 * time.Second
 
-// stored turns the appliance's answer for an event into whatsmeow's: true
-// (acknowledge) when it is on disk.
-func (s *session) stored(what string, store func(ctx context.Context) error) bool {
+// handOver gives the appliance an event: through store when the handler is
+// a whatsapp.StoringHandler, reporting true (acknowledge) once it is on
+// disk, else through plain. false: not stored, or the session is closing,
+// so WhatsApp must not get an acknowledgement.
+func (s *session) handOver(what string, store func(context.Context, whatsapp.StoringHandler) error, plain func()) bool {
+	if !s.enter() {
+		return false
+	}
+	defer s.calls.Done()
+	sh, ok := s.h.(whatsapp.StoringHandler)
+	if !ok {
+		plain()
+		return true
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
 	defer cancel()
-	if err := store(ctx); err != nil {
+	if err := store(ctx, sh); err != nil {
 		s.log.Warn("whatsmeow: "+what+" not stored, so not acknowledged: WhatsApp will send it again", "err", err)
 		return false
 	}
@@ -391,15 +402,9 @@ func (s *session) onMessage(e *events.Message) bool {
 	if !ok {
 		return true // not for the appliance (a group, a status, our own)
 	}
-	if !s.enter() {
-		return false
-	}
-	defer s.calls.Done()
-	if sh, ok := s.h.(whatsapp.StoringHandler); ok {
-		return s.stored("inbound message", func(ctx context.Context) error { return sh.StoreInbound(ctx, in) })
-	}
-	s.h.OnInbound(in)
-	return true
+	return s.handOver("inbound message",
+		func(ctx context.Context, sh whatsapp.StoringHandler) error { return sh.StoreInbound(ctx, in) },
+		func() { s.h.OnInbound(in) })
 }
 
 // messageForRetry is whatsmeow's GetMessageForRetry: the message a
@@ -423,15 +428,9 @@ func (s *session) onReceipt(e *events.Receipt) bool {
 	if !ok {
 		return true
 	}
-	if !s.enter() {
-		return false
-	}
-	defer s.calls.Done()
-	if sh, ok := s.h.(whatsapp.StoringHandler); ok {
-		return s.stored("receipt", func(ctx context.Context) error { return sh.StoreReceipt(ctx, r) })
-	}
-	s.h.OnReceipt(r)
-	return true
+	return s.handOver("receipt",
+		func(ctx context.Context, sh whatsapp.StoringHandler) error { return sh.StoreReceipt(ctx, r) },
+		func() { s.h.OnReceipt(r) })
 }
 
 func (s *session) onConnected() {
