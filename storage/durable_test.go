@@ -3,9 +3,6 @@ package storage
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -16,29 +13,7 @@ import (
 // holds in memory. It opens the copy and reports whether key is in it.
 func crashCopy(t *testing.T, dir string, key []byte) bool {
 	t.Helper()
-	dst := t.TempDir()
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o700)
-		}
-		data, err := os.ReadFile(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // a file Pebble removed meanwhile
-		}
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, data, 0o600)
-	})
-	if err != nil {
-		t.Fatalf("copy %s: %v", dir, err)
-	}
-	db, err := Open(dst)
+	db, err := Open(copyDir(t, dir))
 	if err != nil {
 		t.Fatalf("open the copy: %v", err)
 	}

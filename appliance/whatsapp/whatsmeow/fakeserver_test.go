@@ -245,17 +245,25 @@ func TestFakeServerSessionLifecycle(t *testing.T) {
 	}
 }
 
-func TestFakeServerLoginFailureLoggedOut(t *testing.T) {
+// pairedOnFakeServer starts a fake WhatsApp server and a driver on it, and
+// pairs a session of number; all are closed when the test ends.
+func pairedOnFakeServer(t *testing.T, number string) (*fakewa.Server, *Driver, whatsapp.SessionRef, *recorder, *fakewa.Conn) {
+	t.Helper()
 	srv, err := fakewa.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	d := newFakeDriver(t, srv, filepath.Join(t.TempDir(), "whatsmeow.db"))
-	defer d.Close()
-	ref := whatsapp.SessionRef{Workspace: "w", SessionID: "447700900123"}
+	t.Cleanup(func() { _ = d.Close() })
+	ref := whatsapp.SessionRef{Workspace: "w", SessionID: number}
 	tr, rec, conn := pair(t, srv, d, ref)
-	defer tr.Close()
+	t.Cleanup(func() { _ = tr.Close() })
+	return srv, d, ref, rec, conn
+}
+
+func TestFakeServerLoginFailureLoggedOut(t *testing.T) {
+	srv, _, _, rec, conn := pairedOnFakeServer(t, "447700900123")
 	// <failure reason="401"> on a live connection: logged out by WhatsApp.
 	conn.Failure(401, nil)
 	st := rec.waitStatus(t, whatsapp.StatusLoggedOut, 5*time.Second)
@@ -369,16 +377,7 @@ func TestFakeServerConnectedAfterTheSocketDied(t *testing.T) {
 // returns (SynchronousAck), and keeps decrypted plaintext until then, so a
 // message WhatsApp sends again after a crash can still be read.
 func TestClientAcknowledgesAfterTheHandler(t *testing.T) {
-	srv, err := fakewa.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	d := newFakeDriver(t, srv, filepath.Join(t.TempDir(), "whatsmeow.db"))
-	defer d.Close()
-	ref := whatsapp.SessionRef{Workspace: "w", SessionID: "447700900124"}
-	tr, _, _ := pair(t, srv, d, ref)
-	defer tr.Close()
+	_, d, ref, _, _ := pairedOnFakeServer(t, "447700900124")
 	d.mu.Lock()
 	cli := d.sessions[ref].c.(*realConn).cli
 	d.mu.Unlock()

@@ -118,13 +118,7 @@ func TestPermanentStops(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			clk := newFakeClock()
-			fc := newFakeConn(true)
-			s, rec := newTestSession(t, fc, clk)
-			s.start()
-			fc.waitConnects(t, 1)
-			s.handleEvent(&events.Connected{})
-			rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
+			clk, fc, s, rec := newConnectedTestSession(t)
 
 			s.handleEvent(c.evt)
 			st := rec.waitStatus(t, c.status, time.Second)
@@ -327,13 +321,7 @@ func TestDisconnectWhilePairingIsTimeout(t *testing.T) {
 }
 
 func TestKeepAliveTimeout(t *testing.T) {
-	clk := newFakeClock()
-	fc := newFakeConn(true)
-	s, rec := newTestSession(t, fc, clk)
-	s.start()
-	fc.waitConnects(t, 1)
-	s.handleEvent(&events.Connected{})
-	rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
+	clk, fc, s, rec := newConnectedTestSession(t)
 	s.handleEvent(&events.KeepAliveTimeout{ErrorCount: 1, LastSuccess: clk.Now().Add(-40 * time.Second)})
 	st := rec.waitStatus(t, whatsapp.StatusDisconnected, time.Second)
 	if !contains(st.Reason, "keep-alive") {
@@ -504,13 +492,7 @@ func TestCheckNumbersBatches(t *testing.T) {
 // during its post-login passive request. The session must keep the retry
 // Disconnected armed, not report connected with no socket.
 func TestConnectedForADeadSocketKeepsTheRetry(t *testing.T) {
-	clk := newFakeClock()
-	fc := newFakeConn(true)
-	s, rec := newTestSession(t, fc, clk)
-	s.start()
-	fc.waitConnects(t, 1)
-	s.handleEvent(&events.Connected{})
-	rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
+	clk, fc, s, rec := newConnectedTestSession(t)
 
 	s.handleEvent(&events.Disconnected{})
 	rec.waitFor(t, "retry reason", 2*time.Second, func() bool { return contains(rec.last().Reason, "reconnecting in 1s") })
@@ -606,4 +588,18 @@ func TestBrazilianNumbersGoToTheirAccount(t *testing.T) {
 	if br.prePair(types.NewADJID("551187654322", 0, 3), "android", "") {
 		t.Error("the session of 5511987654321 took another phone")
 	}
+}
+
+// newConnectedTestSession starts a paired session on a fake clock and has
+// WhatsApp log it in.
+func newConnectedTestSession(t *testing.T) (*fakeClock, *fakeConn, *session, *recorder) {
+	t.Helper()
+	clk := newFakeClock()
+	fc := newFakeConn(true)
+	s, rec := newTestSession(t, fc, clk)
+	s.start()
+	fc.waitConnects(t, 1)
+	s.handleEvent(&events.Connected{})
+	rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
+	return clk, fc, s, rec
 }
