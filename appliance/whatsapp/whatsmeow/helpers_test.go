@@ -216,6 +216,7 @@ type fakeConn struct {
 	saved       []types.JID
 	lidMap      map[string]string
 	sendFn      func(to types.JID, text, id string) (whatsmeow.SendResponse, error)
+	sendHang    bool // send waits for its context to end, as a send with no ack would
 	checkFn     func(phones []string) ([]types.IsOnWhatsAppResponse, error)
 	checkCalls  [][]string
 	pairCode    string
@@ -260,6 +261,10 @@ func (f *fakeConn) ownJID() types.JID {
 	return f.jid
 }
 func (f *fakeConn) send(ctx context.Context, to types.JID, text, id string) (whatsmeow.SendResponse, error) {
+	if f.sendHang {
+		<-ctx.Done()
+		return whatsmeow.SendResponse{}, ctx.Err()
+	}
 	return f.sendFn(to, text, id)
 }
 func (f *fakeConn) isOnWhatsApp(ctx context.Context, phones []string) ([]types.IsOnWhatsAppResponse, error) {

@@ -756,6 +756,13 @@ func (s *session) Send(ctx context.Context, req whatsapp.SendRequest) (whatsapp.
 	if !online {
 		return whatsapp.SendResult{}, notConnected("the session is not connected to WhatsApp")
 	}
+	// SendTimeout bounds the wait for the server's ack, but whatsmeow
+	// re-sends a message interrupted by a socket drop and then waits for
+	// the ack with no timeout, holding the session's dispatcher: the whole
+	// send gets twice as long, then ends in send_timeout (which a receipt
+	// for the message lifts, should it have arrived).
+	ctx, cancel := context.WithTimeout(ctx, 2*s.opts.SendTimeout)
+	defer cancel()
 	user, err := s.accountOf(ctx, req.To)
 	if err != nil {
 		return whatsapp.SendResult{}, err

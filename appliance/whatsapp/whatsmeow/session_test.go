@@ -603,3 +603,37 @@ func newConnectedTestSession(t *testing.T) (*fakeClock, *fakeConn, *session, *re
 	rec.waitStatus(t, whatsapp.StatusConnected, time.Second)
 	return clk, fc, s, rec
 }
+
+// A send whatsmeow never gets an ack for (it re-sends after a socket drop
+// and then waits with no timeout) ends in send_timeout after twice the send
+// timeout, instead of holding the session's dispatcher.
+func TestSendThatHangsTimesOut(t *testing.T) {
+	fc := newFakeConn(true)
+	fc.sendHang = true
+	opts := Options{DBPath: "unused", Clock: newFakeClock(), Rand: func() float64 { return 0.5 }, Logger: testLogger(t), SendTimeout: 30 * time.Millisecond}.withDefaults()
+	s := newSession(whatsapp.SessionRef{Workspace: "default", SessionID: "919876543210"}, newRecorder(), fc, opts, opts.Logger)
+	defer s.Close()
+	s.handleEvent(&events.Connected{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Send(context.Background(), whatsapp.SendRequest{ID: "3EB0HANG", To: "919999999999", Text: "x"})
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a send with no ack was still waiting after 5 s (send timeout 30 ms)")
+	}
+	var se *whatsapp.SendError
+	if !errors.As(err, &se) || se.Code != "send_timeout" {
+		t.Fatalf("hung send: %v, want send_timeout", err)
+	}
+	// A send the session's stop cancels stays queued (not connected), not failed.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = s.Send(ctx, whatsapp.SendRequest{ID: "3EB0STOP", To: "919999999999", Text: "x"})
+	if !errors.As(err, &se) || se.Code != "session_not_connected" {
+		t.Fatalf("cancelled send: %v, want session_not_connected", err)
+	}
+}
