@@ -665,7 +665,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, up
 		// A send that timed out may have reached WhatsApp all the same: its
 		// receipt proves it did, and lifts the failure.
 		lift := m.Status == StatusFailed && m.Error != nil && m.Error.Code == codeSendTimeout
-		if m.Direction != "outbound" || (m.Status == StatusFailed && !lift) || (!lift && statusRank(m.Status) >= statusRank(status)) {
+		if m.Direction != "outbound" || (!lift && statusRank(m.Status) >= statusRank(status)) { // failed ranks above all
 			continue
 		}
 		m.Status = status

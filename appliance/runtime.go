@@ -490,6 +490,9 @@ func (rt *sessionRuntime) StoreReceipt(ctx context.Context, r whatsapp.Receipt) 
 	return rt.store(ctx, sessionEvent{receipt: &r})
 }
 
+// errSessionStopping answers a store the session's stop cut short.
+var errSessionStopping = errors.New("the session is stopping")
+
 func (rt *sessionRuntime) store(ctx context.Context, ev sessionEvent) error {
 	done := make(chan error, 1)
 	ev.stored = done
@@ -498,7 +501,7 @@ func (rt *sessionRuntime) store(ctx context.Context, ev sessionEvent) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-rt.ctx.Done():
-		return errors.New("the session is stopping")
+		return errSessionStopping
 	}
 	select {
 	case err := <-done:
@@ -506,7 +509,7 @@ func (rt *sessionRuntime) store(ctx context.Context, ev sessionEvent) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-rt.ctx.Done():
-		return errors.New("the session is stopping")
+		return errSessionStopping
 	}
 }
 

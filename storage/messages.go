@@ -51,18 +51,17 @@ func appendMsgIdxKey(dst []byte, ws, sid, id string) []byte {
 // a StageWAIndex entry too, unless its id can be found from its WhatsApp id
 // another way (see MessagesWithIDPrefix).
 func (b *Batch) StageNewMessage(m *Message) error {
-	// Built on the stack: Pebble copies keys and values into the batch.
-	var key [128]byte
-	var rec [512]byte
-	b.Set(appendMsgKey(key[:0], m.Workspace, m.ID), appendMessage(rec[:0], m))
+	b.StageMessageRecord(m)
+	var key [128]byte // on the stack: Pebble copies keys into the batch
 	b.Set(appendMsgIdxKey(key[:0], m.Workspace, m.SessionID, m.ID), nil)
 	return nil
 }
 
-// StageMessageRecord rewrites a message's whole record, over any status
-// updates merged into it, for the rare change an update cannot express
-// (clearing an error).
+// StageMessageRecord writes a message's whole record: a new one, or a
+// rewrite over any status updates merged into it, for the rare change an
+// update cannot express (clearing an error).
 func (b *Batch) StageMessageRecord(m *Message) {
+	// Built on the stack: Pebble copies keys and values into the batch.
 	var key [128]byte
 	var rec [512]byte
 	b.Set(appendMsgKey(key[:0], m.Workspace, m.ID), appendMessage(rec[:0], m))
