@@ -236,7 +236,7 @@ func TestLifecycleEventsAndStatuses(t *testing.T) {
 func TestInboundIsLoggedWithEvent(t *testing.T) {
 	h := newHarness(t)
 	h.mustSession(DefaultWorkspace, sess, "sandbox")
-	if err := h.app.SimulateInbound(DefaultWorkspace, sess, rcpt, "is my order on its way?"); err != nil {
+	if err := h.app.SimulateInbound(DefaultWorkspace, sess, rcpt, "is my order on its way?", ""); err != nil {
 		t.Fatal(err)
 	}
 	var got *storage.Message
@@ -250,6 +250,88 @@ func TestInboundIsLoggedWithEvent(t *testing.T) {
 	}
 	if fmt.Sprint(h.events.types(got.ID)) != "[message.received]" {
 		t.Fatalf("inbound events = %v", h.events.types(got.ID))
+	}
+}
+
+// waitInbound returns the newest inbound message with text, once it is in
+// the log.
+func (h *harness) waitInbound(text string) *storage.Message {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		var got *storage.Message
+		_ = h.app.Messages(DefaultWorkspace, MessageFilter{Direction: "inbound"}, func(m *storage.Message) bool {
+			if m.Text == text {
+				got = m
+				return false
+			}
+			return true
+		})
+		if got != nil {
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.t.Fatalf("no inbound message %q", text)
+	return nil
+}
+
+// An inbound message that quotes or reacts to another names it: by its
+// WhatsApp id always, and by its message id when it is in the session's log
+// (a message we sent, whose WhatsApp id is made from its id, or one we
+// received, found in the WhatsApp-id index). The event says the same.
+func TestInboundNamesTheMessageItRefersTo(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	sent := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "Your order #1042 ships today. Reply STOP to cancel."})
+	sent = h.waitStatus(DefaultWorkspace, sent.ID, StatusRead)
+
+	if err := h.app.SimulateInbound(DefaultWorkspace, sess, rcpt, "STOP", sent.ID); err != nil {
+		t.Fatal(err)
+	}
+	reply := h.waitInbound("STOP")
+	if reply.RefersTo != sent.ID || reply.RefersToWAID != sent.WAID || sent.WAID == "" {
+		t.Fatalf("reply to a sent message refers to %q (%q), want %s (%s)", reply.RefersTo, reply.RefersToWAID, sent.ID, sent.WAID)
+	}
+	if err := h.app.SimulateInbound(DefaultWorkspace, sess, rcpt, "I mean it", reply.ID); err != nil {
+		t.Fatal(err)
+	}
+	again := h.waitInbound("I mean it")
+	if again.RefersTo != reply.ID || again.RefersToWAID != reply.WAID {
+		t.Fatalf("reply to a received message refers to %q (%q), want %s (%s)", again.RefersTo, again.RefersToWAID, reply.ID, reply.WAID)
+	}
+	// A message the log does not have (sent from the phone, say) is named
+	// by its WhatsApp id alone.
+	rt, err := h.app.runtime(DefaultWorkspace, sess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.transportNow().(whatsapp.InboundSimulator).SimulateInbound(rcpt, "and this?", "3EB0FFFFFFFFFFFFFFFFFFFF"); err != nil {
+		t.Fatal(err)
+	}
+	foreign := h.waitInbound("and this?")
+	if foreign.RefersTo != "" || foreign.RefersToWAID != "3EB0FFFFFFFFFFFFFFFFFFFF" {
+		t.Fatalf("reply to an unknown message refers to %q (%q)", foreign.RefersTo, foreign.RefersToWAID)
+	}
+	h.events.mu.Lock()
+	var evs []Event
+	for _, e := range h.events.staged {
+		if e.Type == EventMessageReceived {
+			evs = append(evs, *e)
+		}
+	}
+	h.events.mu.Unlock()
+	if len(evs) != 3 || evs[0].RefersTo != sent.ID || evs[0].RefersToWAID != sent.WAID ||
+		evs[1].RefersTo != reply.ID || evs[2].RefersTo != "" || evs[2].RefersToWAID != "3EB0FFFFFFFFFFFFFFFFFFFF" {
+		t.Fatalf("message.received events: %+v", evs)
+	}
+
+	// replyTo must name a message of the same session.
+	h.mustSession(DefaultWorkspace, "14155550100", "sandbox")
+	for _, bad := range []string{"msg_nope", sent.ID} {
+		if err := h.app.SimulateInbound(DefaultWorkspace, "14155550100", rcpt, "x", bad); codeOf(err) != "invalid_request/replyTo" {
+			t.Errorf("replyTo %s on another session: %v", bad, err)
+		}
 	}
 }
 

@@ -642,7 +642,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, up
 				u = &(*updates)[len(*updates)-1]
 			}
 		} else {
-			m, err := rt.outboundByWAID(waID)
+			m, err := rt.messageByWAID(waID)
 			if errors.Is(err, storage.ErrNotFound) {
 				continue // not one of ours (sent from the phone)
 			}
@@ -720,21 +720,23 @@ func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, n
 		typ = "text"
 	}
 	m := &storage.Message{
-		ID:        storage.NewID("msg_", now),
-		Workspace: rt.ws,
-		Direction: "inbound",
-		SessionID: rt.id,
-		To:        rt.id,
-		From:      in.From,
-		FromLID:   in.FromLID,
-		Type:      typ,
-		Text:      in.Text,
-		Caption:   in.Caption,
-		Status:    StatusReceived,
-		WAID:      in.WAMessageID,
-		Sent:      true,
-		CreatedAt: ts.Unix(),
-		UpdatedAt: now.Unix(),
+		ID:           storage.NewID("msg_", now),
+		Workspace:    rt.ws,
+		Direction:    "inbound",
+		SessionID:    rt.id,
+		To:           rt.id,
+		From:         in.From,
+		FromLID:      in.FromLID,
+		Type:         typ,
+		Text:         in.Text,
+		Caption:      in.Caption,
+		RefersToWAID: in.RefersTo,
+		RefersTo:     rt.messageIDOfWAID(in.RefersTo),
+		Status:       StatusReceived,
+		WAID:         in.WAMessageID,
+		Sent:         true,
+		CreatedAt:    ts.Unix(),
+		UpdatedAt:    now.Unix(),
 	}
 	if err := b.StageNewMessage(m); err != nil {
 		return err
@@ -744,7 +746,7 @@ func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, n
 	}
 	ev := Event{ID: storage.NewID("evt_", now), Type: EventMessageReceived, Workspace: rt.ws, SessionID: rt.id,
 		Timestamp: now.Unix(), MessageID: m.ID, From: in.From, FromLID: in.FromLID, Text: in.Text,
-		MsgType: typ, Caption: in.Caption, WAMessageID: in.WAMessageID}
+		MsgType: typ, Caption: in.Caption, WAMessageID: in.WAMessageID, RefersToWAID: m.RefersToWAID, RefersTo: m.RefersTo}
 	return rt.a.events.Stage(b, ev)
 }
 

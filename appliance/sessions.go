@@ -163,8 +163,9 @@ func (a *Appliance) DeleteSession(ctx context.Context, workspace, sessionID stri
 	return nil
 }
 
-// SimulateInbound makes a sandbox session receive a text message.
-func (a *Appliance) SimulateInbound(workspace, sessionID, from, text string) error {
+// SimulateInbound makes a sandbox session receive a text message; replyTo,
+// if set, is the id of a message of the session's log it quotes.
+func (a *Appliance) SimulateInbound(workspace, sessionID, from, text, replyTo string) error {
 	if err := ValidateSessionID("sessionId", sessionID); err != nil {
 		return err
 	}
@@ -182,7 +183,18 @@ func (a *Appliance) SimulateInbound(workspace, sessionID, from, text string) err
 	if !ok {
 		return Invalid("sessionId", "session %s uses the %s driver; simulated inbound messages exist only for sandbox sessions", sessionID, rt.driver())
 	}
-	if err := sim.SimulateInbound(from, text); err != nil {
+	var refersTo string
+	if replyTo != "" {
+		m, err := a.db.Message(workspace, replyTo)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("read the message replyTo names: %w", err)
+		}
+		if err != nil || m.SessionID != sessionID || m.WAID == "" {
+			return Invalid("replyTo", "replyTo must be the id of a message of session %s (sent, or received), as GET /v1/messages lists them", sessionID)
+		}
+		refersTo = m.WAID
+	}
+	if err := sim.SimulateInbound(from, text, refersTo); err != nil {
 		return newErr(CodeSessionNotConnected, "sessionId", "the sandbox session is not running: %v", err)
 	}
 	return nil

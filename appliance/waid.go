@@ -66,11 +66,12 @@ func unhex(c byte) int {
 	return -1
 }
 
-// outboundByWAID finds the session's outbound message with WhatsApp id
-// waID: by the message id the WhatsApp id was made from, then in the
-// WhatsApp-id index. storage.ErrNotFound: not one of ours (a message sent
-// from the phone, say).
-func (rt *sessionRuntime) outboundByWAID(waID string) (*storage.Message, error) {
+// messageByWAID finds the session's message with WhatsApp id waID: an
+// outbound one by the message id the WhatsApp id was made from, then any
+// in the WhatsApp-id index (inbound messages, and sends whose transport
+// chose the id). storage.ErrNotFound: not one of ours (a message sent from
+// the phone, say).
+func (rt *sessionRuntime) messageByWAID(waID string) (*storage.Message, error) {
 	if prefix, ok := messageIDPrefixOf(waID); ok {
 		var found *storage.Message
 		err := rt.a.db.MessagesWithIDPrefix(rt.ws, prefix, func(m *storage.Message) bool {
@@ -102,12 +103,32 @@ func (rt *sessionRuntime) outboundByWAID(waID string) (*storage.Message, error) 
 // WhatsApp id (whatsapp.SentTextFinder), for a recipient's request to send
 // it again.
 func (rt *sessionRuntime) SentText(waID string) (string, bool) {
-	m, err := rt.outboundByWAID(waID)
+	m, err := rt.messageByWAID(waID)
 	if err != nil {
 		if !errors.Is(err, storage.ErrNotFound) {
 			rt.a.log.Warn("find a sent message for a retry request", "workspace", rt.ws, "sessionId", rt.id, "err", err)
 		}
 		return "", false
 	}
+	if m.Direction != "outbound" {
+		return "", false
+	}
 	return m.Text, true
+}
+
+// messageIDOfWAID returns the id of the session's message (sent or
+// received) with WhatsApp id waID, or "" when there is none in the log: an
+// inbound message that quotes or reacts to one names it by that id.
+func (rt *sessionRuntime) messageIDOfWAID(waID string) string {
+	if waID == "" {
+		return ""
+	}
+	m, err := rt.messageByWAID(waID)
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			rt.a.log.Warn("find the message an inbound one refers to", "workspace", rt.ws, "sessionId", rt.id, "err", err)
+		}
+		return ""
+	}
+	return m.ID
 }

@@ -73,11 +73,20 @@ type messageJSON struct {
 	Type        string                `json:"type"`
 	Text        string                `json:"text"`
 	Caption     string                `json:"caption,omitempty"`
+	Context     *contextJSON          `json:"context,omitempty"`
 	Status      string                `json:"status"`
 	WAMessageID *string               `json:"waMessageId"`
 	Error       *storage.MessageError `json:"error"`
 	CreatedAt   int64                 `json:"createdAt"`
 	UpdatedAt   int64                 `json:"updatedAt"`
+}
+
+// contextJSON names the message an inbound one quotes, reacts to, edits,
+// revokes or votes in; MessageID is null when that message is not in the
+// log (sent from the phone, or before the session was added).
+type contextJSON struct {
+	MessageID   *string `json:"messageId"`
+	WAMessageID string  `json:"waMessageId"`
 }
 
 func strOrNil(s string) *string {
@@ -96,6 +105,9 @@ func toMessageJSON(m *storage.Message) messageJSON {
 	}
 	if out.Type == "" {
 		out.Type = "text"
+	}
+	if m.RefersToWAID != "" {
+		out.Context = &contextJSON{MessageID: strOrNil(m.RefersTo), WAMessageID: m.RefersToWAID}
 	}
 	if m.Sent {
 		out.WAMessageID = strOrNil(m.WAID)

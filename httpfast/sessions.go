@@ -167,8 +167,9 @@ func (s *Server) patchSession(ctx *fasthttp.RequestCtx, ws, id string) {
 const inboundExample = `{"from":"919999999999","text":"Hi, is my order on its way?"}`
 
 type inboundBody struct {
-	From *string `json:"from"`
-	Text *string `json:"text"`
+	From    *string `json:"from"`
+	Text    *string `json:"text"`
+	ReplyTo string  `json:"replyTo"`
 }
 
 func (s *Server) sandboxInbound(ctx *fasthttp.RequestCtx, ws, id string) {
@@ -185,7 +186,7 @@ func (s *Server) sandboxInbound(ctx *fasthttp.RequestCtx, ws, id string) {
 		s.writeError(ctx, required("text", inboundExample))
 		return
 	}
-	if err := s.app.SimulateInbound(ws, id, *body.From, *body.Text); err != nil {
+	if err := s.app.SimulateInbound(ws, id, *body.From, *body.Text, body.ReplyTo); err != nil {
 		s.writeError(ctx, err)
 		return
 	}

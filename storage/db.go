@@ -26,12 +26,14 @@ var ErrDiskFull = errors.New("disk full")
 // merge operands: a build of schema 1 would ignore the blocks (and the events
 // in them) and fail on the operands, so it must refuse such a directory
 // rather than open it. Schema 3 compresses outbox blocks with S2 (tag 'S'),
-// which a build of schema 2 cannot read.
-const schemaVersion = "3"
+// which a build of schema 2 cannot read. Schema 4 lets message records and
+// events name the message they refer to (flagHasRef, eventHasRef), which a
+// build of schema 3 would drop or refuse.
+const schemaVersion = "4"
 
 // upgradableSchemas are the older formats this build reads as they are; it
 // marks them schemaVersion when it opens them.
-var upgradableSchemas = map[string]bool{"1": true, "2": true}
+var upgradableSchemas = map[string]bool{"1": true, "2": true, "3": true}
 
 // DB is the node's Pebble database.
 type DB struct {

@@ -11,7 +11,7 @@
 // last in their key.
 //
 //	prefix                          value                     written by / read for
-//	meta/schema                     "3"                       Open; marks schema "1" and "2" directories "3" (they read as they are), refuses newer
+//	meta/schema                     "4"                       Open; marks schema "1"–"3" directories "4" (they read as they are), refuses newer
 //	ws/<workspace>                  Workspace (JSON)          State; loaded into memory at Open
 //	key/<keyID>                     APIKey (JSON, hash only)  State; loaded into memory at Open
 //	sess/<ws>/<sessionID>           Session                   session create/status/delete

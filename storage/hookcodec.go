@@ -52,17 +52,34 @@ func eventFields(ev *Event) [13]*string {
 		&ev.To, &ev.Text, &ev.MsgType, &ev.Caption, &ev.WAMessageID, &ev.Reason}
 }
 
+// The byte after an event's strings says what follows them.
+const (
+	eventHasError = 1 << 0 // the error's code and message
+	eventHasRef   = 1 << 1 // RefersToWAID and RefersTo (schema 4)
+)
+
 // appendEvent encodes every field of an event: the body sent to receivers is
 // rendered from it, so nothing may be dropped.
 func appendEvent(out []byte, ev *Event) []byte {
 	out = binary.AppendVarint(out, ev.Timestamp)
 	f := eventFields(ev)
 	out = appendStrings(out, f[:])
-	if ev.Error == nil {
-		return append(out, 0)
+	var flags byte
+	if ev.Error != nil {
+		flags |= eventHasError
 	}
-	out = append(out, 1)
-	return appendStrings(out, []*string{&ev.Error.Code, &ev.Error.Message})
+	hasRef := ev.RefersToWAID != "" || ev.RefersTo != ""
+	if hasRef {
+		flags |= eventHasRef
+	}
+	out = append(out, flags)
+	if ev.Error != nil {
+		out = appendStrings(out, []*string{&ev.Error.Code, &ev.Error.Message})
+	}
+	if hasRef {
+		out = appendStrings(out, []*string{&ev.RefersToWAID, &ev.RefersTo})
+	}
+	return out
 }
 
 func eventSize(ev *Event) int {
@@ -71,6 +88,7 @@ func eventSize(ev *Event) int {
 	if ev.Error != nil {
 		n += 2*binary.MaxVarintLen32 + len(ev.Error.Code) + len(ev.Error.Message)
 	}
+	n += 2*binary.MaxVarintLen32 + len(ev.RefersToWAID) + len(ev.RefersTo)
 	return n
 }
 
@@ -286,17 +304,21 @@ func (r *recordReader) event(ev *Event) {
 		r.bad = true
 		return
 	}
-	flag := r.p[0]
+	flags := r.p[0]
 	r.p = r.p[1:]
-	switch flag {
-	case 0:
-		ev.Error = nil
-	case 1:
+	if flags&^(eventHasError|eventHasRef) != 0 {
+		r.bad = true
+		return
+	}
+	ev.Error = nil
+	if flags&eventHasError != 0 {
 		e := &MessageError{}
 		r.strings([]*string{&e.Code, &e.Message})
 		ev.Error = e
-	default:
-		r.bad = true
+	}
+	ev.RefersToWAID, ev.RefersTo = "", ""
+	if flags&eventHasRef != 0 {
+		r.strings([]*string{&ev.RefersToWAID, &ev.RefersTo})
 	}
 }
 

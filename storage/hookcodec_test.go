@@ -29,6 +29,9 @@ func sampleEvents() []Event {
 		{ID: "evt_1", Type: "message.received", Workspace: "acme", SessionID: "1", Timestamp: -5, MessageID: "msg_2",
 			From: "4915", FromLID: "123@lid", Text: "hi\x00\"there\"", MsgType: "image", Caption: "cap", WAMessageID: "3EB0AB"},
 		{ID: "evt_2", Type: "session.logged_out", Workspace: "w", SessionID: "2", Reason: "logged out on the phone"},
+		{ID: "evt_3", Type: "message.received", Workspace: "acme", SessionID: "1", MessageID: "msg_3", From: "4915", Text: "👍",
+			MsgType: "reaction", WAMessageID: "3EB0CD", RefersToWAID: "3EB0AB", RefersTo: "msg_2"},
+		{ID: "evt_4", Type: "message.received", Error: &MessageError{Code: "c", Message: "m"}, RefersToWAID: "3EB0AB"},
 		{},
 	}
 }

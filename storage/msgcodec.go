@@ -11,7 +11,8 @@ import (
 // status updates, for every send), so they have a
 // compact binary codec instead of JSON: tag 'm' (or 'M' when zstd-compressed),
 // a flags byte, two varint times, then the string fields, each as a uvarint
-// length and its bytes, in the order of messageFields. Records written with
+// length and its bytes, in the order of messageFields, and with flagHasRef
+// (schema 4) the two of refFields after them. Records written with
 // the JSON codec ('j'/'z') still decode.
 const (
 	tagMessage     = 'm'
@@ -21,6 +22,7 @@ const (
 const (
 	flagSent     = 1 << 0
 	flagHasError = 1 << 1
+	flagHasRef   = 1 << 2 // refFields follow messageFields
 )
 
 // messageFieldCount is how many string fields a binary record holds.
@@ -38,6 +40,10 @@ func messageFields(m *Message) [messageFieldCount]*string {
 		&m.Type, &m.Text, &m.Caption, &m.Status, &m.WAID, &m.Fingerprint, code, msg}
 }
 
+// refFields are the strings a record holds after messageFields when it
+// refers to another message; few do, so the rest do not pay for them.
+func refFields(m *Message) [2]*string { return [2]*string{&m.RefersToWAID, &m.RefersTo} }
+
 func encodeMessage(m *Message) []byte { return appendMessage(nil, m) }
 
 // appendMessage appends m's record to dst. Staging passes a buffer on its
@@ -47,6 +53,10 @@ func appendMessage(dst []byte, m *Message) []byte {
 	size := 1 + 1 + 2*binary.MaxVarintLen64
 	for _, f := range fields {
 		size += binary.MaxVarintLen32 + len(*f)
+	}
+	hasRef := m.RefersToWAID != "" || m.RefersTo != ""
+	if hasRef {
+		size += 2*binary.MaxVarintLen32 + len(m.RefersToWAID) + len(m.RefersTo)
 	}
 	start := len(dst)
 	dst = slices.Grow(dst, size)
@@ -58,12 +68,21 @@ func appendMessage(dst []byte, m *Message) []byte {
 	if m.Error != nil {
 		flags |= flagHasError
 	}
+	if hasRef {
+		flags |= flagHasRef
+	}
 	dst = append(dst, flags)
 	dst = binary.AppendVarint(dst, m.CreatedAt)
 	dst = binary.AppendVarint(dst, m.UpdatedAt)
 	for _, f := range fields {
 		dst = binary.AppendUvarint(dst, uint64(len(*f)))
 		dst = append(dst, *f...)
+	}
+	if hasRef {
+		for _, f := range refFields(m) {
+			dst = binary.AppendUvarint(dst, uint64(len(*f)))
+			dst = append(dst, *f...)
+		}
 	}
 	if len(dst)-start <= compressAbove {
 		return dst
@@ -104,15 +123,34 @@ func decodeMessage(b []byte, m *Message) error {
 	if flags&flagHasError != 0 {
 		m.Error = &MessageError{}
 	}
-	for _, f := range messageFields(m) {
+	fields := messageFields(m)
+	p, err := decodeStrings(p, fields[:])
+	if err != nil {
+		return err
+	}
+	refs := refFields(m)
+	if flags&flagHasRef == 0 {
+		for _, f := range refs {
+			*f = ""
+		}
+		return nil
+	}
+	_, err = decodeStrings(p, refs[:])
+	return err
+}
+
+// decodeStrings reads len(fields) length-prefixed strings off p into fields
+// and returns what follows them.
+func decodeStrings(p []byte, fields []*string) ([]byte, error) {
+	for _, f := range fields {
 		l, n := binary.Uvarint(p)
 		if n <= 0 || uint64(len(p)-n) < l {
-			return errShortMessage
+			return nil, errShortMessage
 		}
 		*f = string(p[n : n+int(l)])
 		p = p[n+int(l):]
 	}
-	return nil
+	return p, nil
 }
 
 // Positions of the status fields in messageFields.
@@ -152,8 +190,16 @@ func applyStatusInPlace(rec []byte, u *StatusUpdate) (out []byte, ok bool) {
 		}
 		start[i+1] = start[i] + n + int(l)
 	}
-	if start[len(start)-1] != len(rec) {
+	// Fields after messageFields (refFields) are copied as they are.
+	tail := rec[start[len(start)-1]:]
+	if flags&flagHasRef == 0 && len(tail) > 0 {
 		return nil, false
+	}
+	if flags&flagHasRef != 0 {
+		var refs [2]string
+		if _, err := decodeStrings(tail, []*string{&refs[0], &refs[1]}); err != nil {
+			return nil, false
+		}
 	}
 	if u.Sent {
 		flags |= flagSent
@@ -185,5 +231,6 @@ func applyStatusInPlace(rec []byte, u *StatusUpdate) (out []byte, ok bool) {
 		out = binary.AppendUvarint(out, uint64(len(*v)))
 		out = append(out, *v...)
 	}
+	out = append(out, tail...)
 	return compressLarge(out, tagMessageZstd), true
 }

@@ -147,6 +147,7 @@ func FuzzStatusInPlaceMatchesDecoding(f *testing.F) {
 	f.Add(encodeMessage(&Message{ID: "msg_x", Sent: true, Error: &MessageError{Code: "c", Message: "m"}}), "read", false, "3EB0BB", "", "", int64(-1), false)
 	f.Add(encodeMessage(statusMessage("msg_b", strings.Repeat("long text ", 300))), "read", false, "", "", "", int64(7), false) // compressed: not in place
 	f.Add([]byte{tagMessage, 0}, "read", false, "", "", "", int64(0), false)
+	f.Add(encodeMessage(refMessage()), "read", false, "", "", "", int64(9), false)
 	f.Fuzz(func(t *testing.T, rec []byte, status string, sent bool, waid, code, text string, at int64, withError bool) {
 		u := &StatusUpdate{Status: status, Sent: sent, WAID: waid, UpdatedAt: at}
 		if withError {
@@ -168,6 +169,33 @@ func FuzzStatusInPlaceMatchesDecoding(f *testing.F) {
 			t.Fatalf("in place:\n%+v\nwant\n%+v", got, want)
 		}
 	})
+}
+
+func refMessage() *Message {
+	m := statusMessage("msg_r", "yes, deliver it")
+	m.Direction, m.RefersToWAID, m.RefersTo = "inbound", "3EB0AABBCCDDEEFF0011", "msg_a"
+	return m
+}
+
+// A record that refers to another message takes the fast path too, and
+// keeps what it refers to.
+func TestStatusInPlaceKeepsTheReference(t *testing.T) {
+	rec := encodeMessage(refMessage())
+	fast, ok := applyStatusInPlace(rec, &StatusUpdate{Status: "read", UpdatedAt: 12})
+	if !ok {
+		t.Fatal("not applied in place")
+	}
+	var got Message
+	if err := decode(fast, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != "read" || got.UpdatedAt != 12 || got.RefersToWAID != "3EB0AABBCCDDEEFF0011" || got.RefersTo != "msg_a" || got.Text != "yes, deliver it" {
+		t.Fatalf("got %+v", got)
+	}
+	// A cut reference is not copied blindly.
+	if _, ok := applyStatusInPlace(rec[:len(rec)-2], &StatusUpdate{Status: "read"}); ok {
+		t.Fatal("a record with a cut reference was updated in place")
+	}
 }
 
 // BenchmarkMergeStatus is what a flush or a read pays to apply a message's

@@ -74,6 +74,12 @@ type Message struct {
 	CreatedAt   int64         `json:"createdAt"`
 	UpdatedAt   int64         `json:"updatedAt"`
 	Fingerprint string        `json:"fp,omitempty"` // idempotency fingerprint of the request that created it
+
+	// RefersToWAID is the WhatsApp id of the message an inbound one quotes,
+	// reacts to, edits, revokes or votes in; RefersTo is that message's id
+	// when it is in the log.
+	RefersToWAID string `json:"refersToWaId,omitempty"`
+	RefersTo     string `json:"refersTo,omitempty"`
 }
 
 // Idempotency remembers the message an Idempotency-Key created.

@@ -354,17 +354,17 @@ func TestIdempotencyRecordsOfOlderBuildsAreIndexed(t *testing.T) {
 func TestSchemaGuard(t *testing.T) {
 	dir := t.TempDir()
 	db := mustOpen(t, dir)
-	// A directory of schema 1 or 2 is marked 3 when opened, so older
-	// builds (which would ignore outbox blocks, or fail on S2 ones) refuse
-	// it from then on.
+	// A directory of schema 1, 2 or 3 is marked 4 when opened, so older
+	// builds (which would ignore outbox blocks, fail on S2 ones, or drop
+	// what a message refers to) refuse it from then on.
 	var b *Batch
-	for _, old := range []string{"1", "2"} {
+	for _, old := range []string{"1", "2", "3"} {
 		b = db.NewBatch()
 		b.Set([]byte("meta/schema"), []byte(old))
 		mustCommit(t, db, b)
 		_ = db.Close()
 		db = mustOpen(t, dir)
-		if v, err := db.get([]byte("meta/schema")); err != nil || string(v) != "3" {
+		if v, err := db.get([]byte("meta/schema")); err != nil || string(v) != schemaVersion || schemaVersion != "4" {
 			t.Fatalf("schema after opening a schema %s directory: %q (%v)", old, v, err)
 		}
 	}
@@ -383,6 +383,9 @@ func TestMessageCodecRoundTripsAndReadsJSONRecords(t *testing.T) {
 			Type: "text", Text: "héllo ✓", Status: "sent", WAID: "3EB0ABCDEF", Sent: true, CreatedAt: 1714602000, UpdatedAt: 1714602001, Fingerprint: "fp"},
 		{ID: "msg_b", Status: "failed", Error: &MessageError{Code: "send_failed", Message: "no"}, CreatedAt: -5},
 		{ID: "msg_c", Direction: "inbound", FromLID: "123@lid", Caption: "look", Text: strings.Repeat("long text ", 300)},
+		{ID: "msg_d", Direction: "inbound", Type: "reaction", Text: "👍", RefersToWAID: "3EB0AABB", RefersTo: "msg_a"},
+		{ID: "msg_e", Direction: "inbound", Type: "text", Text: "yes", RefersToWAID: "ABCDEF0123"},
+		{ID: "msg_f", Direction: "inbound", Text: strings.Repeat("quoted ", 300), RefersToWAID: "3EB0AABB", RefersTo: "msg_a"},
 	}
 	for _, m := range cases {
 		v, err := encode(m)
@@ -422,6 +425,8 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(v)
 	f.Add([]byte{tagMessage})
 	f.Add([]byte{tagMessageZstd, 1, 2, 3})
+	v, _ = encode(&Message{ID: "msg_b", Text: "yes", RefersToWAID: "3EB0AA", RefersTo: "msg_a"})
+	f.Add(v)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var m Message
 		_ = decode(b, &m) // must not panic

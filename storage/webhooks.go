@@ -28,6 +28,10 @@ type Event struct {
 	WAMessageID string
 	Error       *MessageError
 	Reason      string
+	// RefersToWAID and RefersTo name the message a received one quotes,
+	// reacts to, edits, revokes or votes in (as storage.Message's do).
+	RefersToWAID string
+	RefersTo     string
 }
 
 // WebhookSecret is one signing secret of an endpoint. ExpiresAt is 0 for the

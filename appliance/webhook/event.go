@@ -20,7 +20,8 @@ var EventTypes = []string{
 // is the encoding/json version it is checked against).
 func Body(ev *storage.Event) ([]byte, error) {
 	size := 160 + len(ev.ID) + len(ev.SessionID) + len(ev.MessageID) + len(ev.From) + len(ev.FromLID) + len(ev.To) +
-		len(ev.Text) + len(ev.MsgType) + len(ev.Caption) + len(ev.WAMessageID) + len(ev.Reason)
+		len(ev.Text) + len(ev.MsgType) + len(ev.Caption) + len(ev.WAMessageID) + len(ev.Reason) +
+		len(ev.RefersToWAID) + len(ev.RefersTo)
 	if ev.Error != nil {
 		size += len(ev.Error.Code) + len(ev.Error.Message)
 	}
@@ -56,6 +57,19 @@ func Body(ev *storage.Event) ([]byte, error) {
 			field("type", ev.MsgType)
 			out = append(out, `,"caption":`...)
 			out = appendJSONString(out, ev.Caption)
+		}
+		if ev.RefersToWAID != "" {
+			// The message this one quotes, reacts to, edits, revokes or
+			// votes in; its messageId is null when it is not in the log.
+			out = append(out, `,"context":{"messageId":`...)
+			if ev.RefersTo == "" {
+				out = append(out, "null"...)
+			} else {
+				out = appendJSONString(out, ev.RefersTo)
+			}
+			out = append(out, `,"waMessageId":`...)
+			out = appendJSONString(out, ev.RefersToWAID)
+			out = append(out, '}')
 		}
 	case "message.sent", "message.delivered", "message.read":
 		field("messageId", ev.MessageID)

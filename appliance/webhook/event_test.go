@@ -24,9 +24,15 @@ type referenceEventJSON struct {
 	Text        *string               `json:"text,omitempty"`
 	Type        string                `json:"type,omitempty"`
 	Caption     *string               `json:"caption,omitempty"`
+	Context     *referenceContext     `json:"context,omitempty"`
 	WAMessageID string                `json:"waMessageId,omitempty"`
 	Error       *storage.MessageError `json:"error,omitempty"`
 	Reason      string                `json:"reason,omitempty"`
+}
+
+type referenceContext struct {
+	MessageID   *string `json:"messageId"`
+	WAMessageID string  `json:"waMessageId"`
 }
 
 // bodyReference is Body written with encoding/json (as Body was before it
@@ -50,6 +56,13 @@ func bodyReference(ev *storage.Event) ([]byte, error) {
 			caption := ev.Caption
 			out.Caption = &caption
 		}
+		if ev.RefersToWAID != "" {
+			out.Context = &referenceContext{WAMessageID: ev.RefersToWAID}
+			if ev.RefersTo != "" {
+				id := ev.RefersTo
+				out.Context.MessageID = &id
+			}
+		}
 	case "message.sent", "message.delivered", "message.read":
 		out.MessageID, out.To, out.WAMessageID = ev.MessageID, ev.To, ev.WAMessageID
 	case "message.failed":
@@ -72,9 +85,16 @@ func FuzzBodyMatchesEncodingJSON(f *testing.F) {
 	f.Add(4, int64(0), "e", "s", "m", "91", "", "", "", "", "", "", "", false)
 	f.Add(7, int64(5), "e", "s", "", "", "", "", "", "", "", "", "logged out & gone", false)
 	f.Add(1, int64(9), "", "", "", "", "", "", "", "", "", "", "", false)
+	// A reaction to a message in the log, and a quote of one that is not
+	// (refersTo is the code argument).
+	f.Add(0, int64(3), "e", "s", "m", "91", "", "👍", "reaction", "", "3EB0AA", "msg_<1>", "", false)
+	f.Add(0, int64(3), "e", "s", "m", "91", "", "yes", "text", "", "3EB0AA", "", "", false)
 	f.Fuzz(func(t *testing.T, typ int, ts int64, id, session, msgID, from, fromLID, text, msgType, caption, waID, code, reason string, withErr bool) {
+		// waID doubles as the WhatsApp id the event refers to, and code as
+		// the message id it refers to.
 		ev := &storage.Event{ID: id, Type: "other." + id, SessionID: session, Timestamp: ts, MessageID: msgID, From: from, FromLID: fromLID,
-			To: from, Text: text, MsgType: msgType, Caption: caption, WAMessageID: waID, Reason: reason}
+			To: from, Text: text, MsgType: msgType, Caption: caption, WAMessageID: waID, Reason: reason,
+			RefersToWAID: waID, RefersTo: code}
 		if typ >= 0 && typ < len(EventTypes) {
 			ev.Type = EventTypes[typ]
 		}

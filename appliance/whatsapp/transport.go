@@ -114,7 +114,10 @@ type Inbound struct {
 	Type        string // "text", "image", "video", "audio", "document", "sticker", …
 	Text        string
 	Caption     string
-	Timestamp   time.Time
+	// RefersTo is the WhatsApp id of the message this one quotes (a reply),
+	// reacts to, edits, revokes or votes in; empty when there is none.
+	RefersTo  string
+	Timestamp time.Time
 }
 
 // StatusChange is a session status transition with a reason where known.
@@ -157,7 +160,9 @@ type SentTextFinder interface {
 // InboundSimulator is implemented by transports of simulated networks (the
 // sandbox): it makes the session receive a text message as if from a contact.
 type InboundSimulator interface {
-	SimulateInbound(from, text string) error
+	// SimulateInbound makes the session receive text from the number
+	// from; refersTo, if set, is the WhatsApp id of the message it quotes.
+	SimulateInbound(from, text, refersTo string) error
 }
 
 // Pairer is implemented by transports of networks that need a device to be

@@ -95,6 +95,7 @@ func TestE2EErrorCodes(t *testing.T) {
 		{name: "recipient empty", method: "POST", path: "/v1/messages", body: sendBody(sessA, "", "hi"), status: 400, code: "invalid_recipient", param: "to"},
 		{name: "inbound bad sender", method: "POST", path: "/v1/sessions/" + sessA + "/sandbox/inbound", body: map[string]string{"from": "someone", "text": "hi"}, status: 400, code: "invalid_recipient", param: "from"},
 		{name: "inbound empty text", method: "POST", path: "/v1/sessions/" + sessA + "/sandbox/inbound", body: map[string]string{"from": rcptOK, "text": ""}, status: 400, code: "invalid_request", param: "text"},
+		{name: "inbound reply to no message", method: "POST", path: "/v1/sessions/" + sessA + "/sandbox/inbound", body: map[string]string{"from": rcptOK, "text": "hi", "replyTo": "msg_0000"}, status: 400, code: "invalid_request", param: "replyTo"},
 		{name: "text 4097 ASCII", method: "POST", path: "/v1/messages", body: sendBody(sessA, rcptOK, strings.Repeat("a", 4097)), status: 400, code: "text_too_long", param: "text"},
 		{name: "text 4097 emoji", method: "POST", path: "/v1/messages", body: sendBody(sessA, rcptOK, strings.Repeat("😀", 4097)), status: 400, code: "text_too_long", param: "text"},
 		{name: "numbers not an array", method: "POST", path: "/v1/numbers/check", body: `{"sessionId":"919876543210","numbers":"919999999999"}`, status: 400, code: "invalid_request", param: "numbers"},

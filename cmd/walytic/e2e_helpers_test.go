@@ -582,8 +582,15 @@ type messageJSON struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
-	CreatedAt int64 `json:"createdAt"`
-	UpdatedAt int64 `json:"updatedAt"`
+	Context   *contextJSON `json:"context"`
+	CreatedAt int64        `json:"createdAt"`
+	UpdatedAt int64        `json:"updatedAt"`
+}
+
+// contextJSON is what an inbound message quotes or reacts to.
+type contextJSON struct {
+	MessageID   *string `json:"messageId"`
+	WAMessageID string  `json:"waMessageId"`
 }
 
 type messageList struct {

@@ -80,6 +80,7 @@ type hookEvent struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
+	Context *contextJSON `json:"context"`
 }
 
 // hookAnswer decides the status of a request; attempt counts requests with
@@ -553,8 +554,31 @@ func TestE2EWebhookEvents(t *testing.T) {
 	if in.ev.From == nil || *in.ev.From != "919812345678" || in.ev.Text != "Hi, is my order on its way?" {
 		t.Errorf("message.received: from %s, text %q", str(in.ev.From), in.ev.Text)
 	}
-	if im := s.mustGetMessage(t, key, in.ev.MessageID); im.Direction != "inbound" || im.Text != in.ev.Text {
-		t.Errorf("message.received messageId %s is %+v, want the inbound message", in.ev.MessageID, im)
+	if im := s.mustGetMessage(t, key, in.ev.MessageID); im.Direction != "inbound" || im.Text != in.ev.Text || im.Context != nil {
+		t.Errorf("message.received messageId %s is %+v, want the inbound message (quoting none)", in.ev.MessageID, im)
+	}
+
+	// message.received of a reply names the message it quotes.
+	mustStatus(t, s.do(t, "POST", "/v1/sessions/"+sessA+"/sandbox/inbound", key,
+		map[string]string{"from": rcptOK, "text": "Thanks!", "replyTo": q.ID}), 202)
+	var reply hookReq
+	rc.waitUntil(t, 10*time.Second, "message.received of a reply", func(rs []hookReq) bool {
+		for _, r := range rs {
+			if r.event() == "message.received" && r.ev.Text == "Thanks!" {
+				reply = r
+				return true
+			}
+		}
+		return false
+	})
+	mustCheckDelivery(t, reply, h.Secret)
+	mustPayload(t, reply, "message.received", sessA, "messageId", "from", "text", "context")
+	if c := reply.ev.Context; c == nil || c.MessageID == nil || *c.MessageID != q.ID || c.WAMessageID != *m.WAMessageID {
+		t.Errorf("reply's context %s, want messageId %s and waMessageId %s", reply.raw["context"], q.ID, *m.WAMessageID)
+	}
+	if rm := s.mustGetMessage(t, key, reply.ev.MessageID); rm.Context == nil || rm.Context.MessageID == nil ||
+		*rm.Context.MessageID != q.ID || rm.Context.WAMessageID != *m.WAMessageID {
+		t.Errorf("GET of the reply: context %+v, want %s", rm.Context, q.ID)
 	}
 
 	// Give stragglers a moment, then check the whole stream.
@@ -575,8 +599,8 @@ func TestE2EWebhookEvents(t *testing.T) {
 			t.Errorf("the message that failed unsent got a %s webhook: %s", r.event(), r.Body)
 		}
 	}
-	if got := len(all); got != 6 {
-		t.Errorf("receiver got %d deliveries, want 6 (connected, sent, delivered, read, failed, received): %s", got, summarize(all))
+	if got := len(all); got != 7 {
+		t.Errorf("receiver got %d deliveries, want 7 (connected, sent, delivered, read, failed, two received): %s", got, summarize(all))
 	}
 }
 

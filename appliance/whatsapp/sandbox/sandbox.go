@@ -271,9 +271,10 @@ func (t *transport) CheckNumbers(ctx context.Context, numbers []string) ([]bool,
 }
 
 // SimulateInbound makes the session receive a text message from the number
-// from: it calls OnInbound on the caller's goroutine before returning. It
-// returns ErrClosed after Close.
-func (t *transport) SimulateInbound(from, text string) error {
+// from, quoting the message with WhatsApp id refersTo if that is set: it
+// calls OnInbound on the caller's goroutine before returning. It returns
+// ErrClosed after Close.
+func (t *transport) SimulateInbound(from, text, refersTo string) error {
 	if from == "" {
 		return errors.New("sandbox: SimulateInbound needs a sender number")
 	}
@@ -282,6 +283,7 @@ func (t *transport) SimulateInbound(from, text string) error {
 		From:        from,
 		Type:        "text",
 		Text:        text,
+		RefersTo:    refersTo,
 		Timestamp:   t.now(),
 	}
 	t.mu.Lock()

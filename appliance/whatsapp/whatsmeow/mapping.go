@@ -8,6 +8,7 @@ import (
 	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/walytic/appliance/appliance/whatsapp"
 )
@@ -137,6 +138,55 @@ func classify(m *waE2E.Message) (typ, text, caption string) {
 	return TypeUnknown, "", ""
 }
 
+// refersTo returns the WhatsApp id of the message m quotes (a reply),
+// reacts to, edits, revokes or votes in, or "" when it refers to none.
+func refersTo(m *waE2E.Message) string {
+	switch {
+	case m == nil:
+		return ""
+	case m.ReactionMessage != nil:
+		return m.GetReactionMessage().GetKey().GetID()
+	case m.EncReactionMessage != nil:
+		return m.GetEncReactionMessage().GetTargetMessageKey().GetID()
+	case m.PollUpdateMessage != nil:
+		return m.GetPollUpdateMessage().GetPollCreationMessageKey().GetID()
+	case m.ProtocolMessage != nil:
+		switch p := m.GetProtocolMessage(); p.GetType() {
+		case waE2E.ProtocolMessage_REVOKE, waE2E.ProtocolMessage_MESSAGE_EDIT:
+			return p.GetKey().GetID()
+		}
+		return ""
+	}
+	return quotedID(m)
+}
+
+// contextInfoName is the field every quotable message type (over thirty of
+// them) carries its ContextInfo in.
+const contextInfoName protoreflect.Name = "contextInfo"
+
+// quotedID finds the quoted message's id in the ContextInfo of whichever
+// message m holds, by reflection rather than a switch over every type, so
+// types added to whatsmeow's protocol are covered too.
+func quotedID(m *waE2E.Message) string {
+	var id string
+	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() {
+			return true
+		}
+		inner := v.Message()
+		ctxField := inner.Descriptor().Fields().ByName(contextInfoName)
+		if ctxField == nil || !inner.Has(ctxField) {
+			return true
+		}
+		if ci, ok := inner.Get(ctxField).Message().Interface().(*waE2E.ContextInfo); ok && ci.GetStanzaID() != "" {
+			id = ci.GetStanzaID()
+			return false
+		}
+		return true
+	})
+	return id
+}
+
 func latLong(lat, long float64) string {
 	return strconv.FormatFloat(lat, 'f', -1, 64) + "," + strconv.FormatFloat(long, 'f', -1, 64)
 }
@@ -197,6 +247,7 @@ func inboundFrom(ctx context.Context, evt *events.Message, resolve lidResolver) 
 		Type:        typ,
 		Text:        text,
 		Caption:     caption,
+		RefersTo:    refersTo(evt.Message),
 		Timestamp:   info.Timestamp,
 	}, true
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"go.mau.fi/whatsmeow/proto/waCommon"
 	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
@@ -119,6 +120,54 @@ func TestInboundTypes(t *testing.T) {
 			if in.Type != c.typ || in.Text != c.text || in.Caption != c.cp || in.From != "919999999999" || in.FromLID != "" ||
 				in.WAMessageID != "3EB0FEEDFACE" || in.Timestamp.Unix() != 1_800_000_900 {
 				t.Errorf("got %+v, want type %q text %q caption %q", in, c.typ, c.text, c.cp)
+			}
+		})
+	}
+}
+
+// An inbound message names the message it quotes, reacts to, edits,
+// revokes or votes in by its WhatsApp id (RefersTo).
+func TestInboundRefersTo(t *testing.T) {
+	const target = "3EB0A1B2C3D4E5F60718"
+	key := &waCommon.MessageKey{RemoteJID: proto.String(pnAlice.String()), FromMe: proto.Bool(true), ID: proto.String(target)}
+	quote := &waE2E.ContextInfo{StanzaID: proto.String(target), Participant: proto.String(pnAlice.String())}
+	cases := []struct {
+		name string
+		m    *waE2E.Message
+		want string
+	}{
+		{"plain text", &waE2E.Message{Conversation: proto.String("hi")}, ""},
+		{"text without a quote", &waE2E.Message{ExtendedTextMessage: &waE2E.ExtendedTextMessage{Text: proto.String("hi"), ContextInfo: &waE2E.ContextInfo{IsForwarded: proto.Bool(true)}}}, ""},
+		{"quoted text", &waE2E.Message{ExtendedTextMessage: &waE2E.ExtendedTextMessage{Text: proto.String("yes"), ContextInfo: quote}}, target},
+		{"quoted image", &waE2E.Message{ImageMessage: &waE2E.ImageMessage{Caption: proto.String("this one"), ContextInfo: quote}}, target},
+		{"quoted document", &waE2E.Message{DocumentMessage: &waE2E.DocumentMessage{FileName: proto.String("a.pdf"), ContextInfo: quote}}, target},
+		{"quoted sticker", &waE2E.Message{StickerMessage: &waE2E.StickerMessage{ContextInfo: quote}}, target},
+		{"quoted location", &waE2E.Message{LocationMessage: &waE2E.LocationMessage{ContextInfo: quote}}, target},
+		{"button reply", &waE2E.Message{ButtonsResponseMessage: &waE2E.ButtonsResponseMessage{ContextInfo: quote}}, target},
+		{"reaction", &waE2E.Message{ReactionMessage: &waE2E.ReactionMessage{Key: key, Text: proto.String("👍")}}, target},
+		{"encrypted reaction", &waE2E.Message{EncReactionMessage: &waE2E.EncReactionMessage{TargetMessageKey: key}}, target},
+		{"poll vote", &waE2E.Message{PollUpdateMessage: &waE2E.PollUpdateMessage{PollCreationMessageKey: key}}, target},
+		{"revoke", &waE2E.Message{ProtocolMessage: &waE2E.ProtocolMessage{Type: waE2E.ProtocolMessage_REVOKE.Enum(), Key: key}}, target},
+		{"edit", &waE2E.Message{ProtocolMessage: &waE2E.ProtocolMessage{Type: waE2E.ProtocolMessage_MESSAGE_EDIT.Enum(), Key: key,
+			EditedMessage: &waE2E.Message{Conversation: proto.String("fixed")}}}, target},
+		{"other protocol message", &waE2E.Message{ProtocolMessage: &waE2E.ProtocolMessage{Type: waE2E.ProtocolMessage_EPHEMERAL_SETTING.Enum(), Key: key}}, ""},
+		// A disappearing message arrives wrapped; whatsmeow unwraps it
+		// (UnwrapRaw) before the event reaches us.
+		{"quote in a disappearing message", &waE2E.Message{EphemeralMessage: &waE2E.FutureProofMessage{Message: &waE2E.Message{
+			ExtendedTextMessage: &waE2E.ExtendedTextMessage{Text: proto.String("ok"), ContextInfo: quote}}}}, target},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, rec := newTestSession(t, newFakeConn(true), newFakeClock())
+			evt := msgEvent(types.MessageSource{Sender: pnAlice}, nil)
+			evt.RawMessage = c.m
+			s.handleEvent(evt.UnwrapRaw())
+			got := rec.inboundList()
+			if len(got) != 1 {
+				t.Fatalf("got %d inbound, want 1", len(got))
+			}
+			if got[0].RefersTo != c.want {
+				t.Errorf("RefersTo = %q, want %q (type %q)", got[0].RefersTo, c.want, got[0].Type)
 			}
 		})
 	}
