@@ -58,7 +58,9 @@
 //     (every type mapped, unknown ones as "unknown"; our own, status,
 //     broadcast, group and newsletter messages ignored; LID senders mapped to
 //     phone numbers via MessageSource.SenderAlt, then Store.LIDs.GetPNForLID,
-//     else From is empty and FromLID set), Connected, Disconnected,
+//     else From is empty and FromLID set; the message a reply quotes, a
+//     reaction or poll vote targets or an edit or revoke changes, as
+//     RefersTo, from ContextInfo.StanzaID or the message key), Connected, Disconnected,
 //     KeepAliveTimeout/Restored, LoggedOut, StreamReplaced, TemporaryBan,
 //     ClientOutdated, ConnectFailure, StreamError.
 //   - Client.Logout (remote unlink + local delete) or, offline,
@@ -101,7 +103,9 @@
 //     mapSendError matches ("server returned error N").
 //   - types/events: Receipt types, MessageSource.SenderAlt, LoggedOut,
 //     TemporaryBan; types.MessageInfo fields used by inboundFrom.
-//   - proto/waE2E.Message: new message kinds for classify.
+//   - proto/waE2E.Message: new message kinds for classify, and that quotable
+//     kinds still carry their ContextInfo in a field named contextInfo
+//     (quotedID finds it by reflection).
 //   - store/sqlstore: New/NewWithDB/Upgrade, the foreign-key requirement,
 //     GetDevice/NewDevice/Delete.
 //   - handshake.go, socket/, binary/: the fake server (fakewa) reimplements
