@@ -982,6 +982,12 @@ func (s *Service) release(st *loopState, batch []result) {
 				st.eps[l.ep.id] = l.ep
 			}
 			s.markReady(l)
+			if !l.queued && len(l.q) == 0 {
+				// Nothing left in the lane: its next delivery makes it again.
+				// Kept, an endpoint that never idles would hold a lane for
+				// every session it ever carried.
+				delete(st.lanes, l.key)
+			}
 		}
 	}
 }

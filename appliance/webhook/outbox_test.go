@@ -136,6 +136,55 @@ func TestCopyOfAWaitingRetryDoesNotResetIt(t *testing.T) {
 	}
 }
 
+// An endpoint that never idles does not keep a lane for every session it
+// ever carried: a lane whose attempt finished with nothing behind it is
+// dropped (its next delivery makes it again), while a lane with deliveries
+// waiting stays.
+func TestEmptiedLanesAreDropped(t *testing.T) {
+	f := newFixture(t, Options{})
+	ep := f.endpoint("http://127.0.0.1:9/") // attempts are driven by hand, never sent
+	st := newLoopState(8)
+	pending := func(id, session string) *storage.Delivery {
+		return &storage.Delivery{ID: id, EndpointID: ep.ID, SessionID: session, State: statePending}
+	}
+	take := func() attemptJob {
+		t.Helper()
+		var finished []*storage.Delivery
+		j, ok := f.svc.takeReady(st.endpoint(ep.ID), &finished)
+		if !ok || len(finished) != 0 {
+			t.Fatalf("no job to take (%d finished)", len(finished))
+		}
+		return j
+	}
+	// One session's lane stays busy throughout, so the endpoint never idles.
+	f.svc.toLane(st, pending("dlv_busy", "1"))
+	take()
+	for i := range 200 {
+		d := pending(fmt.Sprintf("dlv_%03d", i), fmt.Sprint(1000+i))
+		f.svc.toLane(st, d)
+		if j := take(); j.d != d {
+			t.Fatalf("took %s, want %s", j.d.ID, d.ID)
+		}
+		f.svc.release(st, []result{{d: d}})
+	}
+	if n := len(st.lanes); n != 1 {
+		t.Fatalf("%d lanes after 200 sessions' deliveries, want 1 (the busy one)", n)
+	}
+	// A lane with a delivery waiting behind the finished one stays, and
+	// keeps its order.
+	a, b := pending("dlv_a", "7"), pending("dlv_b", "7")
+	f.svc.toLane(st, a)
+	take()
+	f.svc.toLane(st, b)
+	f.svc.release(st, []result{{d: a}})
+	if n := len(st.lanes); n != 2 {
+		t.Fatalf("%d lanes, want 2 (the busy one and session 7's, with a delivery waiting)", n)
+	}
+	if j := take(); j.d != b {
+		t.Fatalf("took %s, want dlv_b", j.d.ID)
+	}
+}
+
 // reopen opens the fixture's data directory again after close, as a restart.
 func (f *fixture) reopen() *fixture {
 	f.open()
