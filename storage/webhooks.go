@@ -452,6 +452,7 @@ func (s *LocalState) DeleteWebhook(id string) error {
 	}
 	b := s.db.NewBatch()
 	b.Delete([]byte("wh/" + id))
+	b.StageEndpointFailing(id, 0) // since when it failed: nothing to keep
 	if err := s.db.CommitSync(b); err != nil {
 		return fmt.Errorf("delete webhook %s: %w", id, err)
 	}

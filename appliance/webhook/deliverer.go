@@ -453,6 +453,9 @@ func (s *Service) fill(ctx context.Context, st *loopState) int {
 		}
 		if ep.inflight == 0 && ep.decked == 0 && len(ep.ready) == 0 && !ep.behind {
 			delete(st.eps, ep.id) // lanes keep their pointer; a new epState is made on demand
+			if _, ok := s.eps.Webhook(ep.id); !ok {
+				delete(st.failing, ep.id) // deleted: nothing will ask again
+			}
 			for k, l := range st.lanes {
 				if l.ep == ep && len(l.q) == 0 && !l.busy {
 					delete(st.lanes, k)
@@ -1022,13 +1025,21 @@ func (s *Service) record(st *loopState, batch []result) {
 			EndpointID: d.EndpointID, Number: d.Total, At: r.at.UnixMilli(), StatusCode: r.status,
 			LatencyMs: r.latency.Milliseconds(),
 		}
-		since, err := s.failingSince(st, d.EndpointID)
-		if err != nil {
-			s.log.Error("read endpoint failure time", "err", err)
+		// since: when the endpoint began failing every attempt (0: it has
+		// not), or -1 for an endpoint deleted while this attempt was in
+		// flight, whose failure time went with it and is not written back.
+		since := int64(-1)
+		if _, ok := s.eps.Webhook(d.EndpointID); ok {
+			var err error
+			if since, err = s.failingSince(st, d.EndpointID); err != nil {
+				s.log.Error("read endpoint failure time", "err", err)
+			}
+		} else {
+			delete(st.failing, d.EndpointID)
 		}
 		if r.err == nil {
 			d.State, d.LastError = stateDelivered, ""
-			if since != 0 {
+			if since > 0 {
 				b.StageEndpointFailing(d.EndpointID, 0)
 				st.failing[d.EndpointID] = 0
 			}
@@ -1046,7 +1057,7 @@ func (s *Service) record(st *loopState, batch []result) {
 				since = r.at.Unix()
 				b.StageEndpointFailing(d.EndpointID, since)
 				st.failing[d.EndpointID] = since
-			} else if now.Sub(time.Unix(since, 0)) >= s.opts.DisableAfter {
+			} else if since > 0 && now.Sub(time.Unix(since, 0)) >= s.opts.DisableAfter {
 				toDisable = append(toDisable, disable{d.EndpointID, since})
 			}
 		}

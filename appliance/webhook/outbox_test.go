@@ -185,6 +185,49 @@ func TestEmptiedLanesAreDropped(t *testing.T) {
 	}
 }
 
+// An endpoint's failure time goes with the endpoint: deleting it removes
+// the record, and an attempt that was in flight when it was deleted, and
+// failed, does not write one.
+func TestFailureTimeGoesWithTheEndpoint(t *testing.T) {
+	failing := newReceiver(t)
+	failing.answer = func(int, *http.Request) int { return 500 }
+	hanging := newReceiver(t)
+	release, open := gate(t)
+	hanging.answer = func(_ int, r *http.Request) int {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return 500
+	}
+	f := newFixture(t, Options{Schedule: []time.Duration{time.Hour}})
+	a := f.endpoint(failing.srv.URL)
+	f.svc.Start()
+	f.emit(sentEvent(1, "919876543210"))
+	waitAttempts(t, f, a.ID, 1)
+	if since, err := f.db.EndpointFailingSince(a.ID); err != nil || since == 0 {
+		t.Fatalf("after a failed attempt the endpoint is not failing: %d, %v", since, err)
+	}
+	if err := f.state.DeleteWebhook(a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if since, err := f.db.EndpointFailingSince(a.ID); err != nil || since != 0 {
+		t.Fatalf("after deleting the endpoint its failure time is %d (%v), want none", since, err)
+	}
+
+	b := f.endpoint(hanging.srv.URL)
+	f.emit(sentEvent(2, "919876543210"))
+	hanging.waitFor(t, 1)
+	if err := f.state.DeleteWebhook(b.ID); err != nil {
+		t.Fatal(err)
+	}
+	open()
+	waitAttempts(t, f, b.ID, 1) // committed in the batch that would write the failure time
+	if since, err := f.db.EndpointFailingSince(b.ID); err != nil || since != 0 {
+		t.Fatalf("the attempt in flight when the endpoint was deleted wrote its failure time: %d (%v)", since, err)
+	}
+}
+
 // reopen opens the fixture's data directory again after close, as a restart.
 func (f *fixture) reopen() *fixture {
 	f.open()
