@@ -11,6 +11,13 @@ import (
 // SecretGrace is how long a rotated-out webhook secret keeps signing.
 const SecretGrace = 24 * time.Hour
 
+// MaxRetiringSecrets is how many rotated-out secrets sign at once beside
+// the current one: a rotation beyond it retires the oldest early. Every
+// live secret signs every delivery, so without a bound a script rotating
+// in a loop would grow each delivery's headers past what receivers accept
+// (nginx refuses a header line over 8 KB) for a day.
+const MaxRetiringSecrets = 4
+
 // MaxWebhooksPerWorkspace bounds a workspace's endpoints: each is a lane of
 // up to 8 deliveries in flight for every event, so one tenant's endpoints
 // must not be able to take the whole deliverer (or its memory).
@@ -155,7 +162,8 @@ func (a *Appliance) DeleteWebhook(workspace, id string) error {
 }
 
 // RotateWebhookSecret makes a new signing secret; the previous one keeps
-// signing beside it for SecretGrace so receivers can switch without a gap.
+// signing beside it for SecretGrace so receivers can switch without a gap
+// (at most MaxRetiringSecrets of them, the newest).
 func (a *Appliance) RotateWebhookSecret(workspace, id string) (storage.Webhook, string, error) {
 	if _, err := a.Webhook(workspace, id); err != nil {
 		return storage.Webhook{}, "", err
@@ -175,6 +183,10 @@ func (a *Appliance) RotateWebhookSecret(workspace, id string) (storage.Webhook, 
 			case now.Unix() < s.ExpiresAt:
 				kept = append(kept, s)
 			}
+		}
+		// Secrets are kept oldest first: the ones beyond the bound go.
+		if n := len(kept) - MaxRetiringSecrets; n > 0 {
+			kept = kept[n:]
 		}
 		w.Secrets = append(kept, storage.WebhookSecret{Secret: secret})
 		w.UpdatedAt = now.Unix()

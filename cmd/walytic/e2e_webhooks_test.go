@@ -1056,6 +1056,15 @@ func TestE2EWebhookRotation(t *testing.T) {
 	q2 := s.mustSendOne(t, key, rcptOK, "after two rotations")
 	mustCheckDelivery(t, rc.waitEvent(t, "message.sent", q2.ID), h.Secret, second, third)
 
+	// At most four rotated-out secrets sign beside the current one: more
+	// rotations retire the oldest, so the headers stay bounded.
+	live := []string{h.Secret, second, third}
+	for range 4 {
+		live = append(live, rotate())
+	}
+	q3 := s.mustSendOne(t, key, rcptOK, "after six rotations")
+	mustCheckDelivery(t, rc.waitEvent(t, "message.sent", q3.ID), live[len(live)-5:]...)
+
 	// The secret is shown only on create and rotate.
 	for _, path := range []string{"/v1/webhooks/" + h.ID, "/v1/webhooks"} {
 		r := mustStatus(t, s.do(t, "GET", path, key, nil), 200)
