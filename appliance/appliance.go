@@ -196,7 +196,7 @@ func (a *Appliance) Ready() error {
 // storageErr turns a storage failure into the error the caller sees.
 func storageErr(op string, err error) error {
 	if errors.Is(err, storage.ErrDiskFull) {
-		return newErr(CodeInsufficientDisk, "", "the server's disk is full, so nothing was stored: free disk space on the appliance and retry")
+		return newErr(CodeInsufficientDisk, "", "the server's disk is full (or down to the space its database keeps in reserve), so nothing was stored: free disk space on the appliance and retry")
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
@@ -231,4 +231,12 @@ func (a *Appliance) SendFailures() map[string]uint64 {
 		return true
 	})
 	return out
+}
+
+// DiskSpace is the free space on the data directory's disk at the last
+// measure, and whether new data is refused for want of it; known is false
+// when the server does not measure it.
+func (a *Appliance) DiskSpace() (free uint64, low, known bool) {
+	free, known = a.db.FreeBytes()
+	return free, a.db.CheckSpace() != nil, known
 }

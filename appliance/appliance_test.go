@@ -335,6 +335,64 @@ func TestInboundNamesTheMessageItRefersTo(t *testing.T) {
 	}
 }
 
+// While the disk is down to its reserve, new messages are refused with 507
+// (sends and sandbox inbound; a real session's inbound is left
+// unacknowledged, so WhatsApp sends it again), what was accepted still
+// drains, and once space is freed sends are accepted again.
+func TestLowDiskRefusesNewMessages(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	var free atomic.Uint64
+	free.Store(1 << 30)
+	if err := h.db.WatchSpace(256<<20, time.Millisecond, func(string) (uint64, error) { return free.Load(), nil }); err != nil {
+		t.Fatal(err)
+	}
+	before := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "accepted before the disk filled"})
+	free.Store(10 << 20)
+	deadline := time.Now().Add(5 * time.Second)
+	var err error
+	accepted := int64(1) // before; and any sent before the next measure
+	for {
+		_, _, err = h.app.Send(context.Background(), DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
+		if err != nil || time.Now().After(deadline) {
+			break
+		}
+		accepted++
+		time.Sleep(time.Millisecond)
+	}
+	if codeOf(err) != CodeInsufficientDisk+"/" {
+		t.Fatalf("send on a full disk: %v (%s), want %s", err, codeOf(err), CodeInsufficientDisk)
+	}
+	if u, err := h.app.Usage(DefaultWorkspace); err != nil || u.Used != accepted {
+		t.Fatalf("a refused send was charged to the quota: used %d (%v), want %d", u.Used, err, accepted)
+	}
+	if err := h.app.SimulateInbound(DefaultWorkspace, sess, rcpt, "hello?", ""); codeOf(err) != CodeInsufficientDisk+"/" {
+		t.Fatalf("sandbox inbound on a full disk: %v", err)
+	}
+	rt, rerr := h.app.runtime(DefaultWorkspace, sess)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err := rt.StoreInbound(context.Background(), whatsapp.Inbound{WAMessageID: "3EB0AA", From: rcpt, Text: "hi"}); !errors.Is(err, storage.ErrDiskFull) {
+		t.Fatalf("a real session's inbound on a full disk was stored: %v", err)
+	}
+	h.waitStatus(DefaultWorkspace, before.ID, StatusRead) // what was accepted drains
+	free.Store(1 << 30)
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		if _, _, err = h.app.Send(context.Background(), DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "after space was freed"}); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("send after space was freed: %v", err)
+	}
+	if free, low, known := h.app.DiskSpace(); !known || low || free != 1<<30 {
+		t.Fatalf("DiskSpace = %d, %v, %v", free, low, known)
+	}
+}
+
 func TestIdempotency(t *testing.T) {
 	h := newHarness(t)
 	h.mustSession(DefaultWorkspace, sess, "sandbox")

@@ -111,6 +111,11 @@ func (a *Appliance) Send(ctx context.Context, workspace string, in SendInput) (m
 	if !ok {
 		return nil, false, newErr(CodeNotFound, "", "the workspace of this API key no longer exists")
 	}
+	// New data is refused while the disk is down to its reserve (Pebble
+	// cannot fail a write gracefully, so it must not run out).
+	if err := a.db.CheckSpace(); err != nil {
+		return nil, false, storageErr("check free space", err)
+	}
 	now := a.now()
 	period, err := a.quota.reserve(workspace, ws.MonthlyQuota, now)
 	if err != nil {

@@ -479,6 +479,11 @@ func (rt *sessionRuntime) OnInbound(m whatsapp.Inbound) {
 // StoreInbound is OnInbound that returns once the message is on disk
 // (whatsapp.StoringHandler).
 func (rt *sessionRuntime) StoreInbound(ctx context.Context, m whatsapp.Inbound) error {
+	// Refused while the disk is down to its reserve: unacknowledged,
+	// WhatsApp sends the message again later.
+	if err := rt.a.db.CheckSpace(); err != nil {
+		return err
+	}
 	return rt.store(ctx, sessionEvent{inbound: &m})
 }
 

@@ -183,6 +183,9 @@ func (a *Appliance) SimulateInbound(workspace, sessionID, from, text, replyTo st
 	if !ok {
 		return Invalid("sessionId", "session %s uses the %s driver; simulated inbound messages exist only for sandbox sessions", sessionID, rt.driver())
 	}
+	if err := a.db.CheckSpace(); err != nil {
+		return storageErr("check free space", err)
+	}
 	var refersTo string
 	if replyTo != "" {
 		m, err := a.db.Message(workspace, replyTo)

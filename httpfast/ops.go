@@ -58,6 +58,18 @@ func (s *Server) metricsHandler(ctx *fasthttp.RequestCtx) {
 	for _, c := range codes {
 		fmt.Fprintf(w, "walytic_messages_failed_total{code=%q} %d\n", c, failures[c])
 	}
+	if free, low, known := s.app.DiskSpace(); known {
+		fmt.Fprintln(w, "# HELP walytic_disk_free_bytes Free space on the disk holding the data directory, at the last measure.")
+		fmt.Fprintln(w, "# TYPE walytic_disk_free_bytes gauge")
+		fmt.Fprintf(w, "walytic_disk_free_bytes %d\n", free)
+		fmt.Fprintln(w, "# HELP walytic_disk_low 1 while new messages are refused (507) because the disk is down to its reserve (--disk-reserve).")
+		fmt.Fprintln(w, "# TYPE walytic_disk_low gauge")
+		lowValue := 0
+		if low {
+			lowValue = 1
+		}
+		fmt.Fprintf(w, "walytic_disk_low %d\n", lowValue)
+	}
 	fmt.Fprintln(w, "# HELP walytic_session_queue_depth Messages waiting in each session's send queue.")
 	fmt.Fprintln(w, "# TYPE walytic_session_queue_depth gauge")
 	for _, v := range s.app.Sessions("") {

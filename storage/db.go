@@ -8,7 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -18,7 +22,8 @@ import (
 // ErrNotFound is returned by look-ups of records that do not exist.
 var ErrNotFound = errors.New("not found")
 
-// ErrDiskFull is returned when a write failed because the disk is full.
+// ErrDiskFull is returned when a write failed because the disk is full, and
+// by CheckSpace while the free space is below the reserve.
 var ErrDiskFull = errors.New("disk full")
 
 // schemaVersion is the data format this build writes. Schema 2 added outbox
@@ -37,10 +42,15 @@ var upgradableSchemas = map[string]bool{"1": true, "2": true, "3": true}
 
 // DB is the node's Pebble database.
 type DB struct {
-	pdb *pebble.DB
-	dir string
-	dur *durability
+	pdb   *pebble.DB
+	dir   string
+	dur   *durability
+	space atomic.Pointer[spaceGuard] // set by WatchSpace
 }
+
+// memTableSize is Pebble's memtable size; a flush writes a table about as
+// large, and each new write-ahead log is preallocated at 1.1 times it.
+const memTableSize = 64 << 20
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*DB, error) {
@@ -50,7 +60,7 @@ func Open(dir string) (*DB, error) {
 	// The directory holds message texts, webhook secrets and WhatsApp device
 	// keys, in files made with the default umask: one that existed already
 	// (a mounted volume, say) with access for others is made private. (The
-	// server says so in its log; this package logs nothing of its own.)
+	// server says so in its log.)
 	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		if err := os.Chmod(dir, fi.Mode().Perm()&0o700); err != nil {
 			return nil, fmt.Errorf("make data directory %s private (chmod 700): %w", dir, err)
@@ -60,7 +70,7 @@ func Open(dir string) (*DB, error) {
 	defer cache.Unref() // the DB keeps its own reference
 	opts := &pebble.Options{
 		Merger:                dbMerger,
-		MemTableSize:          64 << 20,
+		MemTableSize:          memTableSize,
 		Cache:                 cache,
 		Logger:                quietLogger{},
 		L0CompactionThreshold: 8,
@@ -113,6 +123,7 @@ func (db *DB) checkSchema() error {
 
 // Close flushes and closes the database.
 func (db *DB) Close() error {
+	db.space.Load().close()
 	db.dur.close()
 	if err := db.pdb.Close(); err != nil {
 		return fmt.Errorf("close pebble database: %w", err)
@@ -268,13 +279,60 @@ func encodeCounter(n int64) []byte {
 	return b[:]
 }
 
-// quietLogger keeps Pebble's informational chatter out of the JSON log.
+// quietLogger keeps Pebble's informational chatter out of the JSON log,
+// and its errors to a few lines a second: on a full disk Pebble retries a
+// failed flush in a loop and reports every try (thousands a second).
 type quietLogger struct{}
 
 func (quietLogger) Infof(string, ...interface{}) {}
 func (quietLogger) Errorf(format string, args ...interface{}) {
-	slog.Error("pebble", "detail", fmt.Sprintf(format, args...))
+	if suppressed, ok := pebbleErrors.admit(time.Now()); ok {
+		if suppressed > 0 {
+			slog.Error("pebble: errors left out of the log", "count", suppressed)
+		}
+		slog.Error("pebble", "detail", fmt.Sprintf(format, args...))
+	}
 }
+
+// Fatalf is how Pebble stops on an error it cannot go on from, a failed
+// write-ahead-log write among them: the panic ends the process, after a
+// line in the JSON log that says what to do.
 func (quietLogger) Fatalf(format string, args ...interface{}) {
-	panic(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	hint := "start walytic again; nothing it acknowledged is lost"
+	if strings.Contains(msg, syscall.ENOSPC.Error()) {
+		hint = "the disk holding the data directory is full: free some space, then start walytic again; nothing it acknowledged is lost"
+	}
+	slog.Error("pebble: fatal error, stopping", "detail", msg, "hint", hint)
+	panic(msg)
+}
+
+// errorLines lets through at most errorLinesPerSecond lines a second and
+// counts the rest.
+type errorLines struct {
+	mu         sync.Mutex
+	second     int64
+	n          int
+	suppressed int
+}
+
+const errorLinesPerSecond = 10
+
+var pebbleErrors errorLines
+
+// admit reports whether a line at now may be logged, and how many were left
+// out since the last one that was.
+func (e *errorLines) admit(now time.Time) (suppressed int, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s := now.Unix(); s != e.second {
+		e.second, e.n = s, 0
+	}
+	if e.n >= errorLinesPerSecond {
+		e.suppressed++
+		return 0, false
+	}
+	e.n++
+	suppressed, e.suppressed = e.suppressed, 0
+	return suppressed, true
 }

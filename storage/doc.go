@@ -48,4 +48,14 @@
 // reaches the file, and a sync loop makes it durable within SyncBound (Pebble
 // alone would hold it in its buffer until a later synced commit). Work that
 // must not act on a change a crash could undo waits for Batch.OnDurable.
+//
+// # Free space
+//
+// Pebble stops the process on a write-ahead-log write that finds the disk
+// full, so the disk must not fill: WatchSpace measures the free space of the
+// data directory's file system, and CheckSpace, which the domain asks before
+// it accepts new data, fails with ErrDiskFull below a reserve (space.go).
+// The package logs little: the reserve reached and left, a failed sync of
+// the write-ahead log, Pebble's errors (a few a second at most) and a
+// fatal error's last line.
 package storage

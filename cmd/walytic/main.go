@@ -25,7 +25,7 @@ Usage:
 Commands:
   serve [--listen 127.0.0.1:8080] [--config FILE] [--check-config] [--admin-token-file FILE]
         [--webhook-allow-private] [--webhook-retry-schedule 5s,5m,…] [--webhook-retention 720h]
-        [--max-queue-age 24h] [--log-level info]
+        [--max-queue-age 24h] [--disk-reserve 256MiB] [--log-level info]
   version
   workspaces create NAME [--monthly-quota N]
   workspaces list

@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +36,7 @@ type serveConfig struct {
 	webhookSchedule     string
 	webhookRetention    time.Duration
 	maxQueueAge         time.Duration
+	diskReserve         string
 }
 
 func serveFlags(c *serveConfig) *flag.FlagSet {
@@ -46,6 +49,7 @@ func serveFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.webhookSchedule, "webhook-retry-schedule", "", "delays before each webhook retry, e.g. 5s,5m,30m (default: about 3 days)")
 	fs.DurationVar(&c.webhookRetention, "webhook-retention", 30*24*time.Hour, "how long the webhook deliveries log is kept")
 	fs.DurationVar(&c.maxQueueAge, "max-queue-age", 24*time.Hour, "fail messages that waited longer than this for a disconnected, logged-out or banned session (0 = wait for ever)")
+	fs.StringVar(&c.diskReserve, "disk-reserve", formatSize(storage.DefaultDiskReserve), "free disk space kept for the database: below it new messages get 507 (0 = no reserve)")
 	return fs
 }
 
@@ -151,6 +155,10 @@ func serve(g globals, args []string) error {
 	if c.webhookRetention < time.Hour {
 		return usagef("--webhook-retention must be at least 1h, got %s", c.webhookRetention)
 	}
+	reserve, err := parseSize(c.diskReserve)
+	if err != nil {
+		return usagef("--disk-reserve: %v", err)
+	}
 	if c.checkOnly {
 		fmt.Printf("configuration OK: data dir %s, listen %s, admin socket %s\n", g.dataDir, c.listen, g.socketPath())
 		return nil
@@ -167,6 +175,9 @@ func serve(g globals, args []string) error {
 		// storage.Open makes it private.
 		log.Warn("the data directory was open to other users; it is now private (mode 700)", "dir", g.dataDir, "was", fi.Mode().Perm().String())
 	}
+	if err := checkFreeSpace(g.dataDir, reserve, storage.FreeSpace); err != nil {
+		return err
+	}
 	db, err := storage.Open(g.dataDir)
 	if err != nil {
 		// Pebble's lock file is held: EAGAIN from flock.
@@ -176,6 +187,11 @@ func serve(g globals, args []string) error {
 		return err
 	}
 	defer db.Close()
+	if reserve > 0 {
+		if err := db.WatchSpace(reserve, spaceEvery, nil); err != nil {
+			log.Warn("the disk's free space cannot be measured: running without a disk reserve", "err", err)
+		}
+	}
 	state, err := storage.OpenLocalState(db)
 	if err != nil {
 		return err
@@ -285,4 +301,67 @@ func parseLevel(s string) (slog.Level, error) {
 		return l, errors.New("--log-level must be debug, info, warn or error")
 	}
 	return l, nil
+}
+
+// spaceEvery is how often the server measures its disk's free space: at the
+// send benchmark's write rate (about 8 MB/s) a few MB go by between two
+// measures, a small part of the reserve.
+const spaceEvery = 250 * time.Millisecond
+
+// checkFreeSpace refuses to start on a disk too full for the database to
+// open: opening replays the write-ahead log into a memtable, may flush it and
+// preallocates a new log, and Pebble retries a flush that fails for want of
+// space for ever, logging every try, instead of failing. It needs the
+// smaller of the reserve and storage.OpenMinFree.
+func checkFreeSpace(dir string, reserve uint64, measure func(string) (uint64, error)) error {
+	if reserve == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory %s: %w", dir, err)
+	}
+	free, err := measure(dir)
+	if err != nil {
+		return nil // not measurable here: WatchSpace says so in the log
+	}
+	if need := min(reserve, storage.OpenMinFree); free < need {
+		return fmt.Errorf("the disk holding %s has %s free, less than the %s walytic needs to open its database: free some space (or lower --disk-reserve, now %s), then start it again; nothing stored is lost",
+			dir, formatSize(free), formatSize(need), formatSize(reserve))
+	}
+	return nil
+}
+
+// sizeUnits are the units --disk-reserve takes, largest first.
+var sizeUnits = []struct {
+	name string
+	n    uint64
+}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3}}
+
+// parseSize reads a size such as "256MiB", "1GiB" or "500MB" ("0" for none).
+func parseSize(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		return 0, nil
+	}
+	for _, u := range sizeUnits {
+		if num, ok := strings.CutSuffix(s, u.name); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
+			if err != nil || n > math.MaxUint64/u.n {
+				break
+			}
+			return n * u.n, nil
+		}
+	}
+	return 0, fmt.Errorf("want a size such as 256MiB, 1GiB or 500MB (or 0 for none), got %q", s)
+}
+
+// formatSize writes a size in the largest binary unit that divides it, or
+// in MiB rounded down.
+func formatSize(n uint64) string {
+	for _, u := range sizeUnits[:4] {
+		if n >= u.n && n%u.n == 0 {
+			return strconv.FormatUint(n/u.n, 10) + u.name
+		}
+	}
+	return strconv.FormatUint(n>>20, 10) + "MiB"
 }
