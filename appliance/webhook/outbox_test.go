@@ -193,13 +193,7 @@ func TestFailureTimeGoesWithTheEndpoint(t *testing.T) {
 	failing.answer = func(int, *http.Request) int { return 500 }
 	hanging := newReceiver(t)
 	release, open := gate(t)
-	hanging.answer = func(_ int, r *http.Request) int {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		return 500
-	}
+	hanging.answer = everyHangsUntil(release, 500)
 	f := newFixture(t, Options{Schedule: []time.Duration{time.Hour}})
 	a := f.endpoint(failing.srv.URL)
 	f.svc.Start()
@@ -391,12 +385,25 @@ func gate(t *testing.T) (<-chan struct{}, func()) {
 func firstHangsUntil(release <-chan struct{}) func(int, *http.Request) int {
 	return func(n int, r *http.Request) int {
 		if n == 1 {
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
+			holdUntil(release, r)
 		}
 		return 200
+	}
+}
+
+// everyHangsUntil answers status to every request once release is open (or
+// the request is abandoned).
+func everyHangsUntil(release <-chan struct{}, status int) func(int, *http.Request) int {
+	return func(_ int, r *http.Request) int {
+		holdUntil(release, r)
+		return status
+	}
+}
+
+func holdUntil(release <-chan struct{}, r *http.Request) {
+	select {
+	case <-release:
+	case <-r.Context().Done():
 	}
 }
 
@@ -406,13 +413,7 @@ func firstHangsUntil(release <-chan struct{}) func(int, *http.Request) int {
 func TestDeckedJobsSeeTheEndpointDisabled(t *testing.T) {
 	rc := newReceiver(t)
 	release, open := gate(t)
-	rc.answer = func(_ int, r *http.Request) int {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		return 200
-	}
+	rc.answer = everyHangsUntil(release, 200)
 	f := newFixture(t, Options{MaxInFlight: 2})
 	ep := f.endpoint(rc.srv.URL)
 	f.svc.Start()
