@@ -604,19 +604,7 @@ func newConnectedTestSession(t *testing.T) (*fakeClock, *fakeConn, *session, *re
 	// The connect call has returned to the fake, but its goroutine may not
 	// have recorded that yet; a test that goes on to disconnect wants the
 	// session as it is between connects.
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		s.mu.Lock()
-		connecting := s.connecting
-		s.mu.Unlock()
-		if !connecting {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the session's first connect never finished")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitConnectReturned(t, s)
 	return clk, fc, s, rec
 }
 
