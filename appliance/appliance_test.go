@@ -848,7 +848,7 @@ func TestLimitOverridesApplyToNextRequest(t *testing.T) {
 	}
 	admitted := 0
 	for i := 0; i < 5; i++ {
-		if h.app.Admit(k).Allowed {
+		if h.app.Admit(k).Allowed() {
 			admitted++
 		}
 	}
@@ -857,7 +857,7 @@ func TestLimitOverridesApplyToNextRequest(t *testing.T) {
 	}
 	ten := 10
 	k, _ = h.app.SetKeyLimits(k.ID, KeyLimits{Burst: &ten})
-	if d := h.app.Admit(k); !d.Allowed || d.Limit != 10 {
+	if d := h.app.Admit(k); !d.Allowed() || d.Limit != 10 {
 		t.Fatalf("after raising burst: %+v", d)
 	}
 }

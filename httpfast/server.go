@@ -230,7 +230,7 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (storage.APIKey, bool) {
 	h.SetBytesV("RateLimit-Limit", strconv.AppendInt(num[:0], int64(d.Limit), 10))
 	h.SetBytesV("RateLimit-Remaining", strconv.AppendInt(num[:0], int64(d.Remaining), 10))
 	h.SetBytesV("RateLimit-Reset", strconv.AppendInt(num[:0], int64(d.ResetSeconds()), 10))
-	if !d.Allowed {
+	if !d.Allowed() {
 		wait := d.RetryAfterSeconds()
 		s.writeError(ctx, &appliance.Error{Code: appliance.CodeRateLimited, Type: "rate_limit_error", RetryAfter: wait,
 			Message: "this API key is over its rate limit of " + strconv.Itoa(appliance.EffectiveLimits(k).PerMinute) +

@@ -26,13 +26,22 @@ const (
 var DefaultLimits = Limits{PerMinute: defaultPerMinute, Burst: defaultBurst}
 
 // Decision is the outcome of one Allow call.
+//
+// Whether the request was admitted is a method, not a field: Go passes a
+// struct of at most four words in registers. With a fifth field, every
+// Decision handed back through a call went through the stack, copied in
+// wide loads that stalled on the narrower stores (a fifth of an Allow).
 type Decision struct {
-	Allowed    bool
 	Limit      int           // the effective Burst
 	Remaining  int           // requests that would be admitted now, after this decision
 	Reset      time.Duration // exact time until the allowance is full again
-	RetryAfter time.Duration // exact wait until a request is admitted; zero when Allowed
+	RetryAfter time.Duration // exact wait until a request is admitted; zero exactly when admitted
 }
+
+// Allowed reports whether the request was admitted. A rejected request
+// always has a positive RetryAfter: it was rejected because its admission
+// lies in the future.
+func (d Decision) Allowed() bool { return d.RetryAfter == 0 }
 
 // ResetSeconds is Reset rounded up to whole seconds, for headers.
 func (d Decision) ResetSeconds() int { return ceilSeconds(d.Reset) }
@@ -41,7 +50,7 @@ func (d Decision) ResetSeconds() int { return ceilSeconds(d.Reset) }
 // the request was rejected, 0 when it was allowed), for the Retry-After
 // header. Rounding up guarantees that waiting this long gets a request in.
 func (d Decision) RetryAfterSeconds() int {
-	if d.Allowed {
+	if d.Allowed() {
 		return 0
 	}
 	return max(ceilSeconds(d.RetryAfter), 1)
@@ -288,8 +297,6 @@ func (l *Limiter) AllowAt(keyID string, lim Limits, arrived time.Time) Decision 
 	} else {
 		t = int64(arrived.Sub(l.epoch))
 	}
-	// One call in tail position: with two, their results met on the stack
-	// and were copied with the same stall as in decide.
 	return l.decide(keyID, lim, t)
 }
 
@@ -338,13 +345,9 @@ func (l *Limiter) decide(keyID string, lim Limits, t int64) Decision {
 	debt := tat - t
 	var retry time.Duration
 	if !allowed {
-		retry = time.Duration(next - g.tau - t)
+		retry = time.Duration(next - g.tau - t) // > 0: next-t > tau
 	}
-	// Built in the return statement: filled in field by field, it was
-	// assembled on the stack and read back in wider loads than it was
-	// written with, a store-forwarding stall (the profile's hottest line).
 	return Decision{
-		Allowed:    allowed,
 		Limit:      g.burst,
 		Remaining:  int(max((g.tau-debt)/g.interval, 0)),
 		Reset:      time.Duration(debt),

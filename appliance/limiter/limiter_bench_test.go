@@ -18,9 +18,19 @@ func benchKeys(n int) []string {
 
 // The Allow* benchmarks measure what the limiter adds to a request as the
 // server calls it: AllowAt with the request's arrival time, which fasthttp
-// has read already. Arrival times advance by a microsecond per call without
-// reading the clock. BenchmarkClockedAllow is the same call reading the
-// monotonic clock itself (Allow), for comparison.
+// has read already. Arrival times advance by a microsecond per call on
+// average without reading the clock: 64 µs every 64 calls, since a
+// time.Time.Add per call was a sixth of the figure, a cost the server does
+// not have. BenchmarkClockedAllow is the same call reading the monotonic
+// clock itself (Allow), for comparison.
+
+// tick advances an arrival time as described above; n counts calls.
+func tick(at time.Time, n int) time.Time {
+	if n&63 == 0 {
+		return at.Add(64 * time.Microsecond)
+	}
+	return at
+}
 
 // BenchmarkAllow: one existing key, one goroutine.
 func BenchmarkAllow(b *testing.B) {
@@ -28,8 +38,10 @@ func BenchmarkAllow(b *testing.B) {
 	at := time.Now()
 	l.AllowAt("wk_live_3f9a1c2b7d", Limits{}, at)
 	b.ReportAllocs()
+	n := 0
 	for b.Loop() {
-		at = at.Add(time.Microsecond)
+		n++
+		at = tick(at, n)
 		l.AllowAt("wk_live_3f9a1c2b7d", Limits{}, at)
 	}
 }
@@ -53,9 +65,10 @@ func BenchmarkAllowManyKeys(b *testing.B) {
 		l.AllowAt(k, Limits{}, at)
 	}
 	b.ReportAllocs()
-	i := 0
+	i, n := 0, 0
 	for b.Loop() {
-		at = at.Add(time.Microsecond)
+		n++
+		at = tick(at, n)
 		l.AllowAt(keys[i], Limits{}, at)
 		if i++; i == len(keys) {
 			i = 0
@@ -94,9 +107,10 @@ func BenchmarkAllowParallel(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := int(seq.Add(7919)) % len(keys)
-		at := start
+		at, n := start, 0
 		for pb.Next() {
-			at = at.Add(time.Microsecond)
+			n++
+			at = tick(at, n)
 			l.AllowAt(keys[i], Limits{PerMinute: 6000, Burst: 1000}, at)
 			if i++; i == len(keys) {
 				i = 0
@@ -112,9 +126,10 @@ func BenchmarkAllowParallelOneKey(b *testing.B) {
 	l.AllowAt("hot", Limits{}, start)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		at := start
+		at, n := start, 0
 		for pb.Next() {
-			at = at.Add(time.Microsecond)
+			n++
+			at = tick(at, n)
 			l.AllowAt("hot", Limits{}, at)
 		}
 	})

@@ -53,16 +53,19 @@ func runTimeline(t *testing.T, steps []step) {
 		n := max(s.n, 1)
 		for j := range n {
 			d := l.Allow("k", s.lim)
-			want := Decision{Allowed: s.allowed, Limit: s.lim.gcra().burst, Remaining: s.remaining, Reset: s.reset, RetryAfter: s.retry}
+			if s.n <= 1 && s.allowed != (s.retry == 0) {
+				t.Fatalf("step %d: the table admits exactly the steps without a retry", i)
+			}
+			want := Decision{Limit: s.lim.gcra().burst, Remaining: s.remaining, Reset: s.reset, RetryAfter: s.retry}
 			if n > 1 {
 				// Batched steps only pin admission; counts are checked by
 				// the following step.
-				if d.Allowed != s.allowed {
-					t.Fatalf("step %d req %d at %v: allowed=%v, want %v (%+v)", i, j, s.at, d.Allowed, s.allowed, d)
+				if d.Allowed() != s.allowed {
+					t.Fatalf("step %d req %d at %v: allowed=%v, want %v (%+v)", i, j, s.at, d.Allowed(), s.allowed, d)
 				}
 				continue
 			}
-			if d != want {
+			if d != want || d.Allowed() != s.allowed {
 				t.Fatalf("step %d at %v:\n got %+v\nwant %+v", i, s.at, d, want)
 			}
 			if d.ResetSeconds() != s.resetS || d.RetryAfterSeconds() != s.retryS {
@@ -158,14 +161,14 @@ func TestTimelines(t *testing.T) {
 func TestOnePerSecond(t *testing.T) {
 	l, c := newTest()
 	for range 100 {
-		if !l.Allow("k", Limits{}).Allowed {
+		if !l.Allow("k", Limits{}).Allowed() {
 			t.Fatal("burst rejected")
 		}
 	}
 	var admitted []time.Duration
 	for at := time.Duration(0); at <= 30*time.Second; at += 100 * ms {
 		c.Set(at)
-		if l.Allow("k", Limits{}).Allowed {
+		if l.Allow("k", Limits{}).Allowed() {
 			admitted = append(admitted, at)
 		}
 	}
@@ -197,7 +200,6 @@ func (r *refBucket) allow(now int64, g gcra) Decision {
 	d := Decision{Limit: g.burst}
 	if r.credit >= g.interval {
 		r.credit -= g.interval
-		d.Allowed = true
 	} else {
 		d.RetryAfter = time.Duration(g.interval - r.credit)
 	}
@@ -223,7 +225,7 @@ func TestMatchesModel(t *testing.T) {
 				if got != want {
 					t.Fatalf("req %d at %v:\n got %+v\nwant %+v", i, now, got, want)
 				}
-				if !got.Allowed {
+				if !got.Allowed() {
 					// Probe on a separate limiter holding the same state.
 					probe, pc := newTest()
 					pc.Set(now)
@@ -231,7 +233,7 @@ func TestMatchesModel(t *testing.T) {
 					tat, tau, _ := l.state("k")
 					probe.setState("k", tat, tau)
 					pc.Set(now + time.Duration(got.RetryAfterSeconds())*time.Second)
-					if !probe.Allow("k", lim).Allowed {
+					if !probe.Allow("k", lim).Allowed() {
 						t.Fatalf("req %d: not admitted after RetryAfter %ds", i, got.RetryAfterSeconds())
 					}
 				}
@@ -268,7 +270,7 @@ func TestWindowProperty(t *testing.T) {
 				var admitted []time.Duration
 				for _, at := range times {
 					c.Set(at)
-					if l.Allow("k", lim).Allowed {
+					if l.Allow("k", lim).Allowed() {
 						admitted = append(admitted, at)
 					}
 				}
@@ -300,10 +302,10 @@ func TestKeysIndependent(t *testing.T) {
 	for range 100 {
 		l.Allow("a", Limits{})
 	}
-	if l.Allow("a", Limits{}).Allowed {
+	if l.Allow("a", Limits{}).Allowed() {
 		t.Fatal("a not limited")
 	}
-	if d := l.Allow("b", Limits{}); !d.Allowed || d.Remaining != 99 {
+	if d := l.Allow("b", Limits{}); !d.Allowed() || d.Remaining != 99 {
 		t.Fatalf("b affected by a: %+v", d)
 	}
 }
@@ -314,7 +316,7 @@ func TestForget(t *testing.T) {
 		l.Allow("k", Limits{})
 	}
 	l.Allow("other", Limits{})
-	if l.Allow("k", Limits{}).Allowed {
+	if l.Allow("k", Limits{}).Allowed() {
 		t.Fatal("not limited")
 	}
 	l.Forget("k")
@@ -322,7 +324,7 @@ func TestForget(t *testing.T) {
 	if l.Len() != 1 {
 		t.Fatalf("Len = %d, want 1", l.Len())
 	}
-	if d := l.Allow("k", Limits{}); !d.Allowed || d.Remaining != 99 {
+	if d := l.Allow("k", Limits{}); !d.Allowed() || d.Remaining != 99 {
 		t.Fatalf("after Forget: %+v", d)
 	}
 }
@@ -391,7 +393,7 @@ func TestEvictShrinksMaps(t *testing.T) {
 		t.Fatalf("after evict: peak %d, %d of %d slots used, want %d used of at most %d", s0.peak, s0.used, len(s0.slots), len(survivors), 4*len(survivors))
 	}
 	for _, k := range survivors {
-		if d := l.Allow(k, Limits{}); !d.Allowed || d.Remaining != 59 {
+		if d := l.Allow(k, Limits{}); !d.Allowed() || d.Remaining != 59 {
 			t.Fatalf("survivor %s lost state: %+v", k, d)
 		}
 	}
@@ -425,7 +427,7 @@ func TestConcurrentOneKey(t *testing.T) {
 		for range 64 {
 			wg.Go(func() {
 				for range 50 {
-					if l.Allow("hot", Limits{Burst: burst}).Allowed {
+					if l.Allow("hot", Limits{Burst: burst}).Allowed() {
 						admitted.Add(1)
 					}
 				}
@@ -458,7 +460,7 @@ func TestConcurrentMixed(t *testing.T) {
 					c.Advance(10 * ms)
 				default:
 					d := l.Allow(k, Limits{Burst: 1 + i%7})
-					if d.Remaining < 0 || d.Remaining > d.Limit || d.Reset < 0 || (!d.Allowed && d.RetryAfterSeconds() < 1) {
+					if d.Remaining < 0 || d.Remaining > d.Limit || d.Reset < 0 || (!d.Allowed() && d.RetryAfterSeconds() < 1) {
 						t.Errorf("bad decision %+v", d)
 						return
 					}
@@ -488,14 +490,14 @@ func TestGCRAEdges(t *testing.T) {
 		t.Fatalf("7/min interval %d, want rounded up", got)
 	}
 	l, _ := newTest()
-	if d := l.Allow("k", Limits{PerMinute: 1 << 62, Burst: 1 << 62}); !d.Allowed || d.Remaining < 0 {
+	if d := l.Allow("k", Limits{PerMinute: 1 << 62, Burst: 1 << 62}); !d.Allowed() || d.Remaining < 0 {
 		t.Fatalf("huge: %+v", d)
 	}
-	if d := (Decision{Allowed: true, Reset: 1}); d.ResetSeconds() != 1 || d.RetryAfterSeconds() != 0 {
+	if d := (Decision{Reset: 1}); d.ResetSeconds() != 1 || d.RetryAfterSeconds() != 0 {
 		t.Fatalf("seconds: %+v", d)
 	}
-	if d := (Decision{}); d.RetryAfterSeconds() != 1 {
-		t.Fatal("rejected decision must say retry >= 1")
+	if d := (Decision{RetryAfter: 1}); d.Allowed() || d.RetryAfterSeconds() != 1 {
+		t.Fatal("a rejection a nanosecond from admission must say retry 1 s")
 	}
 }
 
@@ -520,16 +522,16 @@ func TestMonotonicClock(t *testing.T) {
 	l := New(nil)
 	lim := Limits{PerMinute: 600, Burst: 5} // one every 100 ms
 	for i := range 5 {
-		if d := l.Allow("k", lim); !d.Allowed {
+		if d := l.Allow("k", lim); !d.Allowed() {
 			t.Fatalf("request %d of the burst refused: %+v", i+1, d)
 		}
 	}
 	d := l.Allow("k", lim)
-	if d.Allowed || d.RetryAfter <= 0 || d.RetryAfter > 100*time.Millisecond {
+	if d.Allowed() || d.RetryAfter <= 0 || d.RetryAfter > 100*time.Millisecond {
 		t.Fatalf("over the burst: %+v, want refused with a wait of at most 100ms", d)
 	}
 	time.Sleep(d.RetryAfter + 5*time.Millisecond)
-	if d := l.Allow("k", lim); !d.Allowed {
+	if d := l.Allow("k", lim); !d.Allowed() {
 		t.Fatalf("after waiting RetryAfter: %+v", d)
 	}
 }
@@ -563,11 +565,11 @@ func TestAllowAtOnAnInjectedClockAsksTheClock(t *testing.T) {
 	now := time.Now()
 	l := New(func() time.Time { return now })
 	lim := Limits{PerMinute: 60, Burst: 1}
-	if !l.AllowAt("k", lim, now.Add(time.Hour)).Allowed {
+	if !l.AllowAt("k", lim, now.Add(time.Hour)).Allowed() {
 		t.Fatal("first request refused")
 	}
 	// An hour later by the caller's time, but not by the limiter's clock.
-	if d := l.AllowAt("k", lim, now.Add(2*time.Hour)); d.Allowed || d.RetryAfter != time.Second {
+	if d := l.AllowAt("k", lim, now.Add(2*time.Hour)); d.Allowed() || d.RetryAfter != time.Second {
 		t.Fatalf("second request at the same clock time: %+v, want refused for 1 s", d)
 	}
 }
@@ -638,10 +640,10 @@ func TestTableAgainstAMap(t *testing.T) {
 					if !ok {
 						tat = int64(now)
 					}
-					if d.Allowed != (tat+int64(time.Second)-int64(now) <= 100*int64(time.Second)) {
-						t.Fatalf("step %d: %s allowed %v with TAT %d at %d", step, k, d.Allowed, tat, now)
+					if d.Allowed() != (tat+int64(time.Second)-int64(now) <= 100*int64(time.Second)) {
+						t.Fatalf("step %d: %s allowed %v with TAT %d at %d", step, k, d.Allowed(), tat, now)
 					}
-					if d.Allowed {
+					if d.Allowed() {
 						tat += int64(time.Second)
 					}
 					want[k] = tat
