@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/s2"
@@ -94,8 +95,13 @@ func eventSize(ev *Event) int {
 
 // encodeDeliveryEvent writes a delivery with its event ('e').
 func encodeDeliveryEvent(d *Delivery) []byte {
+	return appendDeliveryEvent(nil, d)
+}
+
+// appendDeliveryEvent is encodeDeliveryEvent appending to out.
+func appendDeliveryEvent(out []byte, d *Delivery) []byte {
 	fields := deliveryStateFields(d)
-	out := make([]byte, 0, 1+6*binary.MaxVarintLen64+stringsSize(fields[:])+eventSize(&d.Event))
+	out = slices.Grow(out, 1+6*binary.MaxVarintLen64+stringsSize(fields[:])+eventSize(&d.Event))
 	out = append(out, tagDeliveryEvent)
 	for _, v := range [...]int64{int64(d.Attempts), int64(d.Total), d.NextAt, int64(d.LastStatus), d.CreatedAt, d.UpdatedAt} {
 		out = binary.AppendVarint(out, v)
@@ -253,9 +259,12 @@ func encodeDelivery(d *Delivery) []byte {
 	return appendStrings(out, fields[:])
 }
 
-func encodeAttempt(a *Attempt) []byte {
+func encodeAttempt(a *Attempt) []byte { return appendAttempt(nil, a) }
+
+// appendAttempt is encodeAttempt appending to out.
+func appendAttempt(out []byte, a *Attempt) []byte {
 	fields := attemptFields(a)
-	out := make([]byte, 0, 1+5*binary.MaxVarintLen64+stringsSize(fields[:]))
+	out = slices.Grow(out, 1+5*binary.MaxVarintLen64+stringsSize(fields[:]))
 	out = append(out, tagAttempt)
 	for _, v := range [...]int64{int64(a.Number), a.At, int64(a.StatusCode), a.LatencyMs, a.NextRetryAt} {
 		out = binary.AppendVarint(out, v)

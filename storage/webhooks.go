@@ -171,13 +171,21 @@ func (db *DB) OutboxBlocks(from string, fn func(blockID string, ds []*Delivery) 
 	return err
 }
 func attemptKey(endpointID, id string) []byte {
-	return []byte("att/" + endpointID + "/" + id)
+	return appendAttemptKey(nil, endpointID, id)
 }
+
+func appendAttemptKey(k []byte, endpointID, id string) []byte {
+	return append(append(append(append(k, "att/"...), endpointID...), '/'), id...)
+}
+
 func failingKey(endpointID string) []byte { return []byte("whf/" + endpointID) }
 
 // dueKey orders pending deliveries by the time of their next attempt.
 func dueKey(nextAt int64, id string) []byte {
-	k := make([]byte, 0, 4+8+1+len(id))
+	return appendDueKey(make([]byte, 0, 4+8+1+len(id)), nextAt, id)
+}
+
+func appendDueKey(k []byte, nextAt int64, id string) []byte {
 	k = append(k, "due/"...)
 	k = binary.BigEndian.AppendUint64(k, uint64(nextAt))
 	k = append(k, '/')
@@ -185,30 +193,33 @@ func dueKey(nextAt int64, id string) []byte {
 }
 
 // StageDelivery writes a delivery's record and, while it is pending, its
-// place in the due index. prevNextAt is the due time it was indexed under before (0 if
-// none), so a rescheduled delivery leaves no stale index entry.
+// entry in the due index, replacing the entry under prevNextAt (0: none).
+// Keys and the record are built on the stack when they fit: Pebble copies
+// what a batch is given, and the run loop records every attempt.
 func (b *Batch) StageDelivery(d *Delivery, prevNextAt int64) error {
-	v, err := encode(d)
-	if err != nil {
-		return err
+	var rec [1024]byte
+	var v []byte
+	if d.legacyBody {
+		v = encodeDelivery(d)
+	} else {
+		v = appendDeliveryEvent(rec[:0], d)
 	}
-	b.Set(deliveryKey(d.ID), v)
+	var key [64]byte
+	b.Set(append(append(key[:0], "dlv/"...), d.ID...), v)
 	if prevNextAt != 0 && (d.State != "pending" || prevNextAt != d.NextAt) {
-		b.Delete(dueKey(prevNextAt, d.ID))
+		b.Delete(appendDueKey(key[:0], prevNextAt, d.ID))
 	}
 	if d.State == "pending" {
-		b.Set(dueKey(d.NextAt, d.ID), nil)
+		b.Set(appendDueKey(key[:0], d.NextAt, d.ID), nil)
 	}
 	return nil
 }
 
 // StageAttempt logs one attempt.
 func (b *Batch) StageAttempt(a *Attempt) error {
-	v, err := encode(a)
-	if err != nil {
-		return err
-	}
-	b.Set(attemptKey(a.EndpointID, a.ID), v)
+	var key [96]byte
+	var rec [256]byte
+	b.Set(appendAttemptKey(key[:0], a.EndpointID, a.ID), appendAttempt(rec[:0], a))
 	return nil
 }
 

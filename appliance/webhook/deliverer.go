@@ -40,12 +40,16 @@ func (r *result) delivered() bool { return r.err == nil && !r.canceled && !r.ski
 
 // lane is one endpoint's deliveries for one session, attempted one at a time.
 type lane struct {
-	key    string
+	key    laneKey
 	ep     *epState
 	q      []*storage.Delivery
 	busy   bool // an attempt is in flight
 	queued bool // in ep.ready
 }
+
+// laneKey names a lane: an endpoint and a session. A struct rather than
+// the two ids joined, which allocated for every attempt's release.
+type laneKey struct{ endpoint, session string }
 
 // epState is one endpoint's share of the loop.
 type epState struct {
@@ -115,7 +119,7 @@ func (h *retryHeap) Pop() any {
 // loopState is owned by the run goroutine alone.
 type loopState struct {
 	eps   map[string]*epState
-	lanes map[string]*lane
+	lanes map[laneKey]*lane
 	known map[string]bool // delivery ids queued, waiting or in flight
 	// done remembers recently finished deliveries: the start-up scan can
 	// see a delivery whose durability callback has not run yet, and the late
@@ -144,7 +148,7 @@ type loopState struct {
 }
 
 func newLoopState(deckSize int) *loopState {
-	return &loopState{eps: map[string]*epState{}, lanes: map[string]*lane{}, known: map[string]bool{}, done: newRecentSet(),
+	return &loopState{eps: map[string]*epState{}, lanes: map[laneKey]*lane{}, known: map[string]bool{}, done: newRecentSet(),
 		failing: map[string]int64{}, blocks: map[string]*blockCount{}, doneBlocks: newRecentSet(), deckSize: deckSize,
 		timer: time.NewTimer(time.Hour)}
 }
@@ -359,7 +363,7 @@ func (s *Service) wait(st *loopState, d *storage.Delivery) bool {
 }
 
 func (s *Service) toLane(st *loopState, d *storage.Delivery) {
-	key := d.EndpointID + "\x00" + d.SessionID
+	key := laneKey{d.EndpointID, d.SessionID}
 	l := st.lanes[key]
 	if l == nil {
 		l = &lane{key: key, ep: st.endpoint(d.EndpointID)}
@@ -973,7 +977,7 @@ func (s *Service) release(st *loopState, batch []result) {
 		if r.delivered() {
 			s.finished(st, d.ID)
 		}
-		if l := st.lanes[d.EndpointID+"\x00"+d.SessionID]; l != nil {
+		if l := st.lanes[laneKey{d.EndpointID, d.SessionID}]; l != nil {
 			l.busy = false
 			if r.tookNext {
 				l.ep.decked-- // the slot went on to that job
