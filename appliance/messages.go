@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 	"unicode/utf8"
 
@@ -235,11 +236,14 @@ func (a *Appliance) MessagePage(workspace string, f MessageFilter, limit int) ([
 // returns false.
 func (a *Appliance) scanMessages(workspace string, f MessageFilter, fn func(m *storage.Message, match bool) bool) error {
 	r := storage.MessageRange{SessionID: f.SessionID, Before: f.Before}
-	if f.Since > 0 {
-		r.After = lowerID(f.Since)
+	// Seconds past what an id can hold (the year 2262) all bound the same,
+	// above every id; time.Unix itself wraps for the largest int64 values.
+	since, until := min(f.Since, maxIDSecond), min(f.Until, maxIDSecond)
+	if since > 0 {
+		r.After = lowerID(since)
 	}
-	if f.Until > 0 {
-		u := storage.IDBound("msg_", time.Unix(f.Until, 0))
+	if until > 0 {
+		u := storage.IDBound("msg_", time.Unix(until, 0))
 		if r.Before == "" || u < r.Before {
 			r.Before = u
 		}
@@ -260,6 +264,10 @@ func matches(f MessageFilter, m *storage.Message) bool {
 		(f.Since <= 0 || m.CreatedAt >= f.Since) &&
 		(f.Until <= 0 || m.CreatedAt < f.Until)
 }
+
+// maxIDSecond is the first whole second after the latest time an id can
+// hold (UnixNano's range).
+const maxIDSecond = math.MaxInt64/int64(time.Second) + 1
 
 // lowerID is an exclusive lower id bound that admits every id made at or
 // after the second since.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"encoding/binary"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -58,16 +59,26 @@ func ObserveID(prefix, id string) {
 }
 
 // IDBound returns the smallest id (with prefix) made at or after t, for
-// turning a time range into a key range.
+// turning a time range into a key range. Times outside what an id can
+// hold (before 1970, after 2262) give the lowest and the highest bound:
+// UnixNano wraps past 2262, which made a far-future bound the lowest.
 func IDBound(prefix string, t time.Time) string {
 	var raw [12]byte
-	n := t.UnixNano()
-	if n < 0 {
+	var n int64
+	switch {
+	case t.Before(time.Unix(0, 0)):
 		n = 0
+	case t.After(maxIDTime):
+		n = math.MaxInt64
+	default:
+		n = t.UnixNano()
 	}
 	binary.BigEndian.PutUint64(raw[:8], uint64(n))
 	return prefix + encodeSortable(raw)
 }
+
+// maxIDTime is the latest time an id can hold.
+var maxIDTime = time.Unix(0, math.MaxInt64)
 
 // IDTime returns the creation time encoded in an id made by NewID.
 func IDTime(prefix, id string) (time.Time, bool) {

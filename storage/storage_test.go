@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +56,31 @@ func TestIDsSortByTimeAndRoundTrip(t *testing.T) {
 	}
 	if b := IDBound("msg_", base.Add(2*time.Hour)); b <= later {
 		t.Fatalf("bound %q for a later time sorts before id %q", b, later)
+	}
+}
+
+// TestIDBoundOutOfRange: times an id cannot hold bound below or above
+// every id, in order. Past 2262 UnixNano wraps, and a far-future "until"
+// once became the lowest bound (an empty page instead of every message).
+func TestIDBoundOutOfRange(t *testing.T) {
+	now := NewID("msg_", time.Now())
+	times := []time.Time{
+		time.Unix(-1, 0), time.Unix(0, 0), time.Now(), time.Unix(0, math.MaxInt64),
+		time.Unix(9223372037, 0), time.Unix(92233720368, 0), time.Unix(1<<40, 0),
+	}
+	prev := ""
+	for i, ts := range times {
+		b := IDBound("msg_", ts)
+		if b < prev {
+			t.Fatalf("bound %d (%v) = %q sorts before the bound of an earlier time %q", i, ts, b, prev)
+		}
+		prev = b
+		if ts.Year() > 2262 && b <= now {
+			t.Fatalf("bound for %v = %q, want above every id (e.g. %q)", ts, b, now)
+		}
+	}
+	if IDBound("msg_", time.Unix(-1, 0)) != IDBound("msg_", time.Unix(0, 0)) {
+		t.Fatal("times before 1970 must all give the lowest bound")
 	}
 }
 

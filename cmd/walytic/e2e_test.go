@@ -328,6 +328,15 @@ func TestE2EListMessages(t *testing.T) {
 		{"sessionId=19998887776", func(listed) bool { return false }},
 		{"to=&from=", func(listed) bool { return true }}, // empty: no filter
 		{"until=0", func(listed) bool { return true }},   // 0: no bound
+		// Past the year 2262, where ids (Unix nanoseconds) end, up to the
+		// largest int64: every message is before such an until, none after
+		// such a since.
+		{"until=9223372036", func(listed) bool { return true }},
+		{"until=9223372037", func(listed) bool { return true }},
+		{"until=92233720368", func(listed) bool { return true }},
+		{"until=9223372036854775807", func(listed) bool { return true }},
+		{"since=9223372037", func(listed) bool { return false }},
+		{"since=9223372036854775807", func(listed) bool { return false }},
 	}
 	for _, f := range filters {
 		want := expect(f.pred)
