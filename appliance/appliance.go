@@ -78,6 +78,9 @@ type Appliance struct {
 	limiter             *limiter.Limiter
 	quota               *quotaTracker
 	idem                keyedMutex
+	// webhookCreate makes a workspace's endpoint count and the insert of a
+	// new one a single step, so parallel creates cannot pass the bound.
+	webhookCreate keyedMutex
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -68,6 +68,7 @@ func (a *Appliance) CreateWebhook(workspace, url string, events []string) (stora
 	if err := checkEvents(events); err != nil {
 		return storage.Webhook{}, "", err
 	}
+	defer a.webhookCreate.lock(workspace)()
 	if n := len(a.state.Webhooks(workspace)); n >= MaxWebhooksPerWorkspace {
 		return storage.Webhook{}, "", Invalid("", "this workspace has %d webhook endpoints, the most it may have: delete one it no longer uses (DELETE /v1/webhooks/{id}), or subscribe an existing one to more events", n)
 	}

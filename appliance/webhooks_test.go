@@ -1,0 +1,87 @@
+package appliance
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/walytic/appliance/appliance/webhook"
+	"github.com/walytic/appliance/appliance/whatsapp"
+	"github.com/walytic/appliance/storage"
+)
+
+// TestWebhookBoundHoldsUnderParallelCreates: creates racing for a
+// workspace's last slots cannot take it past MaxWebhooksPerWorkspace (the
+// count and the insert were separate steps, and 30 parallel creates at 48
+// made 51 or 52), and another workspace keeps its own bound.
+func TestWebhookBoundHoldsUnderParallelCreates(t *testing.T) {
+	db, err := storage.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := storage.OpenLocalState(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := webhook.New(webhook.Options{DB: db, Endpoints: st, Logger: log})
+	svc.Start()
+	defer svc.Close()
+	app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{fastSandbox()}, Webhooks: svc, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	if _, err := app.CreateWorkspace("other", 0); err != nil {
+		t.Fatal(err)
+	}
+
+	url := func(ws string, i int) string { return fmt.Sprintf("https://example.com/%s/%d", ws, i) }
+	for i := range MaxWebhooksPerWorkspace - 2 {
+		if _, _, err := app.CreateWebhook(DefaultWorkspace, url("seq", i), []string{"*"}); err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+	}
+	const racers = 30
+	var wg sync.WaitGroup
+	errs := make([]error, 2*racers)
+	for i := range 2 * racers {
+		ws := DefaultWorkspace
+		if i%2 == 1 {
+			ws = "other"
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, errs[i] = app.CreateWebhook(ws, url("par", i), []string{"message.read"})
+		}()
+	}
+	wg.Wait()
+	created := map[string]int{}
+	for i, err := range errs {
+		ws := DefaultWorkspace
+		if i%2 == 1 {
+			ws = "other"
+		}
+		var e *Error
+		switch {
+		case err == nil:
+			created[ws]++
+		case errors.As(err, &e) && e.Code == CodeInvalidRequest:
+		default:
+			t.Fatalf("create in %s: %v, want success or invalid_request", ws, err)
+		}
+	}
+	if created[DefaultWorkspace] != 2 || created["other"] != racers {
+		t.Errorf("parallel creates: %v, want 2 in %s (its last slots) and %d in other", created, DefaultWorkspace, racers)
+	}
+	for ws, want := range map[string]int{DefaultWorkspace: MaxWebhooksPerWorkspace, "other": racers} {
+		if n := len(app.Webhooks(ws)); n != want {
+			t.Errorf("%s has %d endpoints, want %d", ws, n, want)
+		}
+	}
+}
