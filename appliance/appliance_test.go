@@ -936,6 +936,21 @@ func TestPacerTimeline(t *testing.T) {
 	if at := p.next(&storage.Pacing{}, "b"); !at.Equal(t0.Add(4 * time.Second)) {
 		t.Fatalf("unpaced next at %v", at.Sub(t0))
 	}
+	// A restart knows only when the last send went, not to whom: every
+	// recipient keeps the gap from then, and the rate counts from it.
+	r := newPacer()
+	r.rand = p.rand
+	r.restore(t0)
+	if at := r.next(cfg, "c"); !at.Equal(t0.Add(10 * time.Second)) {
+		t.Fatalf("after a restore, next to anyone at %v, want +10s", at.Sub(t0))
+	}
+	if at := r.next(&storage.Pacing{RatePerMinute: 20}, "c"); !at.Equal(t0.Add(3500 * time.Millisecond)) { // the jitter drawn above
+		t.Fatalf("after a restore without a gap, next at %v, want +3.5s", at.Sub(t0))
+	}
+	r.sent(cfg, "c", t0.Add(10*time.Second))
+	if at := r.next(cfg, "d"); !at.Equal(t0.Add(13500 * time.Millisecond)) {
+		t.Fatalf("after a restore and a send, next to d at %v, want +13.5s", at.Sub(t0))
+	}
 	if pacingFor(&storage.Session{Driver: "sandbox"}) != nil || pacingFor(&storage.Session{Driver: "whatsmeow"}) == nil {
 		t.Fatal("default pacing: none for sandbox, DefaultPacing for whatsmeow")
 	}
@@ -976,6 +991,46 @@ func TestPacedSessionSpacesSendsAndShowsNextSendAt(t *testing.T) {
 	}
 	if !sawNext {
 		t.Fatal("nextSendAt never shown while the pacer held sends back")
+	}
+}
+
+// TestPacingSurvivesARestart: a paced session's next send after a restart
+// waits out the interval from its last send before the restart (which an
+// audit found went at once, so a restart could burst a paced backlog).
+func TestPacingSurvivesARestart(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	const interval = time.Second
+	if _, err := h.app.SetPacing(DefaultWorkspace, sess, &storage.Pacing{RatePerMinute: int(time.Minute / interval)}); err != nil {
+		t.Fatal(err)
+	}
+	waitSent := func(id string) time.Time {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if m, _ := h.app.Message(DefaultWorkspace, id); m != nil && m.Status != StatusQueued {
+				return time.Now()
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("message %s never sent", id)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	first := waitSent(h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "before"}).ID)
+	h.close()
+	h.open(fastSandbox())
+	second := waitSent(h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "after"}).ID)
+	// first is at most a poll after the first send went, so the second may
+	// be seen a poll less than the interval after it.
+	if gap := second.Sub(first); gap < interval-50*time.Millisecond {
+		t.Fatalf("the first send after a restart went %v after the last one before it, want ≥ %v", gap, interval)
+	}
+	if err := h.app.DeleteSession(context.Background(), DefaultWorkspace, sess); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := h.db.PacedSend(DefaultWorkspace, sess); found || err != nil {
+		t.Fatalf("a deleted session's last paced send is still stored (found %v, err %v)", found, err)
 	}
 }
 

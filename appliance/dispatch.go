@@ -43,10 +43,12 @@ func statusRank(s string) int {
 // nil for a queue entry whose message is gone or no longer queued: it is
 // only dequeued.
 type sendOutcome struct {
-	id  string
-	m   *storage.Message
-	res whatsapp.SendResult
-	err *storage.MessageError // nil: sent
+	id     string
+	m      *storage.Message
+	res    whatsapp.SendResult
+	err    *storage.MessageError // nil: sent
+	paced  bool                  // sent under pacing at sentAt, which is recorded for a restart
+	sentAt time.Time
 }
 
 // dispatchLoop drains the session's queue in order while it is connected:
@@ -208,10 +210,12 @@ func (rt *sessionRuntime) sendBatch(batch []*storage.Message, drops []string) er
 			outcomes = append(outcomes, sendOutcome{id: m.ID, m: m, err: me})
 			continue
 		}
+		o := sendOutcome{id: m.ID, m: m, res: res}
 		if cfg != nil {
-			rt.pacer.sent(cfg, m.To, rt.a.now())
+			o.paced, o.sentAt = true, rt.a.now()
+			rt.pacer.sent(cfg, m.To, o.sentAt)
 		}
-		outcomes = append(outcomes, sendOutcome{id: m.ID, m: m, res: res})
+		outcomes = append(outcomes, o)
 	}
 	if len(outcomes) == 0 {
 		if rt.ctx.Err() != nil {
@@ -345,6 +349,15 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		marks.AwaitFrom = awaitFrom
 	}
 	b.StageSessionMarks(rt.ws, rt.id, marks)
+	var pacedAt time.Time
+	for _, o := range outcomes {
+		if o.paced && o.sentAt.After(pacedAt) {
+			pacedAt = o.sentAt
+		}
+	}
+	if !pacedAt.IsZero() {
+		b.StagePacedSend(rt.ws, rt.id, pacedAt)
+	}
 	if err := rt.a.db.CommitSync(b); err != nil {
 		rt.requeue(outcomes)
 		return err

@@ -10,7 +10,8 @@ import (
 
 // DefaultPacing is what real (whatsmeow) sessions get unless told otherwise:
 // a message every 3 s at most, up to 2 s of random extra delay, and 10 s
-// between two messages to the same person. Sandbox sessions are not paced.
+// between two messages to the same person. Sandbox sessions are not paced
+// unless told to be.
 var DefaultPacing = storage.Pacing{RatePerMinute: 20, MaxJitterMs: 2000, RecipientGapSeconds: 10}
 
 // pacingFor returns the pacing a session runs under, nil for none.
@@ -46,9 +47,12 @@ func ValidatePacing(p *storage.Pacing) error {
 type pacer struct {
 	last       time.Time            // when the previous send went
 	recipients map[string]time.Time // when each recent recipient was last sent to
-	jitter     time.Duration        // the random delay drawn for the next send
-	drawn      bool
-	rand       func() float64
+	// everyone counts as sent to at this time: the last send of an earlier
+	// run, whose recipients were not kept (restore).
+	everyone time.Time
+	jitter   time.Duration // the random delay drawn for the next send
+	drawn    bool
+	rand     func() float64
 }
 
 func newPacer() *pacer {
@@ -65,12 +69,26 @@ func (p *pacer) next(cfg *storage.Pacing, to string) time.Time {
 	if cfg.RatePerMinute > 0 {
 		at = at.Add(time.Minute / time.Duration(cfg.RatePerMinute))
 	}
-	if last, ok := p.recipients[to]; ok {
+	last, ok := p.recipients[to]
+	if !ok || p.everyone.After(last) {
+		last = p.everyone
+	}
+	if !last.IsZero() {
 		if gap := last.Add(time.Duration(cfg.RecipientGapSeconds) * time.Second); gap.After(at) {
 			at = gap
 		}
 	}
 	return at
+}
+
+// restore takes up where an earlier run's pacing left off: its last send
+// went at `at`, to a recipient not recorded, so every recipient keeps the
+// gap from then. Without it a restart sent a paced backlog at once.
+func (p *pacer) restore(at time.Time) {
+	if at.After(p.last) {
+		p.last = at
+	}
+	p.everyone = at
 }
 
 // sent records a send.

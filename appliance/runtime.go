@@ -154,6 +154,11 @@ func (rt *sessionRuntime) open(d whatsapp.Driver, atBoot bool) error {
 // in the quota tracker yet (after a restart of one session, they are).
 func (rt *sessionRuntime) recover(atBoot bool) ([]string, error) {
 	db := rt.a.db
+	if at, found, err := db.PacedSend(rt.ws, rt.id); err != nil {
+		return nil, err
+	} else if found {
+		rt.pacer.restore(at) // the dispatcher is not running yet
+	}
 	marks, found, err := db.SessionMarks(rt.ws, rt.id)
 	if err != nil {
 		return nil, err

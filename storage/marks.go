@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // SessionMarks bound the part of a session's message log that a restart
@@ -38,6 +39,32 @@ func (b *Batch) StageSessionMarks(ws, sessionID string, m SessionMarks) {
 // StageDeleteSessionMarks forgets a deleted session's marks.
 func (b *Batch) StageDeleteSessionMarks(ws, sessionID string) {
 	b.Delete(marksKey(ws, sessionID))
+	b.Delete(paceKey(ws, sessionID))
+}
+
+func paceKey(ws, sid string) []byte { return []byte("pace/" + ws + "/" + sid) }
+
+// StagePacedSend records when a paced session last sent a message, so a
+// restart keeps to its pacing instead of sending its backlog at once.
+func (b *Batch) StagePacedSend(ws, sessionID string, at time.Time) {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(at.UnixNano()))
+	b.Set(paceKey(ws, sessionID), v[:])
+}
+
+// PacedSend reads what StagePacedSend wrote; found is false if nothing was.
+func (db *DB) PacedSend(ws, sessionID string) (at time.Time, found bool, err error) {
+	v, err := db.get(paceKey(ws, sessionID))
+	if errors.Is(err, ErrNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("read the session's last paced send: %w", err)
+	}
+	if len(v) != 8 {
+		return time.Time{}, false, fmt.Errorf("last paced send of %s/%s: corrupt record", ws, sessionID)
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v))), true, nil
 }
 
 // SessionMarks reads a session's marks; found is false for a session that
