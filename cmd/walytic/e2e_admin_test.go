@@ -200,6 +200,13 @@ func TestE2ECLI(t *testing.T) {
 	if r := runCLI(t, nil, "version"); !strings.Contains(r.stdout, "go1.") {
 		t.Errorf("version %q does not name the Go version", r.stdout)
 	}
+	// ... and take no arguments: a usage error, like every other command's.
+	for _, args := range [][]string{{"version", "--bogus"}, {"version", "extra"}, {"--version", "x"}} {
+		mustCLIFail(t, 2, nil, args...)
+	}
+	if r := runCLI(t, nil, "--data-dir", dir, "version"); r.code != 0 {
+		t.Errorf("a global flag before version: exit %d", r.code)
+	}
 	// A name taken: exit 1 with what to do instead.
 	s.mustCLI(t, "workspaces", "create", "acme")
 	if line := mustCLIFail(t, 1, nil, "--data-dir", dir, "workspaces", "create", "acme"); !strings.Contains(line, "choose another name") {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"os/exec"
 	"regexp"
 	"runtime"
 	"slices"
@@ -51,6 +52,11 @@ func TestE2EReadmeUserPath(t *testing.T) {
 	}
 	if !strings.Contains(hint.CreateKey, "--data-dir "+s.dataDir+" keys create") {
 		t.Errorf("createKey %q does not say `keys create` for this data directory", hint.CreateKey)
+	}
+	// It runs as it is pasted: the binary as started, not a bare `walytic`
+	// a source tree does not have on its PATH.
+	if out, err := exec.Command("sh", "-c", hint.CreateKey).Output(); err != nil || !keyRE.Match(bytes.TrimSpace(out)) {
+		t.Errorf("createKey %q run by sh: %v, stdout %q; want a key", hint.CreateKey, err, out)
 	}
 	if !strings.Contains(hint.CreateSession, "sandbox") || !strings.Contains(hint.CreateSession, "/v1/sessions") || !strings.Contains(hint.CreateSession, s.addr) {
 		t.Errorf("createSession %q does not show how to create a sandbox session on %s", hint.CreateSession, s.addr)

@@ -76,6 +76,9 @@ func dispatch(g globals, args []string) error {
 	case "help", "-h", "--help":
 		return flag.ErrHelp
 	case "version", "--version":
+		if len(rest) > 0 {
+			return usagef("version takes no arguments, got %q", rest[0])
+		}
 		fmt.Printf("walytic %s (commit %s, %s)\n", version, commit, runtime.Version())
 		return nil
 	case "serve":

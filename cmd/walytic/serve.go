@@ -236,7 +236,7 @@ func serve(g globals, args []string) error {
 	go func() { errc <- srv.ServeAdmin(adminLn) }()
 	log.Info("walytic serving", "version", version, "listen", publicLn.Addr().String(), "adminSocket", g.socketPath(), "dataDir", g.dataDir, "goMaxProcs", procs)
 	if app.FirstStart {
-		createKey := fmt.Sprintf("walytic --data-dir %s keys create", g.dataDir)
+		createKey := keysCreateHint(os.Args[0], g)
 		createSession := fmt.Sprintf(`curl -X POST http://%s/v1/sessions -H "Authorization: Bearer $KEY" -d '{"sessionId":"919876543210","driver":"sandbox"}'`, publicLn.Addr().String())
 		log.Info("new data directory: create an API key, then a sandbox session", "createKey", createKey, "createSession", createSession)
 		// stderr carries JSON log lines only; a person at a terminal also
@@ -364,4 +364,30 @@ func formatSize(n uint64) string {
 		}
 	}
 	return strconv.FormatUint(n>>20, 10) + "MiB"
+}
+
+// keysCreateHint is the command that creates a key for this server, as it
+// can be pasted: the binary as it was started (bin/walytic from a source
+// tree, walytic when installed), this data directory and, when one was
+// given, this admin socket.
+func keysCreateHint(self string, g globals) string {
+	words := []string{self, "--data-dir", g.dataDir}
+	if g.adminSocket != "" {
+		words = append(words, "--admin-socket", g.adminSocket)
+	}
+	for i, w := range words {
+		words[i] = shellWord(w)
+	}
+	return strings.Join(append(words, "keys", "create"), " ")
+}
+
+// shellWord quotes w for a POSIX shell when it needs it.
+func shellWord(w string) string {
+	if w != "" && strings.IndexFunc(w, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == ':' || r == '=' || r == '+' || r == ',' || r == '@' ||
+			r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) < 0 {
+		return w
+	}
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 }
