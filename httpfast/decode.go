@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/walytic/appliance/appliance"
@@ -24,6 +25,11 @@ func decodeBody(body []byte, v any, example string) error {
 	// other than the one sent; JSON is UTF-8, so refuse it instead.
 	if !utf8.Valid(trimmed) {
 		return appliance.Invalid("", "the request body is not valid UTF-8: send the JSON (and the text in it) encoded as UTF-8")
+	}
+	// The same for an escaped half of a UTF-16 surrogate pair, which is
+	// no character either.
+	if at := loneSurrogate(trimmed); at >= 0 {
+		return appliance.Invalid("", "the request body escapes half a UTF-16 surrogate pair at byte %d (%s), which is no character: escape a character beyond U+FFFF as a whole pair, or send it as UTF-8", at, trimmed[at:at+6])
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
@@ -74,4 +80,31 @@ func describeType(goType string) string {
 // required reports a missing field.
 func required(param, example string) error {
 	return appliance.Invalid(param, "%s is required; for example %s", param, example)
+}
+
+// loneSurrogate is the offset of the first \u escape in b that is half of
+// a UTF-16 surrogate pair without its other half, or -1. A backslash
+// outside a string is a syntax error that decoding reports, so escapes are
+// found without tracking strings.
+func loneSurrogate(b []byte) int {
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if b[i+1] != 'u' {
+			i++ // an escaped character, perhaps a backslash
+			continue
+		}
+		r, ok := hex4(b, i+2)
+		if !ok || !utf16.IsSurrogate(r) {
+			i++
+			continue
+		}
+		if r2, ok := hex4After(b, i+6); ok && utf16.DecodeRune(r, r2) != utf8.RuneError {
+			i += 11 // the pair
+			continue
+		}
+		return i
+	}
+	return -1
 }

@@ -91,12 +91,43 @@ func deref(p *string) string {
 	return *p
 }
 
+// An escaped half of a surrogate pair is refused like invalid UTF-8:
+// encoding/json would store U+FFFD in its place. Whole pairs, and text
+// that only looks like an escape, are fine.
+func TestDecodeBodyRefusesLoneSurrogates(t *testing.T) {
+	cases := []struct {
+		text string // as it appears in the JSON
+		want string // "" when refused
+	}{
+		{`\ud800`, ""},
+		{`a\udc00b`, ""},
+		{`\ud83d`, ""},
+		{`\ude00\ud83d`, ""},       // the halves in the wrong order
+		{`\ud83d\u0041`, ""},       // a high half, then not a low one
+		{`\ud83d\ud83d\ude00`, ""}, // a high half, then a pair
+		{`\ud83d\ude00`, "😀"},
+		{`x\\ud800`, `x\ud800`}, // an escaped backslash, then letters
+		{`\u00e9\uFFFD`, "é\uFFFD"},
+	}
+	for _, c := range cases {
+		body := `{"sessionId":"919876543210","to":"919999999999","text":"` + c.text + `"}`
+		b, err := decodeSendBody([]byte(body))
+		switch {
+		case c.want == "" && (err == nil || !strings.Contains(err.Error(), "surrogate")):
+			t.Errorf("%s: decoded (text %q, err %v), want an invalid_request about the surrogate", body, deref(b.Text), err)
+		case c.want != "" && (err != nil || *b.Text != c.want):
+			t.Errorf("%s: text %q, err %v; want %q", body, deref(b.Text), err, c.want)
+		}
+	}
+}
+
 func FuzzDecodeSendBody(f *testing.F) {
 	f.Add([]byte(sendExample))
 	f.Add([]byte(`{"sessionId":null,"to":1e400,"text":{"a":[[[[]]]]}}`))
 	f.Add([]byte(strings.Repeat("[", 10000)))
 	f.Add([]byte("{\"text\":\"\xff\"}"))
 	f.Add([]byte(`{"text":"a","text":"b"}`))
+	f.Add([]byte(`{"text":"\ud800\\ud800\ud83d\ude00"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var b sendBody
 		err := decodeBody(body, &b, sendExample)

@@ -186,8 +186,9 @@ func scanEscapedString(b []byte, start int) (string, int, bool) {
 			}
 			i += 6
 			if utf16.IsSurrogate(r) {
-				// A pair joins into one rune; a lone or broken half is
-				// U+FFFD, as encoding/json does.
+				// A pair joins into one rune. A lone or broken half is left
+				// to decodeBody, which refuses it (encoding/json would store
+				// U+FFFD in its place).
 				if r2, ok := hex4After(b, i); ok {
 					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
 						out = utf8.AppendRune(out, dec)
@@ -195,7 +196,7 @@ func scanEscapedString(b []byte, start int) (string, int, bool) {
 						continue
 					}
 				}
-				r = utf8.RuneError
+				return "", 0, false
 			}
 			out = utf8.AppendRune(out, r)
 			continue

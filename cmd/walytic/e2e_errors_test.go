@@ -74,6 +74,8 @@ func TestE2EErrorCodes(t *testing.T) {
 		{name: "array body", method: "POST", path: "/v1/messages", body: `[]`, status: 400, code: "invalid_request"},
 		{name: "empty body", method: "POST", path: "/v1/messages", body: ``, status: 400, code: "invalid_request"},
 		{name: "trailing data", method: "POST", path: "/v1/messages", body: `{"sessionId":"919876543210","to":"919999999999","text":"hi"} {}`, status: 400, code: "invalid_request"},
+		{name: "not UTF-8", method: "POST", path: "/v1/messages", body: "{\"sessionId\":\"919876543210\",\"to\":\"919999999999\",\"text\":\"caf\xe9\"}", status: 400, code: "invalid_request"},
+		{name: "half a surrogate pair", method: "POST", path: "/v1/messages", body: `{"sessionId":"919876543210","to":"919999999999","text":"\ud800"}`, status: 400, code: "invalid_request"},
 		{name: "sessionId a number", method: "POST", path: "/v1/messages", body: `{"sessionId":919876543210,"to":"919999999999","text":"hi"}`, status: 400, code: "invalid_request", param: "sessionId"},
 		{name: "to an array", method: "POST", path: "/v1/messages", body: `{"sessionId":"919876543210","to":["919999999999"],"text":"hi"}`, status: 400, code: "invalid_request", param: "to"},
 		{name: "text an object", method: "POST", path: "/v1/messages", body: `{"sessionId":"919876543210","to":"919999999999","text":{"body":"hi"}}`, status: 400, code: "invalid_request", param: "text"},
