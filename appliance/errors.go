@@ -25,7 +25,7 @@ const (
 	CodeQuotaExceeded          = "quota_exceeded"
 	CodePayloadTooLarge        = "payload_too_large"
 	// Codes beyond the contract's table, for cases it does not name.
-	CodeNotFound         = "not_found"            // admin plane: workspace or key
+	CodeNotFound         = "not_found"            // admin plane: workspace or key; API: webhook endpoint or delivery
 	CodeConflict         = "conflict"             // admin plane: name taken
 	CodeInsufficientDisk = "insufficient_storage" // 507: the disk is full, nothing was stored
 	CodeInternal         = "internal_error"

@@ -61,6 +61,9 @@ var apiRoutes = []route{
 	{"GET", "/healthz", "The process is up.", "", nil, "", map[int]string{200: "ok"}},
 	{"GET", "/readyz", "Storage is open and the node can serve.", "", nil, "", map[int]string{200: "ready", 503: "not ready"}},
 	{"GET", "/metrics", "Prometheus metrics.", "", nil, "", map[int]string{200: "text exposition format"}},
+	{"GET", "/documentation", "This reference, as a web page.", "", nil, "", map[int]string{200: "HTML"}},
+	{"GET", "/openapi.json", "This reference, as OpenAPI 3.1.", "", nil, "", map[int]string{200: "the OpenAPI document"}},
+	{"GET", "/documentation/postman.json", "This reference, as a Postman collection.", "", nil, "", map[int]string{200: "the Postman collection (v2.1)"}},
 }
 
 // queryParamDocs describes the query parameters whose meaning their name

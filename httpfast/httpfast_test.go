@@ -216,7 +216,8 @@ func TestDocsAreServedAndDescribeEveryRoute(t *testing.T) {
 			t.Errorf("%s %s missing from the OpenAPI document", r.Method, r.Path)
 		}
 	}
-	for _, want := range []string{"/v1/messages", "/v1/sessions/{id}/qr", "/v1/webhooks/deliveries/{deliveryId}/redeliver", "/v1/usage", "/v1/numbers/check"} {
+	for _, want := range []string{"/v1/messages", "/v1/sessions/{id}/qr", "/v1/webhooks/deliveries/{deliveryId}/redeliver", "/v1/usage", "/v1/numbers/check",
+		"/healthz", "/metrics", "/documentation", "/openapi.json", "/documentation/postman.json"} {
 		if spec.Paths[want] == nil {
 			t.Errorf("%s is not documented", want)
 		}
