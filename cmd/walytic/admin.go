@@ -171,7 +171,9 @@ func keysCmd(g globals, args []string) error {
 		if len(pos) != 0 {
 			return usagef("keys create takes no arguments; label the key with --name")
 		}
-		if err := checkKeyLimitFlags(*rate, *burst); err != nil {
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		if err := checkKeyLimitFlags(*rate, *burst, given["rate-per-minute"], given["burst"]); err != nil {
 			return err
 		}
 		body := map[string]any{"name": *name}
@@ -256,12 +258,13 @@ func sessionsCmd(g globals, args []string) error {
 }
 
 // checkKeyLimitFlags refuses out-of-range --rate-per-minute and --burst as
-// usage errors, named as the flags (0 means the flag was not given).
-func checkKeyLimitFlags(rate, burst int) error {
-	if rate < 0 || rate > appliance.MaxRatePerMinute {
+// usage errors, named as the flags. A flag not given is 0, the default; a
+// flag given must be in range (0 given once made a silent 60/min key).
+func checkKeyLimitFlags(rate, burst int, rateGiven, burstGiven bool) error {
+	if rate < 0 || rate > appliance.MaxRatePerMinute || rateGiven && rate < 1 {
 		return usagef("--rate-per-minute must be 1 to %d (leave it out for the default, 60)", appliance.MaxRatePerMinute)
 	}
-	if burst < 0 || burst > appliance.MaxBurst {
+	if burst < 0 || burst > appliance.MaxBurst || burstGiven && burst < 1 {
 		return usagef("--burst must be 1 to %d (leave it out for the default, 100)", appliance.MaxBurst)
 	}
 	return nil

@@ -161,6 +161,8 @@ func TestE2ECLI(t *testing.T) {
 		{"--data-dir", dir, "workspaces", "create", "neg", "--monthly-quota", "-3"},
 		{"--data-dir", dir, "keys", "create", "--rate-per-minute", "-1"},
 		{"--data-dir", dir, "keys", "create", "--burst", "2000000"},
+		{"--data-dir", dir, "keys", "create", "--rate-per-minute", "0"},
+		{"--data-dir", dir, "keys", "create", "--burst", "0"},
 		{"--data-dir", dir, "sessions", "list", "extra"},
 		{"keys", "list", "--data-dir"},
 		{"serve", "--listen", "nonsense", "--data-dir", newDataDir(t)},
