@@ -940,7 +940,7 @@ func TestPacerTimeline(t *testing.T) {
 	// recipient keeps the gap from then, and the rate counts from it.
 	r := newPacer()
 	r.rand = p.rand
-	r.restore(t0)
+	r.restore(t0, t0.Add(time.Minute))
 	if at := r.next(cfg, "c"); !at.Equal(t0.Add(10 * time.Second)) {
 		t.Fatalf("after a restore, next to anyone at %v, want +10s", at.Sub(t0))
 	}
@@ -950,6 +950,13 @@ func TestPacerTimeline(t *testing.T) {
 	r.sent(cfg, "c", t0.Add(10*time.Second))
 	if at := r.next(cfg, "d"); !at.Equal(t0.Add(13500 * time.Millisecond)) {
 		t.Fatalf("after a restore and a send, next to d at %v, want +13.5s", at.Sub(t0))
+	}
+	// A last send stored while the clock was a day ahead counts as now.
+	ahead := newPacer()
+	ahead.rand = p.rand
+	ahead.restore(t0.Add(24*time.Hour), t0)
+	if at := ahead.next(cfg, "e"); !at.Equal(t0.Add(10 * time.Second)) {
+		t.Fatalf("after restoring a future send, next at %v, want +10s", at.Sub(t0))
 	}
 	if pacingFor(&storage.Session{Driver: "sandbox"}) != nil || pacingFor(&storage.Session{Driver: "whatsmeow"}) == nil {
 		t.Fatal("default pacing: none for sandbox, DefaultPacing for whatsmeow")

@@ -83,8 +83,13 @@ func (p *pacer) next(cfg *storage.Pacing, to string) time.Time {
 
 // restore takes up where an earlier run's pacing left off: its last send
 // went at `at`, to a recipient not recorded, so every recipient keeps the
-// gap from then. Without it a restart sent a paced backlog at once.
-func (p *pacer) restore(at time.Time) {
+// gap from then. Without it a restart sent a paced backlog at once. A time
+// after now (the clock was ahead when it was stored) counts as now, or the
+// session would wait until the clock caught up.
+func (p *pacer) restore(at, now time.Time) {
+	if at.After(now) {
+		at = now
+	}
 	if at.After(p.last) {
 		p.last = at
 	}

@@ -157,7 +157,7 @@ func (rt *sessionRuntime) recover(atBoot bool) ([]string, error) {
 	if at, found, err := db.PacedSend(rt.ws, rt.id); err != nil {
 		return nil, err
 	} else if found {
-		rt.pacer.restore(at) // the dispatcher is not running yet
+		rt.pacer.restore(at, rt.a.now()) // the dispatcher is not running yet
 	}
 	marks, found, err := db.SessionMarks(rt.ws, rt.id)
 	if err != nil {
