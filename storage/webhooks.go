@@ -170,21 +170,13 @@ func (db *DB) OutboxBlocks(from string, fn func(blockID string, ds []*Delivery) 
 	}
 	return err
 }
-func attemptKey(endpointID, id string) []byte {
-	return appendAttemptKey(nil, endpointID, id)
-}
-
 func appendAttemptKey(k []byte, endpointID, id string) []byte {
 	return append(append(append(append(k, "att/"...), endpointID...), '/'), id...)
 }
 
 func failingKey(endpointID string) []byte { return []byte("whf/" + endpointID) }
 
-// dueKey orders pending deliveries by the time of their next attempt.
-func dueKey(nextAt int64, id string) []byte {
-	return appendDueKey(make([]byte, 0, 4+8+1+len(id)), nextAt, id)
-}
-
+// appendDueKey orders pending deliveries by the time of their next attempt.
 func appendDueKey(k []byte, nextAt int64, id string) []byte {
 	k = append(k, "due/"...)
 	k = binary.BigEndian.AppendUint64(k, uint64(nextAt))
