@@ -936,27 +936,62 @@ func TestPacerTimeline(t *testing.T) {
 	if at := p.next(&storage.Pacing{}, "b"); !at.Equal(t0.Add(4 * time.Second)) {
 		t.Fatalf("unpaced next at %v", at.Sub(t0))
 	}
-	// A restart knows only when the last send went, not to whom: every
-	// recipient keeps the gap from then, and the rate counts from it.
+	// A restart takes up the stored sends: the rate counts from the last,
+	// each recipient's gap from its own.
+	ns := func(d time.Duration) int64 { return t0.Add(d).UnixNano() }
 	r := newPacer()
 	r.rand = p.rand
-	r.restore(t0, t0.Add(time.Minute))
-	if at := r.next(cfg, "c"); !at.Equal(t0.Add(10 * time.Second)) {
-		t.Fatalf("after a restore, next to anyone at %v, want +10s", at.Sub(t0))
-	}
-	if at := r.next(&storage.Pacing{RatePerMinute: 20}, "c"); !at.Equal(t0.Add(3500 * time.Millisecond)) { // the jitter drawn above
-		t.Fatalf("after a restore without a gap, next at %v, want +3.5s", at.Sub(t0))
+	r.restore([]storage.PacedSend{{To: "a", At: ns(-2 * time.Second)}, {To: "b", At: ns(0)}}, t0.Add(time.Minute))
+	for to, want := range map[string]time.Duration{"a": 8 * time.Second, "b": 10 * time.Second, "c": 3500 * time.Millisecond} {
+		if at := r.next(cfg, to); !at.Equal(t0.Add(want)) {
+			t.Errorf("after a restore, next to %s at %v, want +%v", to, at.Sub(t0), want)
+		}
 	}
 	r.sent(cfg, "c", t0.Add(10*time.Second))
 	if at := r.next(cfg, "d"); !at.Equal(t0.Add(13500 * time.Millisecond)) {
 		t.Fatalf("after a restore and a send, next to d at %v, want +13.5s", at.Sub(t0))
 	}
-	// A last send stored while the clock was a day ahead counts as now.
+	if len(r.recent) != 3 || r.recent[2].To != "c" {
+		t.Fatalf("sends remembered for the next restart: %+v", r.recent)
+	}
+	// pacedMemory sends stored: older ones are unknown, so anyone may have
+	// been sent to as late as the oldest stored.
+	var full []storage.PacedSend
+	for i := range pacedMemory {
+		full = append(full, storage.PacedSend{To: fmt.Sprint("r", i), At: ns(time.Duration(i) * time.Millisecond)})
+	}
+	f := newPacer()
+	f.rand = p.rand
+	f.restore(full, t0.Add(time.Minute))
+	if at := f.next(cfg, "stranger"); !at.Equal(t0.Add(10 * time.Second)) {
+		t.Fatalf("after a full restore, next to a stranger at %v, want +10s", at.Sub(t0))
+	}
+	for range 2 * pacedMemory {
+		f.sent(cfg, "x", t0.Add(time.Hour))
+	}
+	if len(f.recent) != pacedMemory {
+		t.Fatalf("%d sends remembered, want the last %d", len(f.recent), pacedMemory)
+	}
+	// A send stored while the clock was a day ahead counts as now.
 	ahead := newPacer()
 	ahead.rand = p.rand
-	ahead.restore(t0.Add(24*time.Hour), t0)
+	ahead.restore([]storage.PacedSend{{To: "e", At: ns(24 * time.Hour)}}, t0)
 	if at := ahead.next(cfg, "e"); !at.Equal(t0.Add(10 * time.Second)) {
 		t.Fatalf("after restoring a future send, next at %v, want +10s", at.Sub(t0))
+	}
+	// Restored times take now's monotonic reading, so a later step of the
+	// wall clock does not hold the session back.
+	now := time.Now()
+	m := newPacer()
+	m.restore([]storage.PacedSend{{To: "g", At: now.Add(-time.Second).UnixNano()}}, now)
+	if !strings.Contains(m.last.String(), "m=") || !strings.Contains(m.recipients["g"].String(), "m=") {
+		t.Fatalf("restored times %v, %v carry no monotonic reading", m.last, m.recipients["g"])
+	}
+	unknown := newPacer()
+	unknown.rand = p.rand
+	unknown.restoreUnknown(t0)
+	if at := unknown.next(cfg, "h"); !at.Equal(t0.Add(10 * time.Second)) {
+		t.Fatalf("after an unreadable record, next at %v, want +10s", at.Sub(t0))
 	}
 	if pacingFor(&storage.Session{Driver: "sandbox"}) != nil || pacingFor(&storage.Session{Driver: "whatsmeow"}) == nil {
 		t.Fatal("default pacing: none for sandbox, DefaultPacing for whatsmeow")
@@ -1011,12 +1046,22 @@ func TestPacingSurvivesARestart(t *testing.T) {
 	if _, err := h.app.SetPacing(DefaultWorkspace, sess, &storage.Pacing{RatePerMinute: int(time.Minute / interval)}); err != nil {
 		t.Fatal(err)
 	}
-	waitSent := func(id string) time.Time {
+	// The stored sends' times are the pacer's own (a poll of the status
+	// would add the commits' fsyncs to what is measured).
+	lastPaced := func() time.Duration {
+		t.Helper()
+		sends, err := h.db.PacedSends(DefaultWorkspace, sess)
+		if err != nil || len(sends) == 0 {
+			t.Fatalf("stored paced sends: %v, %v", sends, err)
+		}
+		return time.Duration(sends[len(sends)-1].At)
+	}
+	waitSent := func(id string) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			if m, _ := h.app.Message(DefaultWorkspace, id); m != nil && m.Status != StatusQueued {
-				return time.Now()
+				return
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("message %s never sent", id)
@@ -1024,20 +1069,19 @@ func TestPacingSurvivesARestart(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
-	first := waitSent(h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "before"}).ID)
+	waitSent(h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "before"}).ID)
+	first := lastPaced()
 	h.close()
 	h.open(fastSandbox())
-	second := waitSent(h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "after"}).ID)
-	// first is at most a poll after the first send went, so the second may
-	// be seen a poll less than the interval after it.
-	if gap := second.Sub(first); gap < interval-50*time.Millisecond {
+	waitSent(h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "after"}).ID)
+	if gap := lastPaced() - first; gap < interval-time.Millisecond {
 		t.Fatalf("the first send after a restart went %v after the last one before it, want ≥ %v", gap, interval)
 	}
 	if err := h.app.DeleteSession(context.Background(), DefaultWorkspace, sess); err != nil {
 		t.Fatal(err)
 	}
-	if _, found, err := h.db.PacedSend(DefaultWorkspace, sess); found || err != nil {
-		t.Fatalf("a deleted session's last paced send is still stored (found %v, err %v)", found, err)
+	if sends, err := h.db.PacedSends(DefaultWorkspace, sess); sends != nil || err != nil {
+		t.Fatalf("a deleted session's paced sends are still stored (%v, err %v)", sends, err)
 	}
 }
 

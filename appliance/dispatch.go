@@ -43,12 +43,11 @@ func statusRank(s string) int {
 // nil for a queue entry whose message is gone or no longer queued: it is
 // only dequeued.
 type sendOutcome struct {
-	id     string
-	m      *storage.Message
-	res    whatsapp.SendResult
-	err    *storage.MessageError // nil: sent
-	paced  bool                  // sent under pacing at sentAt, which is recorded for a restart
-	sentAt time.Time
+	id    string
+	m     *storage.Message
+	res   whatsapp.SendResult
+	err   *storage.MessageError // nil: sent
+	paced bool                  // sent under pacing: the pacer's latest sends are stored for a restart
 }
 
 // dispatchLoop drains the session's queue in order while it is connected:
@@ -212,8 +211,8 @@ func (rt *sessionRuntime) sendBatch(batch []*storage.Message, drops []string) er
 		}
 		o := sendOutcome{id: m.ID, m: m, res: res}
 		if cfg != nil {
-			o.paced, o.sentAt = true, rt.a.now()
-			rt.pacer.sent(cfg, m.To, o.sentAt)
+			o.paced = true
+			rt.pacer.sent(cfg, m.To, rt.a.now())
 		}
 		outcomes = append(outcomes, o)
 	}
@@ -349,14 +348,11 @@ func (rt *sessionRuntime) recordOutcomes(outcomes []sendOutcome) error {
 		marks.AwaitFrom = awaitFrom
 	}
 	b.StageSessionMarks(rt.ws, rt.id, marks)
-	var pacedAt time.Time
 	for _, o := range outcomes {
-		if o.paced && o.sentAt.After(pacedAt) {
-			pacedAt = o.sentAt
+		if o.paced { // from sendBatch, on the dispatcher, which owns the pacer
+			b.StagePacedSends(rt.ws, rt.id, rt.pacer.recent)
+			break
 		}
-	}
-	if !pacedAt.IsZero() {
-		b.StagePacedSend(rt.ws, rt.id, pacedAt)
 	}
 	if err := rt.a.db.CommitSync(b); err != nil {
 		rt.requeue(outcomes)

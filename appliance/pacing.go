@@ -42,13 +42,21 @@ func ValidatePacing(p *storage.Pacing) error {
 	return nil
 }
 
+// pacedMemory is how many of its latest sends a paced session stores, for
+// a restart to keep to its pacing.
+const pacedMemory = 64
+
 // pacer decides when the next send may go. It belongs to the dispatcher
 // goroutine.
 type pacer struct {
 	last       time.Time            // when the previous send went
 	recipients map[string]time.Time // when each recent recipient was last sent to
-	// everyone counts as sent to at this time: the last send of an earlier
-	// run, whose recipients were not kept (restore).
+	// recent are the latest sends, oldest first, at most pacedMemory: what
+	// is stored for a restart (restore).
+	recent []storage.PacedSend
+	// everyone counts as sent to at this time: after a restart that found
+	// pacedMemory sends stored, the oldest of them, since anyone may have
+	// been sent to then or before.
 	everyone time.Time
 	jitter   time.Duration // the random delay drawn for the next send
 	drawn    bool
@@ -81,24 +89,39 @@ func (p *pacer) next(cfg *storage.Pacing, to string) time.Time {
 	return at
 }
 
-// restore takes up where an earlier run's pacing left off: its last send
-// went at `at`, to a recipient not recorded, so every recipient keeps the
-// gap from then. Without it a restart sent a paced backlog at once. A time
-// after now (the clock was ahead when it was stored) counts as now, or the
-// session would wait until the clock caught up.
-func (p *pacer) restore(at, now time.Time) {
-	if at.After(now) {
-		at = now
+// restore takes up where an earlier run's pacing left off, from the sends
+// it stored: the rate counts from the last of them and each recipient's
+// gap from its own. Without it a restart sent a paced backlog at once.
+func (p *pacer) restore(sends []storage.PacedSend, now time.Time) {
+	for i, s := range sends {
+		// Rebased onto now, which holds the monotonic clock, so a later
+		// step of the wall clock does not move it; a time after now (the
+		// clock was ahead when it was stored) counts as now, or the
+		// session would wait for the clock to catch up.
+		at := now.Add(-max(now.Sub(time.Unix(0, s.At)), 0))
+		if at.After(p.last) {
+			p.last = at
+		}
+		if prev, ok := p.recipients[s.To]; !ok || at.After(prev) {
+			p.recipients[s.To] = at
+		}
+		if i == 0 && len(sends) >= pacedMemory {
+			p.everyone = at
+		}
+		p.remember(s.To, at)
 	}
-	if at.After(p.last) {
-		p.last = at
-	}
-	p.everyone = at
+}
+
+// restoreUnknown is restore when what was stored cannot be read: every
+// recipient keeps the gap from now.
+func (p *pacer) restoreUnknown(now time.Time) {
+	p.last, p.everyone = now, now
 }
 
 // sent records a send.
 func (p *pacer) sent(cfg *storage.Pacing, to string, now time.Time) {
 	p.last, p.drawn = now, false
+	p.remember(to, now)
 	if cfg.RecipientGapSeconds <= 0 {
 		return
 	}
@@ -111,4 +134,12 @@ func (p *pacer) sent(cfg *storage.Pacing, to string, now time.Time) {
 			}
 		}
 	}
+}
+
+func (p *pacer) remember(to string, at time.Time) {
+	if len(p.recent) == pacedMemory {
+		copy(p.recent, p.recent[1:])
+		p.recent = p.recent[:pacedMemory-1]
+	}
+	p.recent = append(p.recent, storage.PacedSend{To: to, At: at.UnixNano()})
 }

@@ -154,10 +154,13 @@ func (rt *sessionRuntime) open(d whatsapp.Driver, atBoot bool) error {
 // in the quota tracker yet (after a restart of one session, they are).
 func (rt *sessionRuntime) recover(atBoot bool) ([]string, error) {
 	db := rt.a.db
-	if at, found, err := db.PacedSend(rt.ws, rt.id); err != nil {
-		return nil, err
-	} else if found {
-		rt.pacer.restore(at, rt.a.now()) // the dispatcher is not running yet
+	// The dispatcher is not running yet: the pacer is ours.
+	if sends, err := db.PacedSends(rt.ws, rt.id); err != nil {
+		rt.a.log.Warn("read the session's last paced sends; holding every recipient for its pacing gap from now",
+			"workspace", rt.ws, "sessionId", rt.id, "err", err)
+		rt.pacer.restoreUnknown(rt.a.now())
+	} else {
+		rt.pacer.restore(sends, rt.a.now())
 	}
 	marks, found, err := db.SessionMarks(rt.ws, rt.id)
 	if err != nil {

@@ -19,7 +19,7 @@
 //	ms/<ws>/<sessionID>/<msgID>     empty                     secondary index: messages of one session
 //	wa/<ws>/<sessionID>/<waID>      msgID                     WhatsApp id → our message, for ids not made from a message id (inbound; older sends)
 //	mark/<ws>/<sessionID>           SessionMarks              where a restart starts reading the session's log for queued messages and owed receipts
-//	pace/<ws>/<sessionID>           int64 Unix ns             when a paced session last sent, so a restart keeps to its pacing
+//	pace/<ws>/<sessionID>           PacedSends                a paced session's last 64 sends (time, recipient), so a restart keeps to its pacing
 //	q/<ws>/<sessionID>/<msgID>      empty                     legacy (before marks): queued messages; read and cleared, never written
 //	aw/<ws>/<sessionID>/<msgID>     empty                     legacy (before marks): messages owing receipts; read and cleared, never written
 //	idem/<ws>/<idempotencyKey>      Idempotency               24 h replay of POST /v1/messages

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 )
 
 // SessionMarks bound the part of a session's message log that a restart
@@ -44,27 +43,62 @@ func (b *Batch) StageDeleteSessionMarks(ws, sessionID string) {
 
 func paceKey(ws, sid string) []byte { return []byte("pace/" + ws + "/" + sid) }
 
-// StagePacedSend records when a paced session last sent a message, so a
-// restart keeps to its pacing instead of sending its backlog at once.
-func (b *Batch) StagePacedSend(ws, sessionID string, at time.Time) {
-	var v [8]byte
-	binary.BigEndian.PutUint64(v[:], uint64(at.UnixNano()))
-	b.Set(paceKey(ws, sessionID), v[:])
+// PacedSend is one send of a paced session: to whom, and when (Unix ns).
+type PacedSend struct {
+	To string
+	At int64
 }
 
-// PacedSend reads what StagePacedSend wrote; found is false if nothing was.
-func (db *DB) PacedSend(ws, sessionID string) (at time.Time, found bool, err error) {
+// StagePacedSends records a paced session's latest sends, oldest first, so
+// a restart keeps to its pacing instead of sending its backlog at once.
+func (b *Batch) StagePacedSends(ws, sessionID string, sends []PacedSend) {
+	var buf [2048]byte
+	b.Set(paceKey(ws, sessionID), appendPacedSends(buf[:0], sends))
+}
+
+// appendPacedSends encodes sends: per send, 8 bytes of Unix ns and a
+// length-prefixed recipient.
+func appendPacedSends(v []byte, sends []PacedSend) []byte {
+	for _, s := range sends {
+		v = binary.BigEndian.AppendUint64(v, uint64(s.At))
+		v = binary.AppendUvarint(v, uint64(len(s.To)))
+		v = append(v, s.To...)
+	}
+	return v
+}
+
+// PacedSends reads what StagePacedSends wrote (nil if nothing was).
+func (db *DB) PacedSends(ws, sessionID string) ([]PacedSend, error) {
 	v, err := db.get(paceKey(ws, sessionID))
 	if errors.Is(err, ErrNotFound) {
-		return time.Time{}, false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("read the session's last paced send: %w", err)
+		return nil, fmt.Errorf("read the session's last paced sends: %w", err)
 	}
-	if len(v) != 8 {
-		return time.Time{}, false, fmt.Errorf("last paced send of %s/%s: corrupt record", ws, sessionID)
+	out, ok := decodePacedSends(v)
+	if !ok {
+		return nil, fmt.Errorf("last paced sends of %s/%s: corrupt record", ws, sessionID)
 	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(v))), true, nil
+	return out, nil
+}
+
+// decodePacedSends reads appendPacedSends' encoding.
+func decodePacedSends(v []byte) (out []PacedSend, ok bool) {
+	for len(v) > 0 {
+		if len(v) < 9 {
+			return nil, false
+		}
+		at := int64(binary.BigEndian.Uint64(v))
+		n, used := binary.Uvarint(v[8:])
+		if used <= 0 || uint64(len(v)-8-used) < n {
+			return nil, false
+		}
+		rest := v[8+used:]
+		out = append(out, PacedSend{To: string(rest[:n]), At: at})
+		v = rest[n:]
+	}
+	return out, true
 }
 
 // SessionMarks reads a session's marks; found is false for a session that

@@ -33,6 +33,62 @@ func TestSessionMarksRoundTrip(t *testing.T) {
 	}
 }
 
+func TestPacedSendsRoundTrip(t *testing.T) {
+	db := mustOpen(t, t.TempDir())
+	defer db.Close()
+	if sends, err := db.PacedSends("acme", "919876543210"); sends != nil || err != nil {
+		t.Fatalf("paced sends of a new session: %v, %v", sends, err)
+	}
+	var many []PacedSend
+	for i := range 64 {
+		many = append(many, PacedSend{To: fmt.Sprintf("9199999%05d", i), At: int64(1_800_000_000_000_000_000 + i)})
+	}
+	for _, sends := range [][]PacedSend{
+		{{To: "919999999999", At: 1_800_000_000_123_456_789}},
+		{{To: "", At: 0}, {To: "x", At: -1}},
+		many,
+	} {
+		b := db.NewBatch()
+		b.StagePacedSends("acme", "919876543210", sends)
+		mustCommit(t, db, b)
+		got, err := db.PacedSends("acme", "919876543210")
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(sends) {
+			t.Fatalf("paced sends = %v, %v; want %v", got, err, sends)
+		}
+	}
+	b := db.NewBatch()
+	b.Set(paceKey("acme", "919876543210"), []byte{0, 0, 0, 0, 0, 0, 0, 1, 5, 'a'})
+	mustCommit(t, db, b)
+	if _, err := db.PacedSends("acme", "919876543210"); err == nil {
+		t.Fatal("a truncated record read without an error")
+	}
+	b = db.NewBatch()
+	b.StageDeleteSession("acme", "919876543210")
+	mustCommit(t, db, b)
+	if sends, err := db.PacedSends("acme", "919876543210"); sends != nil || err != nil {
+		t.Fatalf("paced sends outlived their session: %v, %v", sends, err)
+	}
+}
+
+// FuzzPacedSends: any stored bytes decode or are refused, without a panic,
+// and what decodes encodes back to the same bytes.
+func FuzzPacedSends(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 1, 'a'})
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 5, 'a'})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x80})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		sends, ok := decodePacedSends(v)
+		if !ok {
+			return
+		}
+		again := appendPacedSends(nil, sends)
+		if back, ok := decodePacedSends(again); !ok || fmt.Sprint(back) != fmt.Sprint(sends) {
+			t.Fatalf("%x decoded to %v, whose encoding %x decodes to %v (%v)", v, sends, again, back, ok)
+		}
+	})
+}
+
 func TestSessionMessagesFrom(t *testing.T) {
 	db := mustOpen(t, t.TempDir())
 	defer db.Close()
