@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/walytic/appliance/appliance/webhook"
 	"github.com/walytic/appliance/appliance/whatsapp"
 	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
 	"github.com/walytic/appliance/storage"
@@ -95,6 +96,35 @@ func newHarness(t *testing.T, drivers ...whatsapp.Driver) *harness {
 	h.open(drivers...)
 	t.Cleanup(h.close)
 	return h
+}
+
+// openApp opens an appliance on a fresh store in tb's temporary directory,
+// with the webhook service running when hooks is set (endpoints on private
+// addresses allowed, for local receivers), and closes them at cleanup.
+func openApp(tb testing.TB, drv whatsapp.Driver, hooks bool) *Appliance {
+	tb.Helper()
+	db, err := storage.Open(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	st, err := storage.OpenLocalState(db)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var svc *webhook.Service
+	if hooks {
+		svc = webhook.New(webhook.Options{DB: db, Endpoints: st, AllowPrivate: true, Logger: log})
+		svc.Start()
+		tb.Cleanup(svc.Close)
+	}
+	app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{drv}, Webhooks: svc, WebhookAllowPrivate: hooks, Logger: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(app.Close)
+	return app
 }
 
 func (h *harness) open(drivers ...whatsapp.Driver) {

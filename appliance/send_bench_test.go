@@ -3,7 +3,6 @@ package appliance
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walytic/appliance/appliance/webhook"
-	"github.com/walytic/appliance/appliance/whatsapp"
 	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
-	"github.com/walytic/appliance/storage"
 )
 
 // BenchmarkSendToRead is the domain's share of the send benchmark, without
@@ -34,38 +30,15 @@ func BenchmarkSendToRead(b *testing.B) {
 }
 
 func benchSendToRead(b *testing.B, hooks bool) {
-	db, err := storage.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	st, err := storage.OpenLocalState(db)
-	if err != nil {
-		b.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var svc *webhook.Service
 	var delivered atomic.Int64
-	var rcvURL string
+	app := openApp(b, sandbox.New(sandbox.Options{DeliveredAfter: time.Millisecond, ReadAfter: 2 * time.Millisecond}), hooks)
 	if hooks {
 		rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			delivered.Add(1)
 		}))
 		defer rcv.Close()
-		rcvURL = rcv.URL
-		svc = webhook.New(webhook.Options{DB: db, Endpoints: st, AllowPrivate: true, Logger: log})
-		svc.Start()
-		defer svc.Close()
-	}
-	drv := sandbox.New(sandbox.Options{DeliveredAfter: time.Millisecond, ReadAfter: 2 * time.Millisecond})
-	app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{drv}, Webhooks: svc, WebhookAllowPrivate: true, Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer app.Close()
-	if hooks {
-		if _, _, err := app.CreateWebhook(DefaultWorkspace, rcvURL, []string{"*"}); err != nil {
+		if _, _, err := app.CreateWebhook(DefaultWorkspace, rcv.URL, []string{"*"}); err != nil {
 			b.Fatal(err)
 		}
 	}

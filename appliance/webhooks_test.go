@@ -3,14 +3,8 @@ package appliance
 import (
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
-
-	"github.com/walytic/appliance/appliance/webhook"
-	"github.com/walytic/appliance/appliance/whatsapp"
-	"github.com/walytic/appliance/storage"
 )
 
 // TestWebhookBoundHoldsUnderParallelCreates: creates racing for a
@@ -18,24 +12,7 @@ import (
 // count and the insert were separate steps, and 30 parallel creates at 48
 // made 51 or 52), and another workspace keeps its own bound.
 func TestWebhookBoundHoldsUnderParallelCreates(t *testing.T) {
-	db, err := storage.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	st, err := storage.OpenLocalState(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := webhook.New(webhook.Options{DB: db, Endpoints: st, Logger: log})
-	svc.Start()
-	defer svc.Close()
-	app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{fastSandbox()}, Webhooks: svc, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close()
+	app := openApp(t, fastSandbox(), true)
 	if _, err := app.CreateWorkspace("other", 0); err != nil {
 		t.Fatal(err)
 	}
