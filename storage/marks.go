@@ -35,7 +35,7 @@ func (b *Batch) StageSessionMarks(ws, sessionID string, m SessionMarks) {
 	b.Set(marksKey(ws, sessionID), v)
 }
 
-// StageDeleteSessionMarks forgets a deleted session's marks.
+// StageDeleteSessionMarks forgets a deleted session's marks and paced sends.
 func (b *Batch) StageDeleteSessionMarks(ws, sessionID string) {
 	b.Delete(marksKey(ws, sessionID))
 	b.Delete(paceKey(ws, sessionID))
