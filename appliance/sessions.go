@@ -165,7 +165,7 @@ func (a *Appliance) DeleteSession(ctx context.Context, workspace, sessionID stri
 
 // SimulateInbound makes a sandbox session receive a text message; replyTo,
 // if set, is the id of a message of the session's log it quotes.
-func (a *Appliance) SimulateInbound(workspace, sessionID, from, text, replyTo string) error {
+func (a *Appliance) SimulateInbound(ctx context.Context, workspace, sessionID, from, text, replyTo string) error {
 	if err := ValidateSessionID("sessionId", sessionID); err != nil {
 		return err
 	}
@@ -197,10 +197,18 @@ func (a *Appliance) SimulateInbound(workspace, sessionID, from, text, replyTo st
 		}
 		refersTo = m.WAID
 	}
-	if err := sim.SimulateInbound(from, text, refersTo); err != nil {
+	// Answered once the message is on disk (the session's StoreInbound), so
+	// an accepted one survives a crash, as a send does.
+	switch err := sim.SimulateInbound(ctx, from, text, refersTo); {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrDiskFull):
+		return storageErr("store the inbound message", err)
+	case ctx.Err() != nil:
+		return fmt.Errorf("store the inbound message: %w", err)
+	default:
 		return newErr(CodeSessionNotConnected, "sessionId", "the sandbox session is not running: %v", err)
 	}
-	return nil
 }
 
 // NumberResult says whether one number is on WhatsApp.

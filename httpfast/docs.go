@@ -39,7 +39,7 @@ var apiRoutes = []route{
 	{"GET", "/v1/sessions/{id}/qr", "The pairing QR code while pairing: {qr, expiresAt}.", "key", nil, "", map[int]string{200: "the code", 409: "session_not_pairing"}},
 	{"GET", "/v1/sessions/{id}/qr.png", "The pairing QR code as a PNG image.", "key", []string{"size"}, "", map[int]string{200: "image/png", 409: "session_not_pairing"}},
 	{"POST", "/v1/sessions/{id}/pairing-code", "An 8-character code to type on the phone instead of scanning.", "key", nil, "", map[int]string{200: `{"code":"ABCD-EFGH"}`, 409: "session_not_pairing"}},
-	{"POST", "/v1/sessions/{id}/sandbox/inbound", "Sandbox only: make the session receive a text; an optional replyTo (a message id of the session) makes it a reply quoting that message.", "key", nil, inboundExample, map[int]string{202: "accepted"}},
+	{"POST", "/v1/sessions/{id}/sandbox/inbound", "Sandbox only: make the session receive a text; an optional replyTo (a message id of the session) makes it a reply quoting that message. Answered once the message is on disk.", "key", nil, inboundExample, map[int]string{202: "accepted"}},
 	{"POST", "/v1/numbers/check", "Which numbers are on WhatsApp (≤ 500; cached).", "key", nil, numbersExample, map[int]string{200: "{results}", 409: "session_not_connected"}},
 	{"GET", "/v1/usage", "This month's quota: period, quota, used, remaining, resetsAt.", "key", nil, "", map[int]string{200: "usage"}},
 	{"POST", "/v1/webhooks", "Register an endpoint; the secret is shown only in this answer.", "key", nil, webhookExample, map[int]string{201: "the endpoint with its secret", 400: "invalid_request (url, events)"}},

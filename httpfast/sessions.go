@@ -186,7 +186,7 @@ func (s *Server) sandboxInbound(ctx *fasthttp.RequestCtx, ws, id string) {
 		s.writeError(ctx, required("text", inboundExample))
 		return
 	}
-	if err := s.app.SimulateInbound(ws, id, *body.From, *body.Text, body.ReplyTo); err != nil {
+	if err := s.app.SimulateInbound(ctx, ws, id, *body.From, *body.Text, body.ReplyTo); err != nil {
 		s.writeError(ctx, err)
 		return
 	}

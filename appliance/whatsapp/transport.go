@@ -162,7 +162,9 @@ type SentTextFinder interface {
 type InboundSimulator interface {
 	// SimulateInbound makes the session receive text from the number
 	// from; refersTo, if set, is the WhatsApp id of the message it quotes.
-	SimulateInbound(from, text, refersTo string) error
+	// It returns once the handler has the message: once it is stored, with
+	// the handler's error, when the handler is a StoringHandler.
+	SimulateInbound(ctx context.Context, from, text, refersTo string) error
 }
 
 // Pairer is implemented by transports of networks that need a device to be

@@ -28,9 +28,10 @@
 //     through h.OnStatus before it returns; the sandbox never reports another
 //     status (Close and Logout report nothing: the caller records
 //     disconnected or logged_out itself).
-//   - SimulateInbound (whatsapp.InboundSimulator) calls h.OnInbound with a new
-//     message id, the sender, Type "text", the text and the current time, on
-//     the caller's goroutine.
+//   - SimulateInbound (whatsapp.InboundSimulator) hands h a message with a new
+//     id, the sender, Type "text", the text and the current time, on the
+//     caller's goroutine: through StoreInbound, returning once it is stored,
+//     when h is a whatsapp.StoringHandler, else through OnInbound.
 //
 // Cost: each transport runs a single scheduler goroutine. Because the delays
 // are constant, pending messages form one FIFO queue ordered by send time with

@@ -271,10 +271,12 @@ func (t *transport) CheckNumbers(ctx context.Context, numbers []string) ([]bool,
 }
 
 // SimulateInbound makes the session receive a text message from the number
-// from, quoting the message with WhatsApp id refersTo if that is set: it
-// calls OnInbound on the caller's goroutine before returning. It returns
-// ErrClosed after Close.
-func (t *transport) SimulateInbound(from, text, refersTo string) error {
+// from, quoting the message with WhatsApp id refersTo if that is set. On
+// the caller's goroutine it calls StoreInbound, when the handler is a
+// whatsapp.StoringHandler, and returns its error: an answer to the API's
+// simulated inbound route then means the message is on disk, as for a
+// send. Other handlers get OnInbound. It returns ErrClosed after Close.
+func (t *transport) SimulateInbound(ctx context.Context, from, text, refersTo string) error {
 	if from == "" {
 		return errors.New("sandbox: SimulateInbound needs a sender number")
 	}
@@ -294,6 +296,9 @@ func (t *transport) SimulateInbound(from, text, refersTo string) error {
 	t.calls.Add(1)
 	t.mu.Unlock()
 	defer t.calls.Done()
+	if sh, ok := t.h.(whatsapp.StoringHandler); ok {
+		return sh.StoreInbound(ctx, in)
+	}
 	t.h.OnInbound(in)
 	return nil
 }

@@ -510,7 +510,7 @@ func TestClock(t *testing.T) {
 	if !res.Timestamp.Equal(fixed) {
 		t.Errorf("SendResult.Timestamp %v, want %v", res.Timestamp, fixed)
 	}
-	if err := tr.SimulateInbound("4917600000000", "hello", ""); err != nil {
+	if err := tr.SimulateInbound(context.Background(), "4917600000000", "hello", ""); err != nil {
 		t.Fatal(err)
 	}
 	rec.waitRead(t, 1, time.Second)
@@ -529,7 +529,7 @@ func TestClock(t *testing.T) {
 func TestSimulateInbound(t *testing.T) {
 	rec := newRecorder(t)
 	tr := open(t, fast, rec)
-	if err := tr.SimulateInbound("4917612345678", "hello there", ""); err != nil {
+	if err := tr.SimulateInbound(context.Background(), "4917612345678", "hello there", ""); err != nil {
 		t.Fatal(err)
 	}
 	// Delivered synchronously.
@@ -543,17 +543,59 @@ func TestSimulateInbound(t *testing.T) {
 		in.Type != "text" || in.Text != "hello there" || in.Caption != "" || in.Timestamp.IsZero() {
 		t.Errorf("inbound %+v", in)
 	}
-	if err := tr.SimulateInbound("", "x", ""); err == nil {
+	if err := tr.SimulateInbound(context.Background(), "", "x", ""); err == nil {
 		t.Error("SimulateInbound without a sender succeeded")
 	}
 	// A reply names the message it quotes.
-	if err := tr.SimulateInbound("4917612345678", "yes", in.WAMessageID); err != nil {
+	if err := tr.SimulateInbound(context.Background(), "4917612345678", "yes", in.WAMessageID); err != nil {
 		t.Fatal(err)
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if len(rec.inbound) != 2 || rec.inbound[1].RefersTo != in.WAMessageID || rec.inbound[1].Text != "yes" {
 		t.Errorf("reply %+v, want one referring to %s", rec.inbound[1:], in.WAMessageID)
+	}
+}
+
+// storingRecorder is a recorder whose handler can store: SimulateInbound
+// must go through StoreInbound and return its error.
+type storingRecorder struct {
+	*recorder
+	stored []whatsapp.Inbound
+	err    error
+}
+
+func (s *storingRecorder) StoreInbound(ctx context.Context, m whatsapp.Inbound) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.stored = append(s.stored, m)
+	}
+	return s.err
+}
+
+func (s *storingRecorder) StoreReceipt(ctx context.Context, r whatsapp.Receipt) error {
+	s.OnReceipt(r)
+	return nil
+}
+
+func TestSimulateInboundStoresThroughAStoringHandler(t *testing.T) {
+	rec := &storingRecorder{recorder: newRecorder(t)}
+	tr := open(t, fast, rec)
+	if err := tr.SimulateInbound(context.Background(), "4917612345678", "kept", ""); err != nil {
+		t.Fatal(err)
+	}
+	refused := errors.New("disk full")
+	rec.mu.Lock()
+	rec.err = refused
+	rec.mu.Unlock()
+	if err := tr.SimulateInbound(context.Background(), "4917612345678", "refused", ""); !errors.Is(err, refused) {
+		t.Fatalf("SimulateInbound with a refusing store: %v, want its error", err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.stored) != 1 || rec.stored[0].Text != "kept" || len(rec.inbound) != 0 {
+		t.Fatalf("stored %+v, OnInbound %+v: want the first message stored, and OnInbound unused", rec.stored, rec.inbound)
 	}
 }
 
@@ -655,7 +697,7 @@ func TestAfterClose(t *testing.T) {
 	if _, err := tr.CheckNumbers(context.Background(), []string{"1"}); sendErrCode(err) != "session_not_connected" {
 		t.Errorf("CheckNumbers after Close: %v", err)
 	}
-	if err := tr.SimulateInbound("4917612345678", "x", ""); !errors.Is(err, ErrClosed) {
+	if err := tr.SimulateInbound(context.Background(), "4917612345678", "x", ""); !errors.Is(err, ErrClosed) {
 		t.Errorf("SimulateInbound after Close: %v", err)
 	}
 }
@@ -682,7 +724,7 @@ func TestCloseDropsPending(t *testing.T) {
 							if g%2 == 0 {
 								_, _ = tr.Send(context.Background(), whatsapp.SendRequest{To: "4915112345678", Text: "x"})
 							} else {
-								_ = tr.SimulateInbound("4917612345678", "x", "")
+								_ = tr.SimulateInbound(context.Background(), "4917612345678", "x", "")
 							}
 						}
 					})
@@ -757,7 +799,7 @@ func TestConcurrency(t *testing.T) {
 				}
 				ids[g] = append(ids[g], res.WAMessageID)
 				if i%50 == 0 {
-					if err := tr.SimulateInbound(to, "x", ""); err != nil {
+					if err := tr.SimulateInbound(context.Background(), to, "x", ""); err != nil {
 						t.Error(err)
 					}
 					if ok, err := tr.CheckNumbers(context.Background(), []string{to, "10000"}); err != nil || !ok[0] || ok[1] {
