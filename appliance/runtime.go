@@ -126,18 +126,21 @@ func (rt *sessionRuntime) open(d whatsapp.Driver, atBoot bool) error {
 	if err != nil {
 		return err
 	}
-	rt.ready.Store(true)
 	rt.wg.Add(2)
 	go rt.dispatchLoop()
 	go rt.eventLoop()
 	tr, err := d.Open(rt.ctx, whatsapp.SessionRef{Workspace: rt.ws, SessionID: rt.id}, rt)
 	if err != nil {
 		rt.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusDisconnected, Reason: err.Error()})
+		rt.ready.Store(true) // listed, disconnected
 		return err
 	}
 	rt.mu.Lock()
 	rt.tr = tr
 	rt.mu.Unlock()
+	// Found by the API only now: a request that found the session earlier
+	// would meet it without a transport, and answer as if it were broken.
+	rt.ready.Store(true)
 	if ra, ok := tr.(whatsapp.ReceiptAwaiter); ok && len(awaiting) > 0 {
 		ra.AwaitReceipts(awaiting)
 	}

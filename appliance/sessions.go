@@ -28,8 +28,12 @@ func (a *Appliance) CreateSession(workspace, sessionID, driver string) (SessionV
 	}
 	a.mu.Lock()
 	key := sessionKey{workspace, sessionID}
-	if _, exists := a.sessions[key]; exists {
+	if rt, exists := a.sessions[key]; exists {
 		a.mu.Unlock()
+		if !rt.ready.Load() {
+			// GET answers 404 meanwhile; say why this one is a conflict.
+			return SessionView{}, newErr(CodeSessionExists, "sessionId", "session %s is being created or deleted by another request; retry in a moment", sessionID)
+		}
 		return SessionView{}, newErr(CodeSessionExists, "sessionId", "session %s already exists in this workspace: use it, or DELETE /v1/sessions/%s first", sessionID, sessionID)
 	}
 	rec := &storage.Session{
@@ -179,7 +183,11 @@ func (a *Appliance) SimulateInbound(ctx context.Context, workspace, sessionID, f
 	if err != nil {
 		return err
 	}
-	sim, ok := rt.transportNow().(whatsapp.InboundSimulator)
+	tr := rt.transportNow()
+	if tr == nil {
+		return newErr(CodeSessionNotConnected, "sessionId", "session %s has no running transport (%s); see GET /v1/sessions/%s", sessionID, rt.status(), sessionID)
+	}
+	sim, ok := tr.(whatsapp.InboundSimulator)
 	if !ok {
 		return Invalid("sessionId", "session %s uses the %s driver; simulated inbound messages exist only for sandbox sessions", sessionID, rt.driver())
 	}
