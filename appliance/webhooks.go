@@ -219,5 +219,12 @@ func (a *Appliance) Redeliver(workspace, deliveryID string) (*storage.Delivery, 
 	if errors.Is(err, webhook.ErrNotFound) {
 		return nil, newErr(CodeNotFound, "deliveryId", "no delivery %s in this workspace: delivery ids are in GET /v1/webhooks/{id}/deliveries", quoteShort(deliveryID))
 	}
+	var ue *webhook.UnattemptableError
+	if errors.As(err, &ue) {
+		if ue.EndpointGone {
+			return nil, newErr(CodeNotFound, "deliveryId", "delivery %s was for an endpoint that has been deleted: there is nowhere to redeliver it", deliveryID)
+		}
+		return nil, newErr(CodeConflict, "deliveryId", "delivery %s cannot be redelivered: %s", deliveryID, ue.Reason)
+	}
 	return d, err
 }

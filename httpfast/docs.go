@@ -49,7 +49,7 @@ var apiRoutes = []route{
 	{"DELETE", "/v1/webhooks/{id}", "Delete an endpoint.", "key", nil, "", map[int]string{204: "deleted", 404: "not_found"}},
 	{"POST", "/v1/webhooks/{id}/rotate-secret", "A new secret; the old one signs beside it for 24 h.", "key", nil, "", map[int]string{200: "the endpoint with its new secret"}},
 	{"GET", "/v1/webhooks/{id}/deliveries", "Every delivery attempt, newest first.", "key", []string{"limit", "cursor"}, "", map[int]string{200: "{data, nextCursor}"}},
-	{"POST", "/v1/webhooks/deliveries/{deliveryId}/redeliver", "Send a delivery again now (same event id).", "key", nil, "", map[int]string{202: "scheduled", 404: "not_found"}},
+	{"POST", "/v1/webhooks/deliveries/{deliveryId}/redeliver", "Send a delivery again now (same event id). 404 if it or its endpoint is gone; 409 if the endpoint is disabled or no longer subscribes to the event.", "key", nil, "", map[int]string{202: "scheduled", 404: "not_found", 409: "conflict"}},
 	{"POST", "/admin/v1/workspaces", "Create a workspace (admin).", "admin", nil, workspaceExample, map[int]string{201: "the workspace", 409: "conflict"}},
 	{"GET", "/admin/v1/workspaces", "List workspaces (admin).", "admin", nil, "", map[int]string{200: "{data}"}},
 	{"PATCH", "/admin/v1/workspaces/{name}", "Set the monthly quota (0 or null: unlimited) (admin).", "admin", nil, patchWorkspaceExample, map[int]string{200: "the workspace"}},

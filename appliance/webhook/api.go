@@ -10,6 +10,16 @@ import (
 // ErrNotFound is returned for unknown deliveries.
 var ErrNotFound = errors.New("not found")
 
+// UnattemptableError is Redeliver's answer for a delivery that could not be
+// attempted: its endpoint was deleted (EndpointGone), is disabled, or no
+// longer subscribes to the event. Reason says which, and what to do.
+type UnattemptableError struct {
+	EndpointGone bool
+	Reason       string
+}
+
+func (e *UnattemptableError) Error() string { return "cannot redeliver: " + e.Reason }
+
 // Attempts lists an endpoint's delivery attempts, newest first, after the
 // attempt id cursor ("" = from the newest). next is "" on the last page.
 func (s *Service) Attempts(endpointID, cursor string, limit int) (out []storage.Attempt, next string, err error) {
@@ -49,6 +59,12 @@ func (s *Service) Redeliver(workspace, id string) (*storage.Delivery, error) {
 	d, err := s.Delivery(workspace, id)
 	if err != nil {
 		return nil, err
+	}
+	// Refused now rather than accepted and then ended unattempted, where
+	// the caller would not see why (a deleted endpoint's log is gone).
+	cfg, ok := s.eps.Webhook(d.EndpointID)
+	if why := unattemptable(&cfg, ok, d); why != "" {
+		return nil, &UnattemptableError{EndpointGone: !ok, Reason: why}
 	}
 	prev := int64(0)
 	if d.State == statePending {

@@ -499,8 +499,8 @@ func (s *Service) takeReady(ep *epState, finished *[]*storage.Delivery) (attempt
 		l.q[0] = nil
 		l.q = l.q[1:]
 		cfg, ok := s.eps.Webhook(ep.id)
-		if !ok || !cfg.Enabled {
-			d.LastError = unattemptable(ok)
+		if why := unattemptable(&cfg, ok, d); why != "" {
+			d.LastError = why
 			ep.held--
 			*finished = append(*finished, d)
 			s.markReady(l)
@@ -512,13 +512,19 @@ func (s *Service) takeReady(ep *epState, finished *[]*storage.Delivery) (attempt
 	return attemptJob{}, false
 }
 
-// unattemptable is why a delivery ends without an attempt: its endpoint is
-// gone (found false) or disabled.
-func unattemptable(found bool) string {
-	if found {
+// unattemptable is why d ends without an attempt, "" if it may be made:
+// its endpoint cfg is gone (found false), disabled, or no longer subscribes
+// to d's event (a PATCH of its events applies to the backlog too).
+func unattemptable(cfg *storage.Webhook, found bool, d *storage.Delivery) string {
+	switch {
+	case !found:
+		return "the endpoint was deleted"
+	case !cfg.Enabled:
 		return "the endpoint is disabled; re-enable it and redeliver"
+	case !subscribed(cfg, d.EventType):
+		return "the endpoint no longer subscribes to " + d.EventType + "; add it to its events and redeliver"
 	}
-	return "the endpoint was deleted"
+	return ""
 }
 
 // refill reads pending deliveries that are due but not in memory back from
@@ -896,8 +902,8 @@ func (s *Service) attempt(ctx context.Context, j *attemptJob) result {
 	r := result{d: d, at: at}
 	if j.fromDeck {
 		cfg, ok := s.eps.Webhook(d.EndpointID)
-		if !ok || !cfg.Enabled {
-			d.LastError = unattemptable(ok)
+		if why := unattemptable(&cfg, ok, d); why != "" {
+			d.LastError = why
 			r.skipped = true
 			return r
 		}

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -470,5 +471,66 @@ func TestStopRecordsFinishedAttempts(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if got := len(rc.requests()); got != 5 {
 		t.Fatalf("the receiver got %d requests, want 5: recorded attempts were sent again after the restart", got)
+	}
+}
+
+// A PATCH of an endpoint's events applies to its backlog: deliveries of
+// events it no longer subscribes to end without an attempt, whether they
+// wait on the deck or in their lanes, and a redelivery of one is refused
+// with the reason until the event is subscribed again. A deleted endpoint's
+// deliveries are refused as gone.
+func TestBacklogFollowsTheEndpointsEvents(t *testing.T) {
+	rc := newReceiver(t)
+	release, open := gate(t)
+	rc.answer = everyHangsUntil(release, 200)
+	f := newFixture(t, Options{MaxInFlight: 2})
+	ep := f.endpoint(rc.srv.URL)
+	f.svc.Start()
+	var evs []*storage.Event
+	for i := range 6 { // six lanes: two in flight, two on the deck, two in lanes
+		evs = append(evs, sentEvent(i, fmt.Sprintf("91987654%04d", i)))
+	}
+	f.emit(evs...)
+	rc.waitFor(t, 2)
+	time.Sleep(50 * time.Millisecond) // the loop fills the deck in the pass that started them
+	ep.Events = []string{"message.read"}
+	if err := f.state.PutWebhook(ep); err != nil {
+		t.Fatal(err)
+	}
+	open()
+	list := waitAttempts(t, f, ep.ID, 6)
+	time.Sleep(50 * time.Millisecond)
+	if got := len(rc.requests()); got != 2 {
+		t.Fatalf("the receiver got %d requests, want the 2 in flight when the events changed", got)
+	}
+	var skipped []string
+	for _, a := range list {
+		if a.State == stateFailed && strings.Contains(a.Error, "no longer subscribes to message.sent") && strings.Contains(a.Error, "(not attempted)") {
+			skipped = append(skipped, a.DeliveryID)
+		}
+	}
+	if len(skipped) != 4 {
+		t.Fatalf("%d of 6 deliveries ended not attempted, want 4: %+v", len(skipped), list)
+	}
+
+	_, err := f.svc.Redeliver("acme", skipped[0])
+	var ue *UnattemptableError
+	if !errors.As(err, &ue) || ue.EndpointGone || !strings.Contains(ue.Reason, "no longer subscribes") {
+		t.Fatalf("redeliver of an unsubscribed event: %v", err)
+	}
+	ep.Events = []string{"*"}
+	if err := f.state.PutWebhook(ep); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Redeliver("acme", skipped[0]); err != nil {
+		t.Fatalf("redeliver once subscribed again: %v", err)
+	}
+	rc.waitFor(t, 3)
+	if err := f.state.DeleteWebhook(ep.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.Redeliver("acme", skipped[1])
+	if !errors.As(err, &ue) || !ue.EndpointGone {
+		t.Fatalf("redeliver for a deleted endpoint: %v", err)
 	}
 }

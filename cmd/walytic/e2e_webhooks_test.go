@@ -1277,6 +1277,20 @@ func TestE2EWebhookRedeliver(t *testing.T) {
 	if n := len(rc.all()); n != 2 {
 		t.Errorf("receiver got %d requests, want 2", n)
 	}
+
+	// Not redelivered where it cannot go: an event the endpoint no longer
+	// subscribes to (409, saying what to do), an endpoint since deleted (404).
+	dlv := "/v1/webhooks/deliveries/" + log[0].DeliveryID + "/redeliver"
+	s.mustPatchHook(t, key, h.ID, map[string]any{"events": []string{"message.read"}})
+	if e := mustAPIError(t, s.do(t, "POST", dlv, key, nil), 409, "conflict", "deliveryId"); !strings.Contains(e.Message, "no longer subscribes to message.sent") {
+		t.Errorf("redeliver of an unsubscribed event: %s", e.Message)
+	}
+	mustStatus(t, s.do(t, "DELETE", "/v1/webhooks/"+h.ID, key, nil), 204)
+	mustAPIError(t, s.do(t, "POST", dlv, key, nil), 404, "not_found", "deliveryId")
+	time.Sleep(300 * time.Millisecond)
+	if n := len(rc.all()); n != 2 {
+		t.Errorf("receiver got %d requests after the refused redeliveries, want 2", n)
+	}
 }
 
 // TestE2EWebhookCrash: events pending at a kill -9 are all delivered after
