@@ -13,11 +13,14 @@ import (
 	"github.com/walytic/appliance/appliance"
 )
 
+// jsonSpace is the whitespace JSON allows around a value (RFC 8259).
+const jsonSpace = " \t\r\n"
+
 // decodeBody reads a JSON object into v (a pointer to a struct whose fields
 // are pointers, so absent fields are nil). It rejects unknown fields, wrong
 // types and trailing data with an invalid_request naming the field.
 func decodeBody(body []byte, v any, example string) error {
-	trimmed := bytes.TrimSpace(body)
+	trimmed := bytes.Trim(body, jsonSpace) // not TrimSpace: \v, NBSP and the like are no JSON whitespace
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return appliance.Invalid("", "the request body must be a JSON object, for example %s", example)
 	}

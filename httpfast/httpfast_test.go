@@ -128,10 +128,17 @@ func FuzzDecodeSendBody(f *testing.F) {
 	f.Add([]byte("{\"text\":\"\xff\"}"))
 	f.Add([]byte(`{"text":"a","text":"b"}`))
 	f.Add([]byte(`{"text":"\ud800\\ud800\ud83d\ude00"}`))
+	f.Add([]byte("\v{\"to\":\"1\"}\f"))
+	f.Add([]byte("\u00a0{}\u0085"))
+	f.Add([]byte(" \t\r\n{}\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var b sendBody
 		err := decodeBody(body, &b, sendExample)
 		if err == nil {
+			// Only JSON: no leniency encoding/json would not have.
+			if !json.Valid(body) {
+				t.Fatalf("accepted a body that is not JSON: %q", body)
+			}
 			return
 		}
 		e, ok := appliance.AsError(err)
