@@ -12,7 +12,7 @@ import (
 // CreateWorkspace adds a workspace. monthlyQuota 0 means unlimited.
 func (a *Appliance) CreateWorkspace(name string, monthlyQuota int64) (storage.Workspace, error) {
 	if !validWorkspaceName(name) {
-		return storage.Workspace{}, Invalid("name", "workspace names are 1 to 64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit (for example \"acme-prod\"); got %s", quoteShort(name))
+		return storage.Workspace{}, Invalid("name", "workspace names are 1 to 64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit (for example \"acme-prod\"); got %s", QuoteShort(name))
 	}
 	if monthlyQuota < 0 {
 		return storage.Workspace{}, Invalid("monthlyQuota", "monthlyQuota must be 0 (unlimited) or a positive number of messages per month")
@@ -34,7 +34,7 @@ func (a *Appliance) Workspaces() []storage.Workspace { return a.state.Workspaces
 func (a *Appliance) Workspace(name string) (storage.Workspace, error) {
 	w, ok := a.state.Workspace(name)
 	if !ok {
-		return w, newErr(CodeNotFound, "workspace", "no workspace named %s: list them with `walytic workspaces list`", quoteShort(name))
+		return w, newErr(CodeNotFound, "workspace", "no workspace named %s: list them with `walytic workspaces list`", QuoteShort(name))
 	}
 	return w, nil
 }
@@ -135,7 +135,7 @@ func (a *Appliance) Key(id string) (storage.APIKey, error) {
 }
 
 func errKeyNotFound(id string) error {
-	return newErr(CodeNotFound, "id", "no API key with id %s: list them with `walytic keys list`", quoteShort(id))
+	return newErr(CodeNotFound, "id", "no API key with id %s: list them with `walytic keys list`", QuoteShort(id))
 }
 
 // RotateKey gives a key a new secret under the same id. The old secret stops

@@ -169,7 +169,7 @@ func (a *Appliance) Send(ctx context.Context, workspace string, in SendInput) (m
 func (a *Appliance) Message(workspace, id string) (*storage.Message, error) {
 	m, err := a.db.Message(workspace, id)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, newErr(CodeMessageNotFound, "id", "no message %s in this workspace: ids look like \"msg_…\" as returned by POST /v1/messages", quoteShort(id))
+		return nil, newErr(CodeMessageNotFound, "id", "no message %s in this workspace: ids look like \"msg_…\" as returned by POST /v1/messages", QuoteShort(id))
 	}
 	if err == nil {
 		a.overlay(m)

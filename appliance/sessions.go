@@ -24,7 +24,7 @@ func (a *Appliance) CreateSession(workspace, sessionID, driver string) (SessionV
 	}
 	d, ok := a.drivers[driver]
 	if !ok {
-		return SessionView{}, Invalid("driver", "driver must be one of %s; got %s", a.driverList(), quoteShort(driver))
+		return SessionView{}, Invalid("driver", "driver must be one of %s; got %s", a.driverList(), QuoteShort(driver))
 	}
 	a.mu.Lock()
 	key := sessionKey{workspace, sessionID}
@@ -101,7 +101,7 @@ func (a *Appliance) runtime(workspace, sessionID string) (*sessionRuntime, error
 	rt, ok := a.sessions[sessionKey{workspace, sessionID}]
 	a.mu.RUnlock()
 	if !ok || !rt.ready.Load() {
-		return nil, newErr(CodeSessionNotFound, "sessionId", "no session %s in this workspace: create it with POST /v1/sessions {\"sessionId\":\"%s\",\"driver\":\"sandbox\"}", quoteShort(sessionID), sessionID)
+		return nil, newErr(CodeSessionNotFound, "sessionId", "no session %s in this workspace: create it with POST /v1/sessions {\"sessionId\":\"%s\",\"driver\":\"sandbox\"}", QuoteShort(sessionID), sessionID)
 	}
 	return rt, nil
 }

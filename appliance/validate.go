@@ -26,7 +26,7 @@ func ValidateSessionID(param, s string) error {
 	if !validNumber(s) {
 		return newErr(CodeInvalidSessionID, param,
 			"%s must be the WhatsApp number in international form: 8 to 15 digits including the country code, with no '+', spaces or dashes (for example \"919876543210\"); got %s",
-			param, quoteShort(s))
+			param, QuoteShort(s))
 	}
 	return nil
 }
@@ -36,7 +36,7 @@ func ValidateRecipient(param, s string) error {
 	if !validNumber(s) {
 		return newErr(CodeInvalidRecipient, param,
 			"%s must be a phone number in international form: 8 to 15 digits including the country code, with no '+', spaces or dashes (for example \"919999999999\"); got %s",
-			param, quoteShort(s))
+			param, QuoteShort(s))
 	}
 	return nil
 }
@@ -46,7 +46,7 @@ func ValidateRecipient(param, s string) error {
 func ValidateNumberFilter(param, s string) error {
 	if !validNumber(s) {
 		return Invalid(param, "%s must be a phone number in international form: 8 to 15 digits including the country code, with no '+', spaces or dashes (for example \"919999999999\"); got %s",
-			param, quoteShort(s))
+			param, QuoteShort(s))
 	}
 	return nil
 }
@@ -80,8 +80,9 @@ func validWorkspaceName(s string) bool {
 	return true
 }
 
-// quoteShort quotes a value for an error message, cut to keep errors short.
-func quoteShort(s string) string {
+// QuoteShort quotes a value for an error message, cut to keep errors short
+// (the HTTP layer uses it for what it echoes too).
+func QuoteShort(s string) string {
 	const max = 40
 	if utf8.RuneCountInString(s) > max {
 		r := []rune(s)

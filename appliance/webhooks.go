@@ -43,7 +43,7 @@ func checkEvents(events []string) error {
 	}
 	for _, e := range events {
 		if !webhook.ValidEvent(e) {
-			return Invalid("events", "unknown event type %s: use \"*\" or some of %v", quoteShort(e), webhook.EventTypes)
+			return Invalid("events", "unknown event type %s: use \"*\" or some of %v", QuoteShort(e), webhook.EventTypes)
 		}
 	}
 	return nil
@@ -102,7 +102,7 @@ func (a *Appliance) Webhook(workspace, id string) (storage.Webhook, error) {
 }
 
 func errWebhookNotFound(id string) error {
-	return newErr(CodeNotFound, "id", "no webhook %s in this workspace: list them with GET /v1/webhooks", quoteShort(id))
+	return newErr(CodeNotFound, "id", "no webhook %s in this workspace: list them with GET /v1/webhooks", QuoteShort(id))
 }
 
 // UpdateWebhook applies a patch; deliveries use it from the next attempt.
@@ -217,7 +217,7 @@ func (a *Appliance) Redeliver(workspace, deliveryID string) (*storage.Delivery, 
 	}
 	d, err := a.webhooks.Redeliver(workspace, deliveryID)
 	if errors.Is(err, webhook.ErrNotFound) {
-		return nil, newErr(CodeNotFound, "deliveryId", "no delivery %s in this workspace: delivery ids are in GET /v1/webhooks/{id}/deliveries", quoteShort(deliveryID))
+		return nil, newErr(CodeNotFound, "deliveryId", "no delivery %s in this workspace: delivery ids are in GET /v1/webhooks/{id}/deliveries", QuoteShort(deliveryID))
 	}
 	var ue *webhook.UnattemptableError
 	if errors.As(err, &ue) {

@@ -251,7 +251,11 @@ func parseMessageQuery(q *fasthttp.Args) (appliance.MessageFilter, int, error) {
 			}
 			f.Before = string(raw)
 		default:
-			err = appliance.Invalid(string(k), "unknown query parameter %q: use sessionId, direction, status, to, from, since, until, limit or cursor", k)
+			name := string(k)
+			if r := []rune(name); len(r) > 40 {
+				name = string(r[:40]) // echoed in param and message: kept short
+			}
+			err = appliance.Invalid(name, "unknown query parameter %s: use sessionId, direction, status, to, from, since, until, limit or cursor", appliance.QuoteShort(string(k)))
 		}
 	}
 	return f, limit, err

@@ -12,22 +12,22 @@ func (s *Server) handlePublic(ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
 	switch path {
 	case "/healthz":
-		s.healthz(ctx)
+		s.only(ctx, "GET", func() { s.healthz(ctx) })
 		return
 	case "/readyz":
-		s.readyz(ctx)
+		s.only(ctx, "GET", func() { s.readyz(ctx) })
 		return
 	case "/metrics":
-		s.metricsHandler(ctx)
+		s.only(ctx, "GET", func() { s.metricsHandler(ctx) })
 		return
 	case "/openapi.json":
-		s.serveDocs(ctx, "openapi")
+		s.only(ctx, "GET", func() { s.serveDocs(ctx, "openapi") })
 		return
 	case "/documentation/postman.json":
-		s.serveDocs(ctx, "postman")
+		s.only(ctx, "GET", func() { s.serveDocs(ctx, "postman") })
 		return
 	case "/documentation", "/documentation/":
-		s.serveDocs(ctx, "html")
+		s.only(ctx, "GET", func() { s.serveDocs(ctx, "html") })
 		return
 	}
 	if strings.HasPrefix(path, "/admin/") {
@@ -64,7 +64,7 @@ func splitPath(buf []string, p string) []string {
 }
 
 func (s *Server) routeV1(ctx *fasthttp.RequestCtx, key storage.APIKey, seg []string) {
-	m := string(ctx.Method())
+	m := method(ctx)
 	ws := key.Workspace
 	switch {
 	case len(seg) == 1 && seg[0] == "messages":
@@ -145,7 +145,7 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, key storage.APIKey, seg []str
 func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
 	if path == "/healthz" {
-		s.healthz(ctx)
+		s.only(ctx, "GET", func() { s.healthz(ctx) })
 		return
 	}
 	s.routeAdmin(ctx, path)
@@ -157,7 +157,7 @@ func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx, path string) {
 		return
 	}
 	seg := strings.Split(strings.Trim(path[len("/admin/v1/"):], "/"), "/")
-	m := string(ctx.Method())
+	m := method(ctx)
 	switch {
 	case len(seg) == 1 && seg[0] == "workspaces":
 		switch m {
@@ -226,12 +226,21 @@ func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx, path string) {
 	}
 }
 
-func (s *Server) only(ctx *fasthttp.RequestCtx, method string, h func()) {
-	if string(ctx.Method()) != method {
-		s.methodNotAllowed(ctx, method)
+func (s *Server) only(ctx *fasthttp.RequestCtx, allow string, h func()) {
+	if method(ctx) != allow {
+		s.methodNotAllowed(ctx, allow)
 		return
 	}
 	h()
+}
+
+// method is the request's method for routing: HEAD is answered as GET
+// (fasthttp leaves the body out), as HTTP asks of every GET route.
+func method(ctx *fasthttp.RequestCtx) string {
+	if ctx.IsHead() {
+		return "GET"
+	}
+	return string(ctx.Method())
 }
 
 func (s *Server) notFound(ctx *fasthttp.RequestCtx) {

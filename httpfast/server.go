@@ -178,7 +178,9 @@ func (s *Server) refuseTooLarge(ctx *fasthttp.RequestCtx, public bool) {
 func (s *Server) withRequestID(h fasthttp.RequestHandler, public bool) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		s.setRequestID(ctx)
-		if len(ctx.Request.Body()) > MaxBodySize {
+		if !bytes.Equal(ctx.URI().PathOriginal(), ctx.Path()) {
+			s.uncanonicalPath(ctx)
+		} else if len(ctx.Request.Body()) > MaxBodySize {
 			s.refuseTooLarge(ctx, public)
 		} else {
 			h(ctx)
@@ -200,6 +202,15 @@ func (s *Server) setRequestID(ctx *fasthttp.RequestCtx) {
 	buf = append(buf, '_')
 	buf = strconv.AppendUint(buf, n, 10)
 	ctx.Response.Header.SetBytesV("X-Request-Id", buf)
+}
+
+// uncanonicalPath answers a path that fasthttp had to decode or clean up
+// (percent-escapes, "." or ".." segments, repeated slashes). Routing on the
+// cleaned path would let "/v1/..%2fmetrics" reach /metrics past a proxy
+// that forwards only /v1/; no route needs any of these, so none is served.
+func (s *Server) uncanonicalPath(ctx *fasthttp.RequestCtx) {
+	writeJSON(ctx, 404, errorBody{Error: errorDetail{Type: "invalid_request_error", Code: "route_not_found",
+		Message: "no route " + appliance.QuoteShort(string(ctx.URI().PathOriginal())) + ": paths are matched as sent, without decoding percent-escapes or resolving '.', '..' and repeated slashes; see /documentation for the API"}})
 }
 
 func requestID(ctx *fasthttp.RequestCtx) string {
