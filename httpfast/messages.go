@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"github.com/walytic/appliance/appliance"
@@ -166,8 +168,17 @@ func (s *Server) exportMessages(ctx *fasthttp.RequestCtx, ws string, f appliance
 		ctx.Response.Header.Set("Content-Encoding", enc)
 	}
 	app, log, rid := s.app, s.log, requestID(ctx)
+	// fasthttp's WriteTimeout would bound the whole export, and cut a long
+	// one off mid-stream (a client cannot tell it from the end of one
+	// without reading the chunked encoding's last chunk). The deadline is
+	// ours instead, moved on as the client takes the stream, so only a
+	// client that takes nothing for exportIdle is dropped.
+	idle := &idleDeadline{conn: ctx.Conn(), idle: s.exportIdle}
+	idle.extend(time.Now())
+	_ = ctx.SetWriteDeadline(idle.at)
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		out, finish := encodeStream(enc, w)
+		idle.w = w
+		out, finish := encodeStream(enc, idle)
 		je := json.NewEncoder(out)
 		n := 0
 		err := app.Messages(ws, f, func(m *storage.Message) bool {
@@ -176,7 +187,7 @@ func (s *Server) exportMessages(ctx *fasthttp.RequestCtx, ws string, f appliance
 			}
 			n++
 			if n%1000 == 0 {
-				_ = w.Flush()
+				_ = idle.flush()
 			}
 			return true
 		})
@@ -184,8 +195,38 @@ func (s *Server) exportMessages(ctx *fasthttp.RequestCtx, ws string, f appliance
 			log.Error("export messages", "requestId", rid, "err", err)
 		}
 		_ = finish()
-		_ = w.Flush()
+		_ = idle.flush()
 	})
+}
+
+// idleDeadline writes to an export's stream and moves the connection's
+// write deadline to idle past each write (when it has moved by an eighth of
+// idle or more): a write that returns means the client takes the stream.
+type idleDeadline struct {
+	w    *bufio.Writer
+	conn net.Conn
+	idle time.Duration
+	at   time.Time // the deadline set last
+}
+
+func (d *idleDeadline) extend(now time.Time) {
+	if d.conn == nil || (!d.at.IsZero() && now.Add(d.idle).Sub(d.at) < d.idle/8) {
+		return
+	}
+	d.at = now.Add(d.idle)
+	_ = d.conn.SetWriteDeadline(d.at)
+}
+
+func (d *idleDeadline) Write(p []byte) (int, error) {
+	n, err := d.w.Write(p)
+	d.extend(time.Now())
+	return n, err
+}
+
+func (d *idleDeadline) flush() error {
+	err := d.w.Flush()
+	d.extend(time.Now())
+	return err
 }
 
 var validStatuses = map[string]bool{"queued": true, "sent": true, "delivered": true, "read": true, "failed": true, "received": true}

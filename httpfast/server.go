@@ -48,11 +48,18 @@ type Server struct {
 	reqPrefix  string
 	reqSeq     atomic.Uint64
 	metrics    metrics
+	// exportIdle is how long an export may wait on its client taking
+	// nothing (writeTimeout outside tests).
+	exportIdle time.Duration
 }
+
+// writeTimeout bounds writing a response; an export's, which can take
+// longer, only while its client takes nothing (see exportMessages).
+const writeTimeout = 120 * time.Second
 
 // New builds a Server; call ServePublic and ServeAdmin with listeners.
 func New(cfg Config) *Server {
-	s := &Server{app: cfg.App, log: cfg.Logger, adminToken: []byte(cfg.AdminToken)}
+	s := &Server{app: cfg.App, log: cfg.Logger, adminToken: []byte(cfg.AdminToken), exportIdle: writeTimeout}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -73,7 +80,7 @@ func (s *Server) newFastServer(name string, h fasthttp.RequestHandler, public bo
 		MaxRequestBodySize:            readBodyLimit,
 		ReadBufferSize:                16 << 10, // room for long Idempotency-Key and Authorization headers
 		ReadTimeout:                   30 * time.Second,
-		WriteTimeout:                  120 * time.Second,
+		WriteTimeout:                  writeTimeout,
 		IdleTimeout:                   120 * time.Second,
 		ErrorHandler:                  func(ctx *fasthttp.RequestCtx, err error) { s.parseError(ctx, err, public) },
 		Logger:                        quietLogger{s.log},
