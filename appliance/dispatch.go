@@ -720,16 +720,27 @@ func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, n
 			return nil // a redelivery of a message we already logged
 		}
 	}
+	// WhatsApp's time for the message, as createdAt, unless it is missing
+	// or ahead of ours. A message that arrives late (a phone offline for a
+	// while) gets an id from that time too, not from its arrival: ranges
+	// of createdAt (since, until) are ranges of ids, and the log lists
+	// messages in the order they were written.
 	ts := in.Timestamp
-	if ts.IsZero() {
+	if ts.IsZero() || ts.Unix() <= 0 || ts.After(now) {
 		ts = now
+	}
+	id := storage.NewID("msg_", now)
+	if ts.Unix() < now.Unix() {
+		// Seconds from WhatsApp; our clock's nanoseconds keep the ids of
+		// one second's messages apart (with NewIDAt's random bytes).
+		id = storage.NewIDAt("msg_", time.Unix(ts.Unix(), int64(now.Nanosecond())))
 	}
 	typ := in.Type
 	if typ == "" {
 		typ = "text"
 	}
 	m := &storage.Message{
-		ID:           storage.NewID("msg_", now),
+		ID:           id,
 		Workspace:    rt.ws,
 		Direction:    "inbound",
 		SessionID:    rt.id,

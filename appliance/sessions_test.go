@@ -92,3 +92,56 @@ func TestSessionWhoseTransportFailedToOpen(t *testing.T) {
 		t.Fatalf("inbound without a transport: %s", codeOf(err))
 	}
 }
+
+// TestLateInboundListsByItsTime: an inbound message WhatsApp timestamped two
+// hours before it arrived is found by since/until on that time (they were
+// turned into id bounds from its arrival, and missed it), and lists among
+// the messages of its time, not of its arrival.
+func TestLateInboundListsByItsTime(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	rt, err := h.app.runtime(DefaultWorkspace, sess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	old := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
+	if err := rt.StoreInbound(ctx, whatsapp.Inbound{WAMessageID: "3EB0AABBCCDDEEFF0011", From: "919999912345", Text: "late", Timestamp: old}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.StoreInbound(ctx, whatsapp.Inbound{WAMessageID: "3EB0AABBCCDDEEFF0022", From: "919999912345", Text: "now"}); err != nil {
+		t.Fatal(err)
+	}
+	texts := func(f MessageFilter) []string {
+		t.Helper()
+		page, _, err := h.app.MessagePage(DefaultWorkspace, f, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range page {
+			out = append(out, m.Text)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name string
+		f    MessageFilter
+		want string
+	}{
+		{"until an hour after it", MessageFilter{Until: old.Add(time.Hour).Unix()}, "late"},
+		{"until just after it", MessageFilter{Until: old.Unix() + 1}, "late"},
+		{"until it", MessageFilter{Until: old.Unix()}, ""},
+		{"since it, until an hour after", MessageFilter{Since: old.Unix(), Until: old.Add(time.Hour).Unix()}, "late"},
+		{"since an hour after it", MessageFilter{Since: old.Add(time.Hour).Unix()}, "now"},
+		{"all, newest first", MessageFilter{}, "now late"},
+	} {
+		if got := strings.Join(texts(c.f), " "); got != c.want {
+			t.Errorf("%s: listed %q, want %q", c.name, got, c.want)
+		}
+	}
+	page, _, err := h.app.MessagePage(DefaultWorkspace, MessageFilter{Until: old.Unix() + 1}, 1)
+	if err != nil || len(page) != 1 || page[0].CreatedAt != old.Unix() {
+		t.Fatalf("late message %+v (%v), want createdAt %d, WhatsApp's", page, err, old.Unix())
+	}
+}

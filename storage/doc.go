@@ -37,8 +37,9 @@
 //	att/<endpointID>/<attemptID>    Attempt (binary)          the deliveries log, newest first = reverse scan
 //	whf/<endpointID>                int64 Unix seconds        since when an endpoint has failed every attempt
 //
-// Message ids begin with their creation time, so ranges of time are key ranges
-// and "newest first" is a reverse scan.
+// Message ids begin with their creation time (for an inbound message,
+// WhatsApp's time for it, NewIDAt), so ranges of time are key ranges and
+// "newest first" is a reverse scan.
 //
 // # Durability
 //

@@ -41,6 +41,19 @@ func NewID(prefix string, now time.Time) string {
 	return prefix + encodeSortable(raw)
 }
 
+// NewIDAt returns an id made at t, a time in the past, without the clock
+// NewID keeps strictly increasing: for a record that belongs earlier in the
+// log than its arrival (an inbound message WhatsApp timestamped before it
+// reached us), so that time ranges of ids stay ranges of its time. Its 4
+// random bytes keep it apart from other ids of the same nanosecond; it must
+// not be used for records whose order against new ids matters (the marks).
+func NewIDAt(prefix string, t time.Time) string {
+	var raw [12]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(t.UnixNano()))
+	binary.BigEndian.PutUint32(raw[8:], rand.Uint32())
+	return prefix + encodeSortable(raw)
+}
+
 // ObserveID makes every id NewID returns from now on sort after id (of any
 // prefix length), even if the wall clock is behind the time id was made at.
 // A restart calls it with the ids its marks were computed from.

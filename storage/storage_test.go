@@ -703,3 +703,25 @@ func TestOpenMakesTheDataDirectoryPrivate(t *testing.T) {
 		t.Fatalf("data directory mode %v after open, want 0700", fi.Mode().Perm())
 	}
 }
+
+// TestNewIDAtKeepsItsTime: an id made at a past time carries that time and
+// does not move the clock NewID keeps (the next NewID is not pushed past it,
+// nor held back by it).
+func TestNewIDAtKeepsItsTime(t *testing.T) {
+	past := time.Now().Add(-48 * time.Hour)
+	id := NewIDAt("msg_", past)
+	if got, ok := IDTime("msg_", id); !ok || !got.Equal(past.Truncate(time.Nanosecond)) {
+		t.Fatalf("IDTime(%s) = %v %v, want %v", id, got, ok, past)
+	}
+	now := time.Now()
+	next := NewID("msg_", now)
+	if next <= id {
+		t.Fatalf("NewID %s sorts before the past id %s", next, id)
+	}
+	if got, _ := IDTime("msg_", next); got.Before(now) {
+		t.Fatalf("NewID after NewIDAt made at %v, before now %v", got, now)
+	}
+	if a, b := NewIDAt("msg_", past), NewIDAt("msg_", past); a == b {
+		t.Fatalf("two ids at one time are equal: %s", a)
+	}
+}
