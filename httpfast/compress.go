@@ -14,46 +14,63 @@ import (
 // compressMin is the body size below which compression is not worth it.
 const compressMin = 1024
 
-// encodingFor picks the response encoding from Accept-Encoding: zstd first,
-// then gzip, else none. q-values of 0 refuse an encoding.
+// encodingFor picks the response encoding from Accept-Encoding (every line
+// of it): zstd or gzip, whichever has the higher q-value (zstd on a tie; "*"
+// stands for both where they are not named), none when both are refused
+// (q=0) or the client prefers identity.
 func encodingFor(ctx *fasthttp.RequestCtx) string {
-	ae := ctx.Request.Header.Peek("Accept-Encoding")
-	if len(ae) == 0 {
+	lines := ctx.Request.Header.PeekAll("Accept-Encoding")
+	if len(lines) == 0 {
 		return ""
 	}
-	zstdOK, gzipOK := false, false
-	for _, part := range bytes.Split(ae, []byte(",")) {
-		name, params, _ := bytes.Cut(bytes.TrimSpace(part), []byte(";"))
-		name = bytes.ToLower(bytes.TrimSpace(name))
-		refused := qualityZero(params)
-		switch string(name) {
-		case "zstd":
-			zstdOK = !refused
-		case "gzip":
-			gzipOK = !refused
+	zstdQ, gzipQ, anyQ, identityQ := -1.0, -1.0, -1.0, -1.0 // -1: not named
+	for _, ae := range lines {
+		for part := range bytes.SplitSeq(ae, []byte(",")) {
+			name, params, _ := bytes.Cut(bytes.TrimSpace(part), []byte(";"))
+			q := quality(params)
+			switch string(bytes.ToLower(bytes.TrimSpace(name))) {
+			case "zstd":
+				zstdQ = q
+			case "gzip":
+				gzipQ = q
+			case "*":
+				anyQ = q
+			case "identity":
+				identityQ = q
+			}
 		}
 	}
-	switch {
-	case zstdOK:
-		return "zstd"
-	case gzipOK:
-		return "gzip"
+	if zstdQ < 0 {
+		zstdQ = anyQ
 	}
-	return ""
+	if gzipQ < 0 {
+		gzipQ = anyQ
+	}
+	best, q := "zstd", zstdQ
+	if gzipQ > zstdQ {
+		best, q = "gzip", gzipQ
+	}
+	if q <= 0 || identityQ > q {
+		return ""
+	}
+	return best
 }
 
-// qualityZero reports whether Accept-Encoding parameters carry q=0 (also
-// written 0.0, 0.000): "not acceptable".
-func qualityZero(params []byte) bool {
-	for _, p := range bytes.Split(params, []byte(";")) {
+// quality is the q-value among Accept-Encoding parameters: 1 when absent,
+// 0 (not acceptable) when unreadable.
+func quality(params []byte) float64 {
+	for p := range bytes.SplitSeq(params, []byte(";")) {
 		k, v, ok := bytes.Cut(bytes.TrimSpace(p), []byte("="))
 		if !ok || !bytes.EqualFold(bytes.TrimSpace(k), []byte("q")) {
 			continue
 		}
 		q, err := strconv.ParseFloat(string(bytes.TrimSpace(v)), 64)
-		return err == nil && q == 0
+		if err != nil || q < 0 || q > 1 {
+			return 0
+		}
+		return q
 	}
-	return false
+	return 1
 }
 
 var zstdEncoder = sync.OnceValue(func() *zstd.Encoder {

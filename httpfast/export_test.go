@@ -3,6 +3,7 @@ package httpfast
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -30,16 +31,15 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// TestExportOutlastsTheWriteTimeout: an export that takes its client longer
-// than the write timeout to read, while the client keeps reading, arrives
-// whole (it was cut off at the timeout, without its last chunk); a client
-// that stops reading is dropped once it has taken nothing for that long.
-func TestExportOutlastsTheWriteTimeout(t *testing.T) {
+// newTestApp opens an appliance with a sandbox session 919876543210 and a
+// key without limits, for tests that serve it on a real socket.
+func newTestApp(t *testing.T) (*appliance.Appliance, string) {
+	t.Helper()
 	db, err := storage.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() })
 	st, err := storage.OpenLocalState(db)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func TestExportOutlastsTheWriteTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer app.Close()
+	t.Cleanup(app.Close)
 	key, _, err := app.CreateKey(appliance.DefaultWorkspace, "export", appliance.KeyLimits{})
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +58,28 @@ func TestExportOutlastsTheWriteTimeout(t *testing.T) {
 	if _, err := app.CreateSession(appliance.DefaultWorkspace, "919876543210", "sandbox"); err != nil {
 		t.Fatal(err)
 	}
+	return app, key
+}
+
+// serve starts s's public listener on loopback and returns its address.
+func serve(t *testing.T, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.ServePublic(smallBuffers{ln}) }()
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	return ln.Addr().String()
+}
+
+// TestExportOutlastsTheWriteTimeout: an export that takes its client longer
+// than the write timeout to read, while the client keeps reading, arrives
+// whole (it was cut off at the timeout, without its last chunk); a client
+// that stops reading is dropped once it has taken nothing for that long.
+func TestExportOutlastsTheWriteTimeout(t *testing.T) {
+	app, key := newTestApp(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	const messages = 400 // about 1.7 MB of NDJSON
 	text := strings.Repeat("x", 4000)
 	var wg sync.WaitGroup
@@ -77,15 +99,10 @@ func TestExportOutlastsTheWriteTimeout(t *testing.T) {
 	const timeout = 700 * time.Millisecond
 	s := New(Config{App: app, Logger: log})
 	s.public.WriteTimeout, s.exportIdle = timeout, timeout
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.ServePublic(smallBuffers{ln}) }()
-	defer func() { _ = s.Shutdown(context.Background()) }()
+	addr := serve(t, s)
 
 	export := func() (net.Conn, *bufio.Reader) {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,5 +153,70 @@ func TestExportOutlastsTheWriteTimeout(t *testing.T) {
 	_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.Copy(io.Discard, c2); err != nil && !strings.Contains(err.Error(), "reset") {
 		t.Fatalf("a stalled export was not closed: %v", err)
+	}
+}
+
+// rawRequest writes req on a fresh connection to addr, after pause if the
+// request is cut in two at "|", and returns the response.
+func rawRequest(t *testing.T, addr, req string, pause time.Duration) *http.Response {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	first, rest, cut := strings.Cut(req, "|")
+	if _, err := io.WriteString(c, first); err != nil {
+		t.Fatal(err)
+	}
+	if cut {
+		time.Sleep(pause)
+		_, _ = io.WriteString(c, rest) // the server may have answered and closed
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func errorCode(t *testing.T, r *http.Response) string {
+	t.Helper()
+	var e errorBody
+	if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
+		t.Fatalf("%d: not an error body: %v", r.StatusCode, err)
+	}
+	return e.Error.Code
+}
+
+// TestSlowRequestIs408: a request that does not arrive within the read
+// timeout is answered 408 request_timeout, not as a malformed request.
+func TestSlowRequestIs408(t *testing.T) {
+	app, key := newTestApp(t)
+	s := New(Config{App: app, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s.public.ReadTimeout = 200 * time.Millisecond
+	addr := serve(t, s)
+	r := rawRequest(t, addr, "GET /v1/usage HTTP/1.1\r\nHost: x\r\n|Authorization: Bearer "+key+"\r\n\r\n", time.Second)
+	if code := errorCode(t, r); r.StatusCode != 408 || code != "request_timeout" {
+		t.Fatalf("slow headers: %d %s, want 408 request_timeout", r.StatusCode, code)
+	}
+	if r := rawRequest(t, addr, "GET /v1/usage HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+key+"\r\n\r\n", 0); r.StatusCode != 200 {
+		t.Fatalf("a prompt request: %d", r.StatusCode)
+	}
+}
+
+// TestTwoAuthorizationHeadersAreRefused: with two keys, which one counts
+// would depend on who reads the request; neither does.
+func TestTwoAuthorizationHeadersAreRefused(t *testing.T) {
+	app, key := newTestApp(t)
+	other, _, err := app.CreateKey(appliance.DefaultWorkspace, "other", appliance.KeyLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, New(Config{App: app, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+	r := rawRequest(t, addr, "GET /v1/usage HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+key+"\r\nAuthorization: Bearer "+other+"\r\n\r\n", 0)
+	if code := errorCode(t, r); r.StatusCode != 401 || code != appliance.CodeInvalidAPIKey {
+		t.Fatalf("two Authorization headers: %d %s, want 401 invalid_api_key", r.StatusCode, code)
 	}
 }

@@ -150,20 +150,33 @@ func FuzzDecodeSendBody(f *testing.F) {
 
 func TestEncodingNegotiation(t *testing.T) {
 	cases := map[string]string{
-		"":                   "",
-		"gzip":               "gzip",
-		"gzip, zstd":         "zstd",
-		"zstd;q=0, gzip":     "gzip",
-		"zstd;q=0.0, gzip":   "gzip",
-		"zstd; q=0.000,gzip": "gzip",
-		"br, deflate":        "",
-		"GZIP;q=0.5":         "gzip",
-		"zstd;q=0.1,gzip":    "zstd",
-		"identity, *;q=0.1":  "",
+		"":                         "",
+		"gzip":                     "gzip",
+		"gzip, zstd":               "zstd",
+		"zstd;q=0, gzip":           "gzip",
+		"zstd;q=0.0, gzip":         "gzip",
+		"zstd; q=0.000,gzip":       "gzip",
+		"br, deflate":              "",
+		"GZIP;q=0.5":               "gzip",
+		"zstd;q=0.1,gzip":          "gzip",
+		"zstd;q=0.1, gzip;q=1":     "gzip",
+		"gzip;q=0.5, zstd;q=0.5":   "zstd",
+		"identity, *;q=0.1":        "",
+		"zstd;q=0.5, identity":     "",
+		"gzip, identity":           "gzip",
+		"*":                        "zstd",
+		"*;q=0":                    "",
+		"gzip;q=0.5, *;q=0.8":      "zstd",
+		"zstd;q=bogus, gzip;q=0.2": "gzip",
+		// two header lines, as HTTP combines them into one list
+		"br\ngzip":         "gzip",
+		"zstd;q=0.2\ngzip": "gzip",
 	}
 	for in, want := range cases {
 		var ctx fasthttp.RequestCtx
-		ctx.Request.Header.Set("Accept-Encoding", in)
+		for line := range strings.SplitSeq(in, "\n") {
+			ctx.Request.Header.Add("Accept-Encoding", line)
+		}
 		if got := encodingFor(&ctx); got != want {
 			t.Errorf("Accept-Encoding %q → %q, want %q", in, got, want)
 		}
@@ -273,5 +286,26 @@ func TestExportZstdEncoderIsSmall(t *testing.T) {
 	t.Logf("allocated %d KiB", (after.TotalAlloc-before.TotalAlloc)>>10)
 	if got := after.TotalAlloc - before.TotalAlloc; got > 3<<20 {
 		t.Fatalf("a zstd export of 4 MiB allocated %d MiB", got>>20)
+	}
+}
+
+func TestWantsNDJSON(t *testing.T) {
+	for in, want := range map[string]bool{
+		"":                                    false,
+		"application/json":                    false,
+		"application/x-ndjson":                true,
+		"Application/X-NDJSON; charset=utf-8": true,
+		"application/json, application/x-ndjson;q=0":   false,
+		"application/x-ndjson;q=0.5, application/json": false,
+		"application/x-ndjson, application/json":       true,
+		"*/*\napplication/x-ndjson":                    true,
+	} {
+		var lines [][]byte
+		for l := range strings.SplitSeq(in, "\n") {
+			lines = append(lines, []byte(l))
+		}
+		if got := wantsNDJSON(lines); got != want {
+			t.Errorf("Accept %q: NDJSON %v, want %v", in, got, want)
+		}
 	}
 }

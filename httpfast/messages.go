@@ -2,6 +2,7 @@ package httpfast
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"net"
@@ -137,7 +138,7 @@ func (s *Server) listMessages(ctx *fasthttp.RequestCtx, ws string) {
 		s.writeError(ctx, err)
 		return
 	}
-	if strings.Contains(string(ctx.Request.Header.Peek("Accept")), "application/x-ndjson") {
+	if wantsNDJSON(ctx.Request.Header.PeekAll("Accept")) {
 		s.exportMessages(ctx, ws, f)
 		return
 	}
@@ -156,6 +157,24 @@ func (s *Server) listMessages(ctx *fasthttp.RequestCtx, ws string) {
 	}
 	writeJSON(ctx, 200, out)
 	compressBody(ctx)
+}
+
+// wantsNDJSON reports whether Accept asks for the NDJSON export: it names
+// application/x-ndjson with a q-value above 0 and not below application/json's.
+func wantsNDJSON(accept [][]byte) bool {
+	ndjson, json := -1.0, -1.0
+	for _, line := range accept {
+		for part := range bytes.SplitSeq(line, []byte(",")) {
+			typ, params, _ := bytes.Cut(bytes.TrimSpace(part), []byte(";"))
+			switch string(bytes.ToLower(bytes.TrimSpace(typ))) {
+			case "application/x-ndjson":
+				ndjson = quality(params)
+			case "application/json":
+				json = quality(params)
+			}
+		}
+	}
+	return ndjson > 0 && ndjson >= json
 }
 
 // exportMessages streams every match as NDJSON, compressed when asked.

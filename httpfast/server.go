@@ -57,6 +57,9 @@ type Server struct {
 // longer, only while its client takes nothing (see exportMessages).
 const writeTimeout = 120 * time.Second
 
+// readTimeout bounds reading a request, from its first byte to its last.
+const readTimeout = 30 * time.Second
+
 // New builds a Server; call ServePublic and ServeAdmin with listeners.
 func New(cfg Config) *Server {
 	s := &Server{app: cfg.App, log: cfg.Logger, adminToken: []byte(cfg.AdminToken), exportIdle: writeTimeout}
@@ -79,7 +82,7 @@ func (s *Server) newFastServer(name string, h fasthttp.RequestHandler, public bo
 		Name:                          name,
 		MaxRequestBodySize:            readBodyLimit,
 		ReadBufferSize:                16 << 10, // room for long Idempotency-Key and Authorization headers
-		ReadTimeout:                   30 * time.Second,
+		ReadTimeout:                   readTimeout,
 		WriteTimeout:                  writeTimeout,
 		IdleTimeout:                   120 * time.Second,
 		ErrorHandler:                  func(ctx *fasthttp.RequestCtx, err error) { s.parseError(ctx, err, public) },
@@ -145,7 +148,11 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error, public bool) {
 	// fasthttp's error text quotes the raw request, headers and all: never
 	// echo it, it would hand the caller's API key back into logs and proxies.
 	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
 	switch {
+	case errors.As(err, &netErr) && netErr.Timeout():
+		writeJSON(ctx, 408, errorBody{Error: errorDetail{Type: "invalid_request_error", Code: "request_timeout",
+			Message: "the request was not received in full within " + readTimeout.String() + ": send its line, headers and body without pausing"}})
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		// The headers were read, the body (over readBodyLimit) was not.
 		s.refuseTooLarge(ctx, public)
@@ -237,6 +244,13 @@ func saneID(b []byte) bool {
 // authenticate resolves the bearer key and charges the rate limit, setting
 // the RateLimit-* headers. It answers the request itself on failure.
 func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (storage.APIKey, bool) {
+	if n := len(ctx.Request.Header.PeekAll("Authorization")); n > 1 {
+		// Which one counts would depend on who reads the request: a proxy
+		// in front may take the last, where this server took the first.
+		s.writeError(ctx, &appliance.Error{Code: appliance.CodeInvalidAPIKey, Type: "authentication_error",
+			Message: "the request has " + strconv.Itoa(n) + " Authorization headers: send exactly one, Authorization: Bearer wlt_live_…"})
+		return storage.APIKey{}, false
+	}
 	k, err := s.app.Authenticate(bearer(ctx))
 	if err != nil {
 		s.writeError(ctx, err)
@@ -262,6 +276,9 @@ var bearerPrefix = []byte("bearer ")
 
 // bearer returns the token of an "Authorization: Bearer …" header, or nil.
 func bearer(ctx *fasthttp.RequestCtx) []byte {
+	if len(ctx.Request.Header.PeekAll("Authorization")) > 1 {
+		return nil // ambiguous: no credential (authenticate says why)
+	}
 	return bearerOf(ctx.Request.Header.Peek("Authorization"))
 }
 
