@@ -158,7 +158,7 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error, public bool) {
 		s.refuseTooLarge(ctx, public)
 	case errors.As(err, &small):
 		writeJSON(ctx, 431, errorBody{Error: errorDetail{Type: "invalid_request_error", Code: appliance.CodeInvalidRequest,
-			Message: "the request headers are over 16 KiB: send shorter headers"}})
+			Message: "the request line and headers are over 16 KiB: send a shorter URL (query) or shorter headers"}})
 	default:
 		s.writeError(ctx, appliance.Invalid("", "the HTTP request is malformed (request line, headers, Content-Length or chunked encoding) and could not be read"))
 	}
