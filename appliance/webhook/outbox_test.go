@@ -408,10 +408,12 @@ func holdUntil(release <-chan struct{}, r *http.Request) {
 	}
 }
 
-// Jobs waiting on an endpoint's deck read its configuration again when a
-// worker takes them: disabled while they wait, they end without an attempt,
-// and only the attempts already in flight reach the receiver.
-func TestDeckedJobsSeeTheEndpointDisabled(t *testing.T) {
+// sixLanesTwoInFlight starts a deliverer of two attempts at a time to an
+// endpoint for every event, with six message.sent events of six sessions:
+// two in flight (the receiver holds them until open), two on the deck, two
+// in their lanes.
+func sixLanesTwoInFlight(t *testing.T) (*receiver, *fixture, storage.Webhook, func()) {
+	t.Helper()
 	rc := newReceiver(t)
 	release, open := gate(t)
 	rc.answer = everyHangsUntil(release, 200)
@@ -425,6 +427,14 @@ func TestDeckedJobsSeeTheEndpointDisabled(t *testing.T) {
 	f.emit(evs...)
 	rc.waitFor(t, 2)
 	time.Sleep(50 * time.Millisecond) // the loop fills the deck in the pass that started them
+	return rc, f, ep, open
+}
+
+// Jobs waiting on an endpoint's deck read its configuration again when a
+// worker takes them: disabled while they wait, they end without an attempt,
+// and only the attempts already in flight reach the receiver.
+func TestDeckedJobsSeeTheEndpointDisabled(t *testing.T) {
+	rc, f, ep, open := sixLanesTwoInFlight(t)
 	ep.Enabled = false
 	if err := f.state.PutWebhook(ep); err != nil {
 		t.Fatal(err)
@@ -480,19 +490,7 @@ func TestStopRecordsFinishedAttempts(t *testing.T) {
 // with the reason until the event is subscribed again. A deleted endpoint's
 // deliveries are refused as gone.
 func TestBacklogFollowsTheEndpointsEvents(t *testing.T) {
-	rc := newReceiver(t)
-	release, open := gate(t)
-	rc.answer = everyHangsUntil(release, 200)
-	f := newFixture(t, Options{MaxInFlight: 2})
-	ep := f.endpoint(rc.srv.URL)
-	f.svc.Start()
-	var evs []*storage.Event
-	for i := range 6 { // six lanes: two in flight, two on the deck, two in lanes
-		evs = append(evs, sentEvent(i, fmt.Sprintf("91987654%04d", i)))
-	}
-	f.emit(evs...)
-	rc.waitFor(t, 2)
-	time.Sleep(50 * time.Millisecond) // the loop fills the deck in the pass that started them
+	rc, f, ep, open := sixLanesTwoInFlight(t)
 	ep.Events = []string{"message.read"}
 	if err := f.state.PutWebhook(ep); err != nil {
 		t.Fatal(err)
