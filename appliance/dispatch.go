@@ -731,9 +731,12 @@ func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, n
 	}
 	id := storage.NewID("msg_", now)
 	if ts.Unix() < now.Unix() {
-		// Seconds from WhatsApp; our clock's nanoseconds keep the ids of
-		// one second's messages apart (with NewIDAt's random bytes).
-		id = storage.NewIDAt("msg_", time.Unix(ts.Unix(), int64(now.Nanosecond())))
+		// WhatsApp gives seconds: within one, ids follow arrival (a burst
+		// after a reconnect stays in order), one nanosecond apart.
+		first := ts.Unix() * int64(time.Second)
+		n := min(max(first, rt.lateInboundAt+1), first+int64(time.Second)-1)
+		rt.lateInboundAt = n
+		id = storage.NewIDAt("msg_", time.Unix(0, n))
 	}
 	typ := in.Type
 	if typ == "" {

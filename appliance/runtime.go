@@ -35,12 +35,15 @@ type sessionRuntime struct {
 	// msgMu serialises changes to this session's message records between
 	// the dispatcher and the event loop, so a status never regresses. It
 	// guards live, byWA, awaitOrder, awaitIDs, marks and the legacy sets.
-	msgMu      sync.Mutex
-	live       map[string]*storage.Message // by id: being sent, or sent and owing receipts
-	byWA       map[string]*storage.Message // the sent ones, by WhatsApp id
-	awaitOrder []*storage.Message          // sent ones in send order, for bounding byWA
-	awaitIDs   idHeap                      // ids of the sent ones (and stale ids), for marks.AwaitFrom
-	marks      storage.SessionMarks        // as last committed
+	msgMu sync.Mutex
+	// lateInboundAt is the id time given last to an inbound message that
+	// arrived after its WhatsApp second (stageInbound); msgMu guards it.
+	lateInboundAt int64
+	live          map[string]*storage.Message // by id: being sent, or sent and owing receipts
+	byWA          map[string]*storage.Message // the sent ones, by WhatsApp id
+	awaitOrder    []*storage.Message          // sent ones in send order, for bounding byWA
+	awaitIDs      idHeap                      // ids of the sent ones (and stale ids), for marks.AwaitFrom
+	marks         storage.SessionMarks        // as last committed
 	// Messages an earlier build indexed under q/ or aw/ keys, which are
 	// cleared as those messages move on.
 	legacyQ, legacyAW map[string]struct{}

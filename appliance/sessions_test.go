@@ -3,6 +3,7 @@ package appliance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +144,44 @@ func TestLateInboundListsByItsTime(t *testing.T) {
 	page, _, err := h.app.MessagePage(DefaultWorkspace, MessageFilter{Until: old.Unix() + 1}, 1)
 	if err != nil || len(page) != 1 || page[0].CreatedAt != old.Unix() {
 		t.Fatalf("late message %+v (%v), want createdAt %d, WhatsApp's", page, err, old.Unix())
+	}
+}
+
+// TestLateInboundKeepsArrivalOrderWithinASecond: late messages that share a
+// WhatsApp second, in one burst or across a second of our clock, list in the
+// order they arrived (their ids once took our clock's nanoseconds, or one
+// time for a whole batch with random bytes deciding).
+func TestLateInboundKeepsArrivalOrderWithinASecond(t *testing.T) {
+	h := newHarness(t)
+	h.mustSession(DefaultWorkspace, sess, "sandbox")
+	rt, err := h.app.runtime(DefaultWorkspace, sess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var evs []sessionEvent
+	for i := range 20 { // one batch: one "now" for all of them
+		in := whatsapp.Inbound{WAMessageID: fmt.Sprintf("3EB0AABBCCDDEEFF%04d", i), From: "919999912345", Text: fmt.Sprint(i), Timestamp: old}
+		evs = append(evs, sessionEvent{inbound: &in})
+	}
+	if err := rt.applyEvents(evs); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 50*time.Millisecond))) // into our next second
+	in := whatsapp.Inbound{WAMessageID: "3EB0AABBCCDDEEFF0099", From: "919999912345", Text: "20", Timestamp: old}
+	if err := rt.applyEvents([]sessionEvent{{inbound: &in}}); err != nil {
+		t.Fatal(err)
+	}
+	page, _, err := h.app.MessagePage(DefaultWorkspace, MessageFilter{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) != 21 {
+		t.Fatalf("%d messages, want 21", len(page))
+	}
+	for i, m := range page { // newest first
+		if want := fmt.Sprint(20 - i); m.Text != want || m.CreatedAt != old.Unix() {
+			t.Fatalf("position %d: %q created %d, want %q created %d", i, m.Text, m.CreatedAt, want, old.Unix())
+		}
 	}
 }

@@ -65,7 +65,7 @@ func quality(params []byte) float64 {
 			continue
 		}
 		q, err := strconv.ParseFloat(string(bytes.TrimSpace(v)), 64)
-		if err != nil || q < 0 || q > 1 {
+		if err != nil || !(q >= 0 && q <= 1) { // NaN too
 			return 0
 		}
 		return q

@@ -168,6 +168,7 @@ func TestEncodingNegotiation(t *testing.T) {
 		"*;q=0":                    "",
 		"gzip;q=0.5, *;q=0.8":      "zstd",
 		"zstd;q=bogus, gzip;q=0.2": "gzip",
+		"zstd;q=NaN, gzip;q=0.2":   "gzip",
 		// two header lines, as HTTP combines them into one list
 		"br\ngzip":         "gzip",
 		"zstd;q=0.2\ngzip": "gzip",

@@ -236,13 +236,17 @@ func (d *idleDeadline) extend(now time.Time) {
 	_ = d.conn.SetWriteDeadline(d.at)
 }
 
+// Write and flush move the deadline before writing too: reading the log
+// between two writes may have taken longer than idle.
 func (d *idleDeadline) Write(p []byte) (int, error) {
+	d.extend(time.Now())
 	n, err := d.w.Write(p)
 	d.extend(time.Now())
 	return n, err
 }
 
 func (d *idleDeadline) flush() error {
+	d.extend(time.Now())
 	err := d.w.Flush()
 	d.extend(time.Now())
 	return err

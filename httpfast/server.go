@@ -244,14 +244,19 @@ func saneID(b []byte) bool {
 // authenticate resolves the bearer key and charges the rate limit, setting
 // the RateLimit-* headers. It answers the request itself on failure.
 func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (storage.APIKey, bool) {
-	if n := len(ctx.Request.Header.PeekAll("Authorization")); n > 1 {
+	auth := ctx.Request.Header.PeekAll("Authorization")
+	if len(auth) > 1 {
 		// Which one counts would depend on who reads the request: a proxy
 		// in front may take the last, where this server took the first.
 		s.writeError(ctx, &appliance.Error{Code: appliance.CodeInvalidAPIKey, Type: "authentication_error",
-			Message: "the request has " + strconv.Itoa(n) + " Authorization headers: send exactly one, Authorization: Bearer wlt_live_…"})
+			Message: "the request has " + strconv.Itoa(len(auth)) + " Authorization headers: send exactly one, Authorization: Bearer wlt_live_…"})
 		return storage.APIKey{}, false
 	}
-	k, err := s.app.Authenticate(bearer(ctx))
+	var tok []byte
+	if len(auth) == 1 {
+		tok = bearerOf(auth[0])
+	}
+	k, err := s.app.Authenticate(tok)
 	if err != nil {
 		s.writeError(ctx, err)
 		return k, false
