@@ -31,9 +31,10 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// newTestApp opens an appliance with a sandbox session 919876543210 and a
-// key without limits, for tests that serve it on a real socket.
-func newTestApp(t *testing.T) (*appliance.Appliance, string) {
+// newTestApp opens an appliance whose sandbox answers in milliseconds, with
+// a session 919876543210 and a key of the given limits (the defaults when
+// empty), closed at cleanup.
+func newTestApp(t testing.TB, limits appliance.KeyLimits) (*appliance.Appliance, string) {
 	t.Helper()
 	db, err := storage.Open(t.TempDir())
 	if err != nil {
@@ -51,7 +52,7 @@ func newTestApp(t *testing.T) (*appliance.Appliance, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(app.Close)
-	key, _, err := app.CreateKey(appliance.DefaultWorkspace, "export", appliance.KeyLimits{})
+	key, _, err := app.CreateKey(appliance.DefaultWorkspace, "test", limits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func serve(t *testing.T, s *Server) string {
 // whole (it was cut off at the timeout, without its last chunk); a client
 // that stops reading is dropped once it has taken nothing for that long.
 func TestExportOutlastsTheWriteTimeout(t *testing.T) {
-	app, key := newTestApp(t)
+	app, key := newTestApp(t, appliance.KeyLimits{})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	const messages = 400 // about 1.7 MB of NDJSON
 	text := strings.Repeat("x", 4000)
@@ -193,7 +194,7 @@ func errorCode(t *testing.T, r *http.Response) string {
 // TestSlowRequestIs408: a request that does not arrive within the read
 // timeout is answered 408 request_timeout, not as a malformed request.
 func TestSlowRequestIs408(t *testing.T) {
-	app, key := newTestApp(t)
+	app, key := newTestApp(t, appliance.KeyLimits{})
 	s := New(Config{App: app, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	s.public.ReadTimeout = 200 * time.Millisecond
 	addr := serve(t, s)
@@ -209,7 +210,7 @@ func TestSlowRequestIs408(t *testing.T) {
 // TestTwoAuthorizationHeadersAreRefused: with two keys, which one counts
 // would depend on who reads the request; neither does.
 func TestTwoAuthorizationHeadersAreRefused(t *testing.T) {
-	app, key := newTestApp(t)
+	app, key := newTestApp(t, appliance.KeyLimits{})
 	other, _, err := app.CreateKey(appliance.DefaultWorkspace, "other", appliance.KeyLimits{})
 	if err != nil {
 		t.Fatal(err)

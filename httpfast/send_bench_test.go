@@ -5,14 +5,10 @@ import (
 	"log/slog"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/walytic/appliance/appliance"
-	"github.com/walytic/appliance/appliance/whatsapp"
-	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
-	"github.com/walytic/appliance/storage"
 )
 
 // BenchmarkSendHandler is POST /v1/messages through the public handler,
@@ -22,31 +18,10 @@ import (
 // HTTP layer and the domain's accepting path cost a request; the
 // dispatcher and receipts run meanwhile and count too.
 func BenchmarkSendHandler(b *testing.B) {
-	db, err := storage.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	st, err := storage.OpenLocalState(db)
-	if err != nil {
-		b.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	drv := sandbox.New(sandbox.Options{DeliveredAfter: time.Millisecond, ReadAfter: 2 * time.Millisecond})
-	app, err := appliance.Open(appliance.Config{DB: db, State: st, Drivers: []whatsapp.Driver{drv}, Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer app.Close()
 	// One key per goroutine would be closer to life, but the limiter is
 	// not what this measures: one key with room for every request.
-	plain, _, err := app.CreateKey(appliance.DefaultWorkspace, "bench", appliance.KeyLimits{RatePerMinute: ptr(6_000_000), Burst: ptr(1_000_000)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := app.CreateSession(appliance.DefaultWorkspace, "919876543210", "sandbox"); err != nil {
-		b.Fatal(err)
-	}
+	app, plain := newTestApp(b, appliance.KeyLimits{RatePerMinute: ptr(6_000_000), Burst: ptr(1_000_000)})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s := New(Config{App: app, Logger: log})
 	handler := s.public.Handler
 	body := []byte(`{"sessionId":"919876543210","to":"919999999999","text":"Your order #1042 has shipped"}`)
