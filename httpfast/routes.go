@@ -10,6 +10,11 @@ import (
 // handlePublic routes the public listener.
 func (s *Server) handlePublic(ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
+	// One trailing slash is ignored on every route alike, so "/healthz/"
+	// and "/v1/usage/" both answer as without it.
+	if len(path) > 1 && path[len(path)-1] == '/' {
+		path = path[:len(path)-1]
+	}
 	switch path {
 	case "/healthz":
 		s.only(ctx, "GET", func() { s.healthz(ctx) })
@@ -26,7 +31,7 @@ func (s *Server) handlePublic(ctx *fasthttp.RequestCtx) {
 	case "/documentation/postman.json":
 		s.only(ctx, "GET", func() { s.serveDocs(ctx, "postman") })
 		return
-	case "/documentation", "/documentation/":
+	case "/documentation":
 		s.only(ctx, "GET", func() { s.serveDocs(ctx, "html") })
 		return
 	}
