@@ -74,7 +74,7 @@ var queryParamDocs = map[string]string{
 	"since":  "createdAt at or after this Unix time in seconds",
 	"until":  "createdAt before this Unix time in seconds (exclusive); 0: no bound",
 	"limit":  "page size: messages 1–1000 (default 100), deliveries 1–500 (default 50)",
-	"cursor": "nextCursor of the previous page, unchanged",
+	"cursor": "nextCursor of the previous page, unchanged, with the same filters",
 }
 
 var pathParam = regexp.MustCompile(`\{([a-zA-Z]+)\}`)

@@ -200,16 +200,46 @@ func TestMessageQueryValidation(t *testing.T) {
 	for q, param := range cases {
 		var args fasthttp.Args
 		args.Parse(q)
-		_, _, err := parseMessageQuery(&args)
+		_, _, err := parseMessageQuery("default", &args)
 		if e, ok := appliance.AsError(err); !ok || e.Param != param {
 			t.Errorf("%s: got %v, want an error on %s", q, err, param)
 		}
 	}
 	var args fasthttp.Args
 	args.Parse("limit=1000&direction=inbound&status=received&since=1&until=2")
-	f, limit, err := parseMessageQuery(&args)
+	f, limit, err := parseMessageQuery("default", &args)
 	if err != nil || limit != 1000 || f.Direction != "inbound" || f.Since != 1 || f.Until != 2 {
 		t.Fatalf("valid query: %+v %d %v", f, limit, err)
+	}
+}
+
+// TestMessageCursorContinuesOnlyItsListing: a cursor round-trips with the
+// workspace and filters that made it, and is refused with any other.
+func TestMessageCursorContinuesOnlyItsListing(t *testing.T) {
+	const id = "msg_0123456789abcdefghij"
+	f := appliance.MessageFilter{SessionID: "919876543210", Status: "read", Since: 10}
+	c := makeCursor(id, messageListing("default", f)...)
+	parse := func(ws, q string) (appliance.MessageFilter, error) {
+		var args fasthttp.Args
+		args.Parse(q + "&cursor=" + c)
+		f, _, err := parseMessageQuery(ws, &args)
+		return f, err
+	}
+	got, err := parse("default", "sessionId=919876543210&status=read&since=10&limit=5")
+	if err != nil || got.Before != id {
+		t.Fatalf("same listing: before %q, %v; want %q", got.Before, err, id)
+	}
+	for _, tc := range []struct{ ws, q string }{
+		{"acme", "sessionId=919876543210&status=read&since=10"},
+		{"default", "sessionId=919876543210&status=read"},
+		{"default", "sessionId=919876543210&status=sent&since=10"},
+		{"default", "status=read&since=10"},
+		{"default", "sessionId=919876543210&status=read&since=10&until=20"},
+	} {
+		_, err := parse(tc.ws, tc.q)
+		if e, ok := appliance.AsError(err); !ok || e.Param != "cursor" || !strings.Contains(e.Message, "another listing") {
+			t.Errorf("%s %s: %v; want the cursor refused as another listing's", tc.ws, tc.q, err)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package httpfast
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"net"
@@ -133,7 +134,7 @@ type messageListJSON struct {
 }
 
 func (s *Server) listMessages(ctx *fasthttp.RequestCtx, ws string) {
-	f, limit, err := parseMessageQuery(ctx.QueryArgs())
+	f, limit, err := parseMessageQuery(ws, ctx.QueryArgs())
 	if err != nil {
 		s.writeError(ctx, err)
 		return
@@ -152,7 +153,7 @@ func (s *Server) listMessages(ctx *fasthttp.RequestCtx, ws string) {
 		out.Data = append(out.Data, toMessageJSON(m))
 	}
 	if next != "" {
-		c := base64.RawURLEncoding.EncodeToString([]byte(next))
+		c := makeCursor(next, messageListing(ws, f)...)
 		out.NextCursor = &c
 	}
 	writeJSON(ctx, 200, out)
@@ -254,10 +255,11 @@ func (d *idleDeadline) flush() error {
 
 var validStatuses = map[string]bool{"queued": true, "sent": true, "delivered": true, "read": true, "failed": true, "received": true}
 
-func parseMessageQuery(q *fasthttp.Args) (appliance.MessageFilter, int, error) {
+func parseMessageQuery(ws string, q *fasthttp.Args) (appliance.MessageFilter, int, error) {
 	var f appliance.MessageFilter
 	limit := 100
 	var err error
+	cursor := ""
 	for k, v := range q.All() {
 		if err != nil {
 			break
@@ -308,12 +310,7 @@ func parseMessageQuery(q *fasthttp.Args) (appliance.MessageFilter, int, error) {
 			}
 			limit = n
 		case "cursor":
-			raw, e := base64.RawURLEncoding.DecodeString(val)
-			if e != nil || !strings.HasPrefix(string(raw), "msg_") || len(raw) != 24 {
-				err = appliance.Invalid("cursor", "cursor is not one this API returned: pass nextCursor from the previous page unchanged")
-				continue
-			}
-			f.Before = string(raw)
+			cursor = val
 		default:
 			name := string(k)
 			if r := []rune(name); len(r) > 40 {
@@ -322,5 +319,46 @@ func parseMessageQuery(q *fasthttp.Args) (appliance.MessageFilter, int, error) {
 			err = appliance.Invalid(name, "unknown query parameter %s: use sessionId, direction, status, to, from, since, until, limit or cursor", appliance.QuoteShort(string(k)))
 		}
 	}
+	if err == nil && cursor != "" {
+		f.Before, err = parseCursor(cursor, "msg_", " (same sessionId, direction, status, to, from, since and until)", messageListing(ws, f)...)
+	}
 	return f, limit, err
+}
+
+// A cursor is the id a page stopped at and a tag of the listing it belongs
+// to (workspace, route and filters), so a cursor passed with other filters
+// or another workspace's key is refused rather than silently continuing a
+// different listing from a foreign position.
+const cursorTagLen = 6
+
+func makeCursor(next string, listing ...string) string {
+	return base64.RawURLEncoding.EncodeToString(append([]byte(next), listingTag(listing)...))
+}
+
+// parseCursor returns the id in a cursor made by makeCursor for the same
+// listing; ids are 24 bytes and start with prefix.
+func parseCursor(cursor, prefix, filters string, listing ...string) (string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(raw) != 24+cursorTagLen || !strings.HasPrefix(string(raw), prefix) {
+		return "", appliance.Invalid("cursor", "cursor is not one this API returned: pass nextCursor from the previous page unchanged")
+	}
+	if !bytes.Equal(raw[24:], listingTag(listing)) {
+		return "", appliance.Invalid("cursor", "this cursor belongs to another listing: repeat the query that returned it%s, or leave cursor out to start from the newest", filters)
+	}
+	return string(raw[:24]), nil
+}
+
+func listingTag(listing []string) []byte {
+	h := sha256.New()
+	for _, s := range listing {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return h.Sum(nil)[:cursorTagLen]
+}
+
+// messageListing names a message listing for its cursors.
+func messageListing(ws string, f appliance.MessageFilter) []string {
+	return []string{ws, "messages", f.SessionID, f.Direction, f.Status, f.To, f.From,
+		strconv.FormatInt(f.Since, 10), strconv.FormatInt(f.Until, 10)}
 }

@@ -1,7 +1,6 @@
 package httpfast
 
 import (
-	"encoding/base64"
 	"strconv"
 
 	"github.com/valyala/fasthttp"
@@ -141,12 +140,11 @@ func (s *Server) listDeliveries(ctx *fasthttp.RequestCtx, ws, id string) {
 	}
 	cursor := ""
 	if v := q.Peek("cursor"); len(v) > 0 {
-		raw, err := base64.RawURLEncoding.DecodeString(string(v))
-		if err != nil || len(raw) != 24 || string(raw[:4]) != "att_" {
-			s.writeError(ctx, appliance.Invalid("cursor", "cursor is not one this API returned: pass nextCursor from the previous page unchanged"))
+		var err error
+		if cursor, err = parseCursor(string(v), "att_", " (same webhook)", ws, "deliveries", id); err != nil {
+			s.writeError(ctx, err)
 			return
 		}
-		cursor = string(raw)
 	}
 	list, next, err := s.app.WebhookAttempts(ws, id, cursor, limit)
 	if err != nil {
@@ -167,7 +165,7 @@ func (s *Server) listDeliveries(ctx *fasthttp.RequestCtx, ws, id string) {
 		out.Data = append(out.Data, j)
 	}
 	if next != "" {
-		c := base64.RawURLEncoding.EncodeToString([]byte(next))
+		c := makeCursor(next, ws, "deliveries", id)
 		out.NextCursor = &c
 	}
 	writeJSON(ctx, 200, out)

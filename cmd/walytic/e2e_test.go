@@ -391,6 +391,10 @@ func TestE2EListMessages(t *testing.T) {
 	}
 	if l := s.mustList(t, key, "?limit=1"); len(l.Data) != 1 || l.Data[0].ID != all[len(all)-1].id || l.NextCursor == nil {
 		t.Errorf("limit=1: want the newest message and a nextCursor, got %d messages, cursor %v", len(l.Data), l.NextCursor)
+	} else {
+		// A cursor continues only the listing that returned it.
+		r := s.do(t, "GET", "/v1/messages?limit=1&direction=outbound&cursor="+url.QueryEscape(*l.NextCursor), key, nil)
+		mustAPIError(t, r, 400, "invalid_request", "cursor")
 	}
 
 	// Cursor pagination visits every message exactly once, in order.

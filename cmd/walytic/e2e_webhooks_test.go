@@ -752,6 +752,15 @@ func TestE2EWebhookRetries(t *testing.T) {
 		}
 	}
 	mustAPIError(t, s.do(t, "GET", "/v1/webhooks/"+h.ID+"/deliveries?cursor=nonsense", key, nil), 400, "invalid_request", "cursor")
+	// A cursor continues only its own endpoint's log.
+	if next := s.mustAttempts(t, key, h.ID, "?limit=1").NextCursor; next == nil {
+		t.Error("a 7-entry log paged by 1 has no nextCursor")
+	} else {
+		e := mustAPIError(t, s.do(t, "GET", "/v1/webhooks/wh_other/deliveries?cursor="+*next, key, nil), 400, "invalid_request", "cursor")
+		if !strings.Contains(e.Message, "another listing") {
+			t.Errorf("another endpoint's cursor: %q", e.Message)
+		}
+	}
 	mustAPIError(t, s.do(t, "GET", "/v1/webhooks/"+h.ID+"/deliveries?limit=0", key, nil), 400, "invalid_request", "limit")
 	mustAPIError(t, s.do(t, "GET", "/v1/webhooks/"+h.ID+"/deliveries?limit=501", key, nil), 400, "invalid_request", "limit")
 	mustAPIError(t, s.do(t, "GET", "/v1/webhooks/wh_nope/deliveries", key, nil), 404, "not_found", "id")
