@@ -117,7 +117,7 @@ func (s *Server) bodyLimit(public bool) func(*fasthttp.RequestHeader) fasthttp.R
 		if n := h.ContentLength(); !public || (n >= 0 && n <= MaxBodySize) {
 			return fasthttp.RequestConfig{}
 		}
-		tok := bearerOf(h.Peek("Authorization"))
+		tok := soleBearer(h)
 		if bytes.HasPrefix(h.RequestURI(), []byte("/admin/")) {
 			if s.adminTokenIs(tok) {
 				return fasthttp.RequestConfig{}
@@ -280,11 +280,15 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (storage.APIKey, bool) {
 var bearerPrefix = []byte("bearer ")
 
 // bearer returns the token of an "Authorization: Bearer …" header, or nil.
-func bearer(ctx *fasthttp.RequestCtx) []byte {
-	if len(ctx.Request.Header.PeekAll("Authorization")) > 1 {
-		return nil // ambiguous: no credential (authenticate says why)
+func bearer(ctx *fasthttp.RequestCtx) []byte { return soleBearer(&ctx.Request.Header) }
+
+// soleBearer is bearer for a request's headers; two Authorization headers
+// are no credential (authenticate says why), whatever they hold.
+func soleBearer(h *fasthttp.RequestHeader) []byte {
+	if len(h.PeekAll("Authorization")) > 1 {
+		return nil
 	}
-	return bearerOf(ctx.Request.Header.Peek("Authorization"))
+	return bearerOf(h.Peek("Authorization"))
 }
 
 // bearerOf returns the token of an Authorization header's value v.
@@ -308,7 +312,9 @@ func (s *Server) adminTokenIs(tok []byte) bool {
 // wrong one, as for keys on /v1.
 func (s *Server) refuseAdmin(ctx *fasthttp.RequestCtx) {
 	code, msg := appliance.CodeMissingAPIKey, "the admin API needs the admin token (`Authorization: Bearer <token>`)"
-	if len(bearer(ctx)) > 0 {
+	if n := len(ctx.Request.Header.PeekAll("Authorization")); n > 1 {
+		code, msg = appliance.CodeInvalidAPIKey, "the request has "+strconv.Itoa(n)+" Authorization headers: send exactly one, Authorization: Bearer <admin token>"
+	} else if len(bearer(ctx)) > 0 {
 		code, msg = appliance.CodeInvalidAPIKey, "the admin token is not valid: send the contents of the file given to --admin-token-file"
 	}
 	if len(s.adminToken) == 0 {

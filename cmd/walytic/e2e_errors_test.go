@@ -431,6 +431,8 @@ func TestE2EPayloadTooLarge(t *testing.T) {
 	for _, size := range []int{1<<20 + 1, 4 << 20, 9 << 20} {
 		mustAPIError(t, oversized(size, "", false), 401, "missing_api_key", "")
 		mustAPIError(t, oversized(size, "Authorization: Bearer wlt_live_nope\r\n", false), 401, "invalid_api_key", "")
+		// Two headers are no credential, even if the first holds a valid key.
+		mustAPIError(t, oversized(size, "Authorization: Bearer "+key+"\r\nAuthorization: Bearer wlt_live_nope\r\n", false), 401, "invalid_api_key", "")
 	}
 	mustAPIError(t, oversized(1<<20+1, "Authorization: Bearer "+slow+"\r\n", true), 413, "payload_too_large", "")
 	mustAPIError(t, oversized(9<<20, "Authorization: Bearer "+slow+"\r\n", false), 413, "payload_too_large", "")
