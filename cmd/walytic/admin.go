@@ -133,8 +133,12 @@ func workspacesCmd(g globals, args []string) error {
 		if err != nil || n < 0 {
 			return usagef("the quota must be a whole number ≥ 0 (0 = unlimited), got %q", args[2])
 		}
+		name, err := pathPart("workspace", args[1])
+		if err != nil {
+			return err
+		}
 		var out json.RawMessage
-		if err := c.call("PATCH", "/admin/v1/workspaces/"+url.PathEscape(args[1]), map[string]any{"monthlyQuota": n}, &out); err != nil {
+		if err := c.call("PATCH", "/admin/v1/workspaces/"+name, map[string]any{"monthlyQuota": n}, &out); err != nil {
 			return err
 		}
 		return printJSON(out)
@@ -183,8 +187,12 @@ func keysCmd(g globals, args []string) error {
 		if *burst != 0 {
 			body["burst"] = *burst
 		}
+		wsName, err := pathPart("workspace", *ws)
+		if err != nil {
+			return err
+		}
 		var k keyOut
-		if err := c.call("POST", "/admin/v1/workspaces/"+url.PathEscape(*ws)+"/keys", body, &k); err != nil {
+		if err := c.call("POST", "/admin/v1/workspaces/"+wsName+"/keys", body, &k); err != nil {
 			return err
 		}
 		fmt.Println(k.Key)
@@ -204,7 +212,11 @@ func keysCmd(g globals, args []string) error {
 		var out struct {
 			Data json.RawMessage `json:"data"`
 		}
-		if err := c.call("GET", "/admin/v1/workspaces/"+url.PathEscape(*ws)+"/keys", nil, &out); err != nil {
+		name, err := pathPart("workspace", *ws)
+		if err != nil {
+			return err
+		}
+		if err := c.call("GET", "/admin/v1/workspaces/"+name+"/keys", nil, &out); err != nil {
 			return err
 		}
 		return printJSON(out.Data)
@@ -212,8 +224,12 @@ func keysCmd(g globals, args []string) error {
 		if len(args) != 2 {
 			return usagef("keys rotate takes one KEY_ID (see `walytic keys list`)")
 		}
+		id, err := pathPart("key", args[1])
+		if err != nil {
+			return err
+		}
 		var k keyOut
-		if err := c.call("POST", "/admin/v1/keys/"+url.PathEscape(args[1])+"/rotate", nil, &k); err != nil {
+		if err := c.call("POST", "/admin/v1/keys/"+id+"/rotate", nil, &k); err != nil {
 			return err
 		}
 		fmt.Println(k.Key)
@@ -223,7 +239,11 @@ func keysCmd(g globals, args []string) error {
 		if len(args) != 2 {
 			return usagef("keys revoke takes one KEY_ID (see `walytic keys list`)")
 		}
-		return c.call("DELETE", "/admin/v1/keys/"+url.PathEscape(args[1]), nil, nil)
+		id, err := pathPart("key", args[1])
+		if err != nil {
+			return err
+		}
+		return c.call("DELETE", "/admin/v1/keys/"+id, nil, nil)
 	}
 	return usagef("unknown keys subcommand %q", args[0])
 }
@@ -247,7 +267,11 @@ func sessionsCmd(g globals, args []string) error {
 		var out struct {
 			Data json.RawMessage `json:"data"`
 		}
-		if err := c.call("GET", "/admin/v1/workspaces/"+url.PathEscape(*ws)+"/sessions", nil, &out); err != nil {
+		name, err := pathPart("workspace", *ws)
+		if err != nil {
+			return err
+		}
+		if err := c.call("GET", "/admin/v1/workspaces/"+name+"/sessions", nil, &out); err != nil {
 			return err
 		}
 		return printJSON(out.Data)
@@ -268,4 +292,21 @@ func checkKeyLimitFlags(rate, burst int, rateGiven, burstGiven bool) error {
 		return usagef("--burst must be 1 to %d (leave it out for the default, 100)", appliance.MaxBurst)
 	}
 	return nil
+}
+
+// pathPart returns s for use as one segment of an admin route. The server
+// matches paths as sent, so a name or id that needs escaping would meet
+// route_not_found; no workspace, key or session can have one, so it is
+// answered here the way the server answers a name it does not know.
+func pathPart(what, s string) (string, error) {
+	if s != "" && s != "." && s != ".." && url.PathEscape(s) == s {
+		return s, nil
+	}
+	switch what {
+	case "workspace":
+		return "", fmt.Errorf("no workspace named %s: list them with `walytic workspaces list`", appliance.QuoteShort(s))
+	case "key":
+		return "", fmt.Errorf("no API key with id %s: list them with `walytic keys list`", appliance.QuoteShort(s))
+	}
+	return "", fmt.Errorf("no %s %s", what, appliance.QuoteShort(s))
 }

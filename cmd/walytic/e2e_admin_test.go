@@ -179,6 +179,27 @@ func TestE2ECLI(t *testing.T) {
 	}
 	mustCLIFail(t, 1, nil, "--data-dir", empty, "keys", "create")
 	mustCLIFail(t, 1, nil, "--admin-socket", filepath.Join(empty, "nope.sock"), "workspaces", "list")
+	// Names no workspace or key can have, some of which a URL would have to
+	// escape, are unknown names, not unknown routes.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"keys", "list", "--workspace", "a b"}, `no workspace named "a b"`},
+		{[]string{"keys", "create", "--workspace", ".."}, `no workspace named ".."`},
+		{[]string{"sessions", "list", "--workspace", "x/y"}, `no workspace named "x/y"`},
+		{[]string{"workspaces", "set-quota", "ACME?", "5"}, `no workspace named "ACME?"`},
+		{[]string{"workspaces", "set-quota", "nope", "5"}, `no workspace named "nope"`},
+		{[]string{"keys", "revoke", "key_%41"}, `no API key with id "key_%41"`},
+		{[]string{"keys", "rotate", "key_nope"}, `no API key with id "key_nope"`},
+	} {
+		if line := mustCLIFail(t, 1, nil, append([]string{"--data-dir", dir}, tc.args...)...); !strings.Contains(line, tc.want) {
+			t.Errorf("walytic %s: %q, want %s", strings.Join(tc.args, " "), line, tc.want)
+		}
+	}
+	if line := mustCLIFail(t, 2, nil, "--data-dir", dir, "sessions", "pair", "+91 98765"); !strings.Contains(line, "international form") {
+		t.Errorf("sessions pair with a malformed number: %q", line)
+	}
 
 	// A second server on the same data directory refuses with one line.
 	r := runCLI(t, nil, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0")

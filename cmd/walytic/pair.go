@@ -4,11 +4,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/walytic/appliance/appliance"
 	"github.com/walytic/appliance/appliance/whatsapp/whatsmeow"
 )
 
@@ -35,9 +35,17 @@ func pairCmd(c *adminClient, args []string) error {
 		return usagef("sessions pair takes one NUMBER (digits with country code, e.g. 919876543210)")
 	}
 	number := pos[0]
-	base := "/admin/v1/workspaces/" + url.PathEscape(*ws) + "/sessions"
+	if err := appliance.ValidateSessionID("NUMBER", number); err != nil {
+		e, _ := appliance.AsError(err)
+		return usagef("sessions pair: %s", e.Message)
+	}
+	name, err := pathPart("workspace", *ws)
+	if err != nil {
+		return err
+	}
+	base := "/admin/v1/workspaces/" + name + "/sessions"
 	var s sessionOut
-	if err := c.call("GET", base+"/"+url.PathEscape(number), nil, &s); err != nil {
+	if err := c.call("GET", base+"/"+number, nil, &s); err != nil {
 		if !strings.Contains(err.Error(), "no session") {
 			return err
 		}
@@ -54,7 +62,7 @@ func pairCmd(c *adminClient, args []string) error {
 	// paired again: asking for a code restarts it. One that becomes so while
 	// this command pairs it was refused; that is reported.
 	for first := true; ; first = false {
-		if err := c.call("GET", base+"/"+url.PathEscape(number), nil, &s); err != nil {
+		if err := c.call("GET", base+"/"+number, nil, &s); err != nil {
 			return err
 		}
 		reason := ""
@@ -85,7 +93,7 @@ func pairCmd(c *adminClient, args []string) error {
 				var out struct {
 					Code string `json:"code"`
 				}
-				if err := c.call("POST", base+"/"+url.PathEscape(number)+"/pairing-code", nil, &out); err == nil {
+				if err := c.call("POST", base+"/"+number+"/pairing-code", nil, &out); err == nil {
 					fmt.Fprintf(os.Stderr, "\n")
 					fmt.Printf("%s\n", out.Code)
 					fmt.Fprintf(os.Stderr, "On the phone of %s: WhatsApp → Linked devices → Link a device → Link with phone number instead, and type the code above.\n", number)
@@ -95,7 +103,7 @@ func pairCmd(c *adminClient, args []string) error {
 				var q struct {
 					QR string `json:"qr"`
 				}
-				if err := c.call("GET", base+"/"+url.PathEscape(number)+"/qr", nil, &q); err == nil && q.QR != lastQR {
+				if err := c.call("GET", base+"/"+number+"/qr", nil, &q); err == nil && q.QR != lastQR {
 					art, err := whatsmeow.QRTerminal(q.QR)
 					if err == nil {
 						fmt.Fprint(os.Stderr, "\n")
