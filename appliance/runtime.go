@@ -127,6 +127,8 @@ func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
 func (rt *sessionRuntime) open(d whatsapp.Driver, atBoot bool) error {
 	awaiting, err := rt.recover(atBoot)
 	if err != nil {
+		err = fmt.Errorf("read what the last run left of the session: %w", err)
+		rt.notStarted(err)
 		return err
 	}
 	rt.wg.Add(2)
@@ -149,6 +151,14 @@ func (rt *sessionRuntime) open(d whatsapp.Driver, atBoot bool) error {
 	}
 	rt.kick()
 	return nil
+}
+
+// notStarted lists a session that cannot run in this process, disconnected
+// with the reason, so the API shows it (and DELETE can remove it) instead
+// of hiding it. Its messages stay queued for a run that can send them.
+func (rt *sessionRuntime) notStarted(err error) {
+	rt.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusDisconnected, Reason: "could not start: " + err.Error()})
+	rt.ready.Store(true)
 }
 
 // recover reads what an earlier run left: the messages still queued (they

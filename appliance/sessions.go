@@ -32,7 +32,7 @@ func (a *Appliance) CreateSession(workspace, sessionID, driver string) (SessionV
 		a.mu.Unlock()
 		if !rt.ready.Load() {
 			// GET answers 404 meanwhile; say why this one is a conflict.
-			return SessionView{}, newErr(CodeSessionExists, "sessionId", "session %s is being created or deleted by another request (retry in a moment), or could not start (the server log says why)", sessionID)
+			return SessionView{}, newErr(CodeSessionExists, "sessionId", "session %s is being created or deleted by another request: retry in a moment", sessionID)
 		}
 		return SessionView{}, newErr(CodeSessionExists, "sessionId", "session %s already exists in this workspace: use it, or DELETE /v1/sessions/%s first", sessionID, sessionID)
 	}
@@ -91,7 +91,9 @@ func (a *Appliance) startSession(rec *storage.Session, atBoot bool) error {
 	a.mu.Unlock()
 	d, ok := a.drivers[rec.Driver]
 	if !ok {
-		return fmt.Errorf("driver %q is not available in this build", rec.Driver)
+		err := fmt.Errorf("driver %q is not available in this build", rec.Driver)
+		rt.notStarted(err)
+		return err
 	}
 	return rt.open(d, atBoot)
 }

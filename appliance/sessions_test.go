@@ -185,3 +185,52 @@ func TestLateInboundKeepsArrivalOrderWithinASecond(t *testing.T) {
 		}
 	}
 }
+
+// namedDriver is a sandbox under another driver name.
+type namedDriver struct {
+	whatsapp.Driver
+	name string
+}
+
+func (d namedDriver) Name() string { return d.name }
+
+// TestSessionWhoseDriverIsMissingIsListed: after a restart on a build
+// without the session's driver, the session is listed disconnected with the
+// reason, takes sends into its queue, and can be deleted (it was hidden,
+// and so impossible to delete, before).
+func TestSessionWhoseDriverIsMissingIsListed(t *testing.T) {
+	other := namedDriver{Driver: fastSandbox(), name: "other"}
+	h := newHarness(t, fastSandbox(), other)
+	h.mustSession(DefaultWorkspace, sess, "other")
+	h.close()
+	h.open(fastSandbox())
+
+	v, err := h.app.Session(DefaultWorkspace, sess)
+	if err != nil {
+		t.Fatalf("GET a session whose driver is missing: %v", err)
+	}
+	if v.Status != whatsapp.StatusDisconnected || !strings.Contains(v.StatusReason, `driver "other" is not available`) {
+		t.Fatalf("session without its driver: %+v", v)
+	}
+	if l := h.app.Sessions(DefaultWorkspace); len(l) != 1 || l[0].ID != sess {
+		t.Fatalf("listed: %+v", l)
+	}
+	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: "919999912345", Text: "waits"})
+	if m.Status != "queued" {
+		t.Fatalf("a send to it: %s", m.Status)
+	}
+	if err := h.app.DeleteSession(context.Background(), DefaultWorkspace, sess); err != nil {
+		t.Fatalf("DELETE: %v", err)
+	}
+	if _, err := h.app.Session(DefaultWorkspace, sess); codeOf(err) != "session_not_found/sessionId" {
+		t.Fatalf("GET after DELETE: %s", codeOf(err))
+	}
+	if got := h.waitStatus(DefaultWorkspace, m.ID, "failed"); got.Error == nil || got.Error.Code != CodeSessionNotConnected {
+		t.Fatalf("its queued message after DELETE: %+v", got.Error)
+	}
+	h.close()
+	h.open(fastSandbox(), other)
+	if l := h.app.Sessions(DefaultWorkspace); len(l) != 0 {
+		t.Fatalf("deleted session back after a restart with its driver: %+v", l)
+	}
+}
