@@ -99,8 +99,8 @@ func (lim Limits) gcra() gcra {
 
 // entry is the state of a key too long to be stored in a slot.
 type entry struct {
-	tat int64 // theoretical arrival time, ns since Limiter.epoch
-	tau int64 // tau the TAT was last computed with, to detect limit changes
+	tat      int64 // theoretical arrival time, ns since Limiter.epoch
+	interval int64 // interval the TAT was last computed with, to detect rate changes
 }
 
 const (
@@ -116,11 +116,11 @@ const (
 // line after the shard's (a map of pointers read four or five: the map's
 // control word, its slot, the key's bytes, the entry).
 type slot struct {
-	hash uint64 // the key's hash, never 0; 0 marks a free slot
-	tat  int64  // theoretical arrival time, ns since Limiter.epoch
-	tau  int64  // tau the TAT was last computed with, to detect limit changes
-	klen uint8
-	key  [slotKeyMax]byte
+	hash     uint64 // the key's hash, never 0; 0 marks a free slot
+	tat      int64  // theoretical arrival time, ns since Limiter.epoch
+	interval int64  // interval the TAT was last computed with, to detect rate changes
+	klen     uint8
+	key      [slotKeyMax]byte
 }
 
 // shard holds the keys whose hash ends in its index, in a linear-probing
@@ -157,12 +157,12 @@ func (s *shard) find(h uint64, key string) int {
 
 // insert adds key, which is not in the table, and returns its slot. s.mu
 // is held.
-func (s *shard) insert(h uint64, key string, tat, tau int64) *slot {
+func (s *shard) insert(h uint64, key string, tat, interval int64) *slot {
 	if (s.used+1)*4 > len(s.slots)*3 {
 		s.rebuild(max(8, 2*len(s.slots)), math.MinInt64)
 	}
 	sl := s.place(h)
-	sl.hash, sl.tat, sl.tau, sl.klen = h, tat, tau, uint8(len(key))
+	sl.hash, sl.tat, sl.interval, sl.klen = h, tat, interval, uint8(len(key))
 	copy(sl.key[:], key)
 	s.used++
 	s.peak = max(s.peak, s.used)
@@ -307,30 +307,35 @@ func (l *Limiter) decide(keyID string, lim Limits, t int64) Decision {
 	s := l.shard(h)
 
 	s.mu.Lock()
-	var tatp, taup *int64
+	var tatp, ivp *int64
 	if len(keyID) <= slotKeyMax {
 		var sl *slot
 		if i := s.find(h, keyID); i >= 0 {
 			sl = &s.slots[i]
 		} else {
-			sl = s.insert(h, keyID, t, g.tau)
+			sl = s.insert(h, keyID, t, g.interval)
 		}
-		tatp, taup = &sl.tat, &sl.tau
+		tatp, ivp = &sl.tat, &sl.interval
 	} else {
 		e := s.long[keyID]
 		if e == nil {
 			if s.long == nil {
 				s.long = make(map[string]*entry)
 			}
-			e = &entry{tat: t, tau: g.tau}
+			e = &entry{tat: t, interval: g.interval}
 			// Clone so the map does not pin a caller's larger buffer.
 			s.long[strings.Clone(keyID)] = e
 		}
-		tatp, taup = &e.tat, &e.tau
+		tatp, ivp = &e.tat, &e.interval
 	}
 	tat := *tatp
-	if g.tau < *taup && tat > t+g.tau {
-		// Burst (or rate) lowered: the key owes at most the new tau.
+	if *ivp != g.interval && tat > t {
+		// The rate changed: the requests the key has used of its allowance
+		// stay used, and come back at the new rate.
+		tat = t + rescale(tat-t, *ivp, g.interval)
+	}
+	if tat > t+g.tau {
+		// The burst was lowered below what the key has used: none is left.
 		tat = t + g.tau
 	}
 	tat = max(tat, t)
@@ -339,7 +344,7 @@ func (l *Limiter) decide(keyID string, lim Limits, t int64) Decision {
 	if allowed {
 		tat = next
 	}
-	*tatp, *taup = tat, g.tau
+	*tatp, *ivp = tat, g.interval
 	s.mu.Unlock()
 
 	debt := tat - t
@@ -353,6 +358,18 @@ func (l *Limiter) decide(keyID string, lim Limits, t int64) Decision {
 		Reset:      time.Duration(debt),
 		RetryAfter: retry,
 	}
+}
+
+// rescale turns a debt of debt ns at one request per from ns into the same
+// number of requests (fractions included) at one per to ns, without
+// overflowing: debts reach maxTau, and intervals a minute.
+func rescale(debt, from, to int64) int64 {
+	used := debt / from
+	frac := int64(float64(debt%from) / float64(from) * float64(to))
+	if used > (math.MaxInt64-frac)/to {
+		return math.MaxInt64 / 2 // clamped to tau by the caller
+	}
+	return used*to + frac
 }
 
 // Forget drops keyID's state, e.g. when the key is revoked or rotated.

@@ -138,14 +138,26 @@ func TestTimelines(t *testing.T) {
 			{at: time.Second, lim: def, allowed: true, remaining: 89, reset: 11 * time.Second, resetS: 11},
 			{at: 12 * time.Second, lim: Limits{Burst: 10}, allowed: true, remaining: 9, reset: time.Second, resetS: 1},
 		}},
-		{"rate raised keeps TAT", []step{
+		{"rate changed: the requests used stay used", []step{
 			{at: 0, lim: def, n: 100, allowed: true},
-			// Same tau (100 s): the debt stands, now repaid at 2 requests/s
-			// against a burst of 200.
-			{at: 0, lim: Limits{PerMinute: 120, Burst: 200}, allowed: false, reset: 100 * time.Second, resetS: 100, retry: 500 * ms, retryS: 1},
-			{at: time.Second, lim: Limits{PerMinute: 120, Burst: 200}, allowed: true, remaining: 1, reset: 99500 * ms, resetS: 100},
-			// Rate raised, burst kept: tau shrinks to 50 s, debt clamped.
-			{at: time.Second, lim: Limits{PerMinute: 120}, allowed: false, reset: 50 * time.Second, resetS: 50, retry: 500 * ms, retryS: 1},
+			// 100 used; at 120/min with a burst of 200, 100 are left.
+			{at: 0, lim: Limits{PerMinute: 120, Burst: 200}, allowed: true, remaining: 99, reset: 50500 * ms, resetS: 51},
+			// Burst back to 100: 101 used is over it, so none is left.
+			{at: 0, lim: Limits{PerMinute: 120}, allowed: false, reset: 50 * time.Second, resetS: 50, retry: 500 * ms, retryS: 1},
+			// Rate lowered: the 100 used stay used, and come back one
+			// every 10 s (no second burst).
+			{at: 0, lim: Limits{PerMinute: 6}, allowed: false, reset: 1000 * time.Second, resetS: 1000, retry: 10 * time.Second, retryS: 10},
+			{at: 10 * time.Second, lim: Limits{PerMinute: 6}, allowed: true, reset: 1000 * time.Second, resetS: 1000},
+			{at: 10 * time.Second, lim: def, allowed: false, reset: 100 * time.Second, resetS: 100, retry: time.Second, retryS: 1},
+		}},
+		{"rate raised: what was left stays left", []step{
+			{at: 0, lim: def, n: 20, allowed: true},
+			{at: 0, lim: Limits{PerMinute: 600}, allowed: true, remaining: 79, reset: 2100 * ms, resetS: 3},
+		}},
+		{"a fraction of a request used is kept too", []step{
+			{at: 0, lim: def, n: 10, allowed: true},
+			// 10 used, 2.5 s later 7.5: at 6/min that is 75 s of debt.
+			{at: 2500 * ms, lim: Limits{PerMinute: 6}, allowed: true, remaining: 91, reset: 85 * time.Second, resetS: 85},
 		}},
 		{"negative limits mean defaults", []step{
 			{at: 0, lim: Limits{PerMinute: -5, Burst: -1}, allowed: true, remaining: 99, reset: time.Second, resetS: 1},
@@ -230,8 +242,8 @@ func TestMatchesModel(t *testing.T) {
 					probe, pc := newTest()
 					pc.Set(now)
 					// Both limiters were created at t0, so TATs are comparable.
-					tat, tau, _ := l.state("k")
-					probe.setState("k", tat, tau)
+					tat, interval, _ := l.state("k")
+					probe.setState("k", tat, interval)
 					pc.Set(now + time.Duration(got.RetryAfterSeconds())*time.Second)
 					if !probe.Allow("k", lim).Allowed() {
 						t.Fatalf("req %d: not admitted after RetryAfter %ds", i, got.RetryAfterSeconds())
@@ -575,31 +587,31 @@ func TestAllowAtOnAnInjectedClockAsksTheClock(t *testing.T) {
 }
 
 // state is key's GCRA state; ok is false when the limiter holds none.
-func (l *Limiter) state(key string) (tat, tau int64, ok bool) {
+func (l *Limiter) state(key string) (tat, interval int64, ok bool) {
 	h := l.hash(key)
 	s := l.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i := s.find(h, key); i >= 0 {
-		return s.slots[i].tat, s.slots[i].tau, true
+		return s.slots[i].tat, s.slots[i].interval, true
 	}
 	if e := s.long[key]; e != nil {
-		return e.tat, e.tau, true
+		return e.tat, e.interval, true
 	}
 	return 0, 0, false
 }
 
-// setState gives key the state tat, tau, as if it had made requests.
-func (l *Limiter) setState(key string, tat, tau int64) {
+// setState gives key the state tat, interval, as if it had made requests.
+func (l *Limiter) setState(key string, tat, interval int64) {
 	l.AllowAt(key, Limits{}, time.Time{}) // creates it
 	h := l.hash(key)
 	s := l.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i := s.find(h, key); i >= 0 {
-		s.slots[i].tat, s.slots[i].tau = tat, tau
+		s.slots[i].tat, s.slots[i].interval = tat, interval
 	} else {
-		*s.long[key] = entry{tat: tat, tau: tau}
+		*s.long[key] = entry{tat: tat, interval: interval}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -362,6 +363,20 @@ func TestE2EAdminOnTheListener(t *testing.T) {
 	}
 	mustAPIError(t, s.do(t, "GET", "/v1/usage", created.Key, nil), 401, "invalid_api_key", "")
 	mustStatus(t, s.do(t, "GET", "/v1/usage", rotated.Key, nil), 200)
+
+	// A rate lowered after the burst is used gives no second burst: the
+	// requests used stay used, and come back one every 10 s.
+	for i := 0; s.do(t, "GET", "/v1/usage", rotated.Key, nil).Status == 200; i++ {
+		if i > 200 {
+			t.Fatal("a default key was never limited")
+		}
+	}
+	mustStatus(t, s.do(t, "PATCH", "/admin/v1/keys/"+rotated.ID, token, map[string]any{"ratePerMinute": 6}), 200)
+	r := s.do(t, "GET", "/v1/usage", rotated.Key, nil)
+	mustAPIError(t, r, 429, "rate_limited", "")
+	if wait, _ := strconv.Atoi(r.Header.Get("Retry-After")); wait < 5 || wait > 10 {
+		t.Errorf("Retry-After %q at 6/min with the burst used; want about 10 s", r.Header.Get("Retry-After"))
+	}
 
 	// PATCH leaves out what it does not name; null is unlimited.
 	mustStatus(t, s.do(t, "POST", "/admin/v1/workspaces", token, map[string]any{"name": "acme", "monthlyQuota": 5}), 201)
