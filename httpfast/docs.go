@@ -129,6 +129,7 @@ func openAPIDoc() map[string]any {
 			}
 			resp[fmt.Sprint(code)] = item
 		}
+		op["responses"] = resp
 		p, _ := paths[r.Path].(map[string]any)
 		if p == nil {
 			p = map[string]any{}
@@ -141,9 +142,10 @@ func openAPIDoc() map[string]any {
 		"properties": map[string]any{"type": map[string]any{"type": "string"}, "code": map[string]any{"type": "string"},
 			"message": map[string]any{"type": "string"}, "param": map[string]any{"type": []any{"string", "null"}}}}}}
 	return map[string]any{
-		"openapi": "3.1.0",
-		"info":    map[string]any{"title": "Walytic Appliance API", "version": "1", "description": "Self-hosted WhatsApp messaging API. Errors are {\"error\":{type,code,message,param}}; every response has X-Request-Id; timestamps are Unix seconds."},
-		"paths":   paths,
+		"webhooks": webhookDocs(),
+		"openapi":  "3.1.0",
+		"info":     map[string]any{"title": "Walytic Appliance API", "version": "1", "description": "Self-hosted WhatsApp messaging API. Errors are {\"error\":{type,code,message,param}}; every response has X-Request-Id; timestamps are Unix seconds."},
+		"paths":    paths,
 		"components": map[string]any{
 			"securitySchemes": map[string]any{
 				"apiKey":     map[string]any{"type": "http", "scheme": "bearer", "description": "wlt_live_… API key of a workspace"},
@@ -152,6 +154,59 @@ func openAPIDoc() map[string]any {
 			"schemas": map[string]any{"Error": errSchema},
 		},
 	}
+}
+
+// webhookDocs describes what a webhook endpoint receives: one POST per
+// event, as in the contract's Webhooks section.
+func webhookDocs() map[string]any {
+	str := func(desc string) map[string]any { return map[string]any{"type": "string", "description": desc} }
+	nullable := func(desc string) map[string]any {
+		return map[string]any{"type": []any{"string", "null"}, "description": desc}
+	}
+	event := map[string]any{
+		"type":     "object",
+		"required": []any{"id", "event", "sessionId", "timestamp"},
+		"properties": map[string]any{
+			"id":          str("event id, the same on every retry (= X-Walytic-Delivery and webhook-id): de-duplicate on it"),
+			"event":       map[string]any{"type": "string", "enum": eventNames()},
+			"sessionId":   str("the session's WhatsApp number"),
+			"timestamp":   map[string]any{"type": "integer", "description": "Unix seconds of the event"},
+			"messageId":   str("message.*: the message's id in the log"),
+			"from":        nullable("message.received: the sender's number; null when only fromLid is known"),
+			"fromLid":     str("message.received: the sender's LID when it could not be mapped to a number"),
+			"text":        str("message.received: the text (or caption)"),
+			"type":        str("message.received: text, image, video, audio, document, sticker, …"),
+			"caption":     str("message.received: the caption of a media message"),
+			"to":          str("message.sent/delivered/read/failed: the recipient"),
+			"waMessageId": str("message.sent/delivered/read: WhatsApp's id of the message"),
+			"error": map[string]any{"type": "object", "description": "message.failed: why",
+				"properties": map[string]any{"code": map[string]any{"type": "string"}, "message": map[string]any{"type": "string"}}},
+			"reason": str("session.*: why, where known"),
+		},
+	}
+	header := func(name, desc string) map[string]any {
+		return map[string]any{"name": name, "in": "header", "required": true, "description": desc, "schema": map[string]any{"type": "string"}}
+	}
+	return map[string]any{"event": map[string]any{"post": map[string]any{
+		"summary": "One event, POSTed to each endpoint subscribed to it; a 2xx within 10 s is success, anything else is retried on the schedule.",
+		"parameters": []any{
+			header("X-Walytic-Event", "the event type"),
+			header("X-Walytic-Delivery", "the event id, the same on every retry"),
+			header("X-Walytic-Timestamp", "Unix seconds of this attempt"),
+			header("X-Walytic-Signature", "sha256=<hex HMAC-SHA256 of the raw body, keyed with the secret string>; one per live secret, comma-separated"),
+			header("webhook-id", "Standard Webhooks: = X-Walytic-Delivery"),
+			header("webhook-timestamp", "Standard Webhooks: = X-Walytic-Timestamp"),
+			header("webhook-signature", "Standard Webhooks: v1,<base64 HMAC-SHA256 of \"id.timestamp.body\", keyed with the base64-decoded secret after whsec_>; one per live secret, space-separated"),
+		},
+		"requestBody": map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": event}}},
+		"responses":   map[string]any{"2XX": map[string]any{"description": "received; any other answer, or none within 10 s, is retried"}},
+	}}}
+}
+
+func eventNames() []any {
+	return []any{appliance.EventMessageReceived, appliance.EventMessageSent, appliance.EventMessageDelivered,
+		appliance.EventMessageRead, appliance.EventMessageFailed, appliance.EventSessionConnected,
+		appliance.EventSessionDisconnected, appliance.EventSessionLoggedOut}
 }
 
 // postmanCollection builds a Postman collection (v2.1) of the same routes.

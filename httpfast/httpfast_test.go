@@ -255,16 +255,66 @@ func TestDocsAreServedAndDescribeEveryRoute(t *testing.T) {
 		}
 		return &ctx
 	}
+	type operation struct {
+		Responses map[string]struct {
+			Content map[string]struct {
+				Schema struct {
+					Ref string `json:"$ref"`
+				} `json:"schema"`
+			} `json:"content"`
+		} `json:"responses"`
+	}
 	var spec struct {
-		OpenAPI string                    `json:"openapi"`
-		Paths   map[string]map[string]any `json:"paths"`
+		OpenAPI  string                          `json:"openapi"`
+		Paths    map[string]map[string]operation `json:"paths"`
+		Webhooks map[string]map[string]struct {
+			Parameters  []struct{ Name string } `json:"parameters"`
+			RequestBody struct {
+				Content map[string]struct {
+					Schema struct {
+						Properties map[string]any `json:"properties"`
+					} `json:"schema"`
+				} `json:"content"`
+			} `json:"requestBody"`
+		} `json:"webhooks"`
 	}
 	if err := json.Unmarshal(get("/openapi.json").Response.Body(), &spec); err != nil || spec.OpenAPI != "3.1.0" {
 		t.Fatalf("openapi.json: %v %q", err, spec.OpenAPI)
 	}
 	for _, r := range apiRoutes {
-		if _, ok := spec.Paths[r.Path][strings.ToLower(r.Method)]; !ok {
+		op, ok := spec.Paths[r.Path][strings.ToLower(r.Method)]
+		if !ok {
 			t.Errorf("%s %s missing from the OpenAPI document", r.Method, r.Path)
+			continue
+		}
+		// Every operation says what it answers; errors have the one shape.
+		success := false
+		for code, resp := range op.Responses {
+			if code[0] == '2' {
+				success = true
+			}
+			if code[0] >= '4' && resp.Content["application/json"].Schema.Ref != "#/components/schemas/Error" {
+				t.Errorf("%s %s: response %s does not refer to the Error schema", r.Method, r.Path, code)
+			}
+		}
+		if !success {
+			t.Errorf("%s %s: no success response in the OpenAPI document (%d responses)", r.Method, r.Path, len(op.Responses))
+		}
+	}
+	hook := spec.Webhooks["event"]["post"]
+	var headers []string
+	for _, p := range hook.Parameters {
+		headers = append(headers, p.Name)
+	}
+	props := hook.RequestBody.Content["application/json"].Schema.Properties
+	for _, h := range []string{"X-Walytic-Signature", "webhook-signature", "webhook-id", "webhook-timestamp"} {
+		if !slices.Contains(headers, h) {
+			t.Errorf("the webhook's %s header is not documented (%v)", h, headers)
+		}
+	}
+	for _, f := range []string{"id", "event", "sessionId", "timestamp", "messageId", "waMessageId", "error", "reason"} {
+		if props[f] == nil {
+			t.Errorf("the webhook body's %s is not documented", f)
 		}
 	}
 	for _, want := range []string{"/v1/messages", "/v1/sessions/{id}/qr", "/v1/webhooks/deliveries/{deliveryId}/redeliver", "/v1/usage", "/v1/numbers/check",

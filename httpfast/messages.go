@@ -126,6 +126,7 @@ func (s *Server) getMessage(ctx *fasthttp.RequestCtx, ws, id string) {
 		return
 	}
 	writeJSON(ctx, 200, toMessageJSON(m))
+	compressBody(ctx) // a text can be 16 KiB
 }
 
 type messageListJSON struct {

@@ -483,6 +483,19 @@ func TestE2EListMessages(t *testing.T) {
 			t.Errorf("NDJSON export with %s: %d ids, want all %d newest first", enc, len(got), len(all))
 		}
 	}
+	// One message, large enough to be worth compressing, is compressed too.
+	long := s.mustSend(t, key, sessA, rcptOK, strings.Repeat("Your order has shipped. ", 150))
+	for _, enc := range []string{"zstd", "gzip"} {
+		r := mustStatus(t, s.do(t, "GET", "/v1/messages/"+long.ID, key, nil, hdr("Accept-Encoding", enc)), 200)
+		if got := r.Header.Get("Content-Encoding"); got != enc {
+			t.Errorf("GET of a 3600-character message with Accept-Encoding %s: Content-Encoding %q", enc, got)
+			continue
+		}
+		var m messageJSON
+		if err := json.Unmarshal(mustDecompress(t, enc, r.Body), &m); err != nil || m.ID != long.ID {
+			t.Errorf("GET of a compressed message: %v, id %q", err, m.ID)
+		}
+	}
 }
 
 // mustDecompress decodes a body in the named Content-Encoding ("" = none).
