@@ -81,6 +81,12 @@ type Appliance struct {
 	// webhookCreate makes a workspace's endpoint count and the insert of a
 	// new one a single step, so parallel creates cannot pass the bound.
 	webhookCreate keyedMutex
+	// lifecycle serialises, per session, what replaces or removes its
+	// runtime or rewrites its record: DELETE, a pairing restart, SetPacing.
+	// Two restarts at once left a second runtime (and transport) running
+	// unseen; a restart or SetPacing racing a DELETE wrote the deleted
+	// session back.
+	lifecycle keyedMutex
 
 	ctx    context.Context
 	cancel context.CancelFunc

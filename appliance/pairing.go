@@ -116,8 +116,17 @@ func (a *Appliance) repairer(workspace, sessionID string) (*sessionRuntime, what
 }
 
 // restartSession stops a runtime and starts a new one for the same record,
-// which makes a session whose pairing timed out try again.
+// which makes a session whose pairing timed out try again. It does nothing
+// when rt is no longer the session's runtime: another request restarted or
+// deleted the session meanwhile.
 func (a *Appliance) restartSession(rt *sessionRuntime) error {
+	defer a.lifecycle.lock(lifecycleKey(rt.ws, rt.id))()
+	a.mu.RLock()
+	current := a.sessions[sessionKey{rt.ws, rt.id}] == rt
+	a.mu.RUnlock()
+	if !current {
+		return nil
+	}
 	rt.stop()
 	rt.mu.Lock()
 	rec := rt.rec
@@ -136,6 +145,7 @@ func (a *Appliance) SetPacing(workspace, sessionID string, p *storage.Pacing) (S
 			return SessionView{}, err
 		}
 	}
+	defer a.lifecycle.lock(lifecycleKey(workspace, sessionID))()
 	rt, err := a.runtime(workspace, sessionID)
 	if err != nil {
 		return SessionView{}, err

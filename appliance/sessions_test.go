@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,5 +234,96 @@ func TestSessionWhoseDriverIsMissingIsListed(t *testing.T) {
 	h.open(fastSandbox(), other)
 	if l := h.app.Sessions(DefaultWorkspace); len(l) != 0 {
 		t.Fatalf("deleted session back after a restart with its driver: %+v", l)
+	}
+}
+
+// repairDriver opens sandbox transports that can pair and that report
+// logged_out at once, so every pairing request restarts the session. It
+// counts the transports still open.
+type repairDriver struct {
+	whatsapp.Driver
+	open atomic.Int64
+}
+
+func (d *repairDriver) Name() string { return "repair" }
+
+func (d *repairDriver) Open(ctx context.Context, ref whatsapp.SessionRef, h whatsapp.Handler) (whatsapp.Transport, error) {
+	tr, err := d.Driver.Open(ctx, ref, h)
+	if err != nil {
+		return nil, err
+	}
+	d.open.Add(1)
+	h.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusLoggedOut, Reason: "unlinked on the phone"})
+	return &repairTransport{Transport: tr, d: d}, nil
+}
+
+type repairTransport struct {
+	whatsapp.Transport
+	d    *repairDriver
+	done atomic.Bool
+}
+
+func (t *repairTransport) end() {
+	if t.done.CompareAndSwap(false, true) {
+		t.d.open.Add(-1)
+	}
+}
+func (t *repairTransport) Close() error { t.end(); return t.Transport.Close() }
+func (t *repairTransport) Logout(ctx context.Context) error {
+	t.end()
+	return t.Transport.Logout(ctx)
+}
+func (t *repairTransport) QR() (string, time.Time, error) {
+	return "2@qr", time.Now().Add(time.Minute), nil
+}
+func (t *repairTransport) PairingCode(context.Context) (string, error) { return "ABCD-EFGH", nil }
+
+// TestPairingRestartsRacingEachOtherAndDelete: pairing requests that each
+// restart a logged-out session leave one runtime with one open transport
+// (two at once left a second one running unseen), and a DELETE racing them
+// stays deleted, across a restart too (a restart that lost the race wrote
+// the session back).
+func TestPairingRestartsRacingEachOtherAndDelete(t *testing.T) {
+	d := &repairDriver{Driver: fastSandbox()}
+	h := newHarness(t, d)
+	ctx := context.Background()
+	for round := range 20 {
+		h.mustSession(DefaultWorkspace, sess, "repair")
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = h.app.QR(ctx, DefaultWorkspace, sess)
+			}()
+		}
+		wg.Wait()
+		if n := d.open.Load(); n != 1 {
+			t.Fatalf("round %d: %d transports open after concurrent pairing restarts, want 1", round, n)
+		}
+		deleted := make(chan error, 1)
+		for range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = h.app.PairingCode(ctx, DefaultWorkspace, sess)
+			}()
+		}
+		go func() { deleted <- h.app.DeleteSession(ctx, DefaultWorkspace, sess) }()
+		wg.Wait()
+		if err := <-deleted; err != nil {
+			t.Fatalf("round %d: DELETE: %v", round, err)
+		}
+		if l := h.app.Sessions(DefaultWorkspace); len(l) != 0 {
+			t.Fatalf("round %d: listed after DELETE: %+v", round, l)
+		}
+		if n := d.open.Load(); n != 0 {
+			t.Fatalf("round %d: %d transports open after DELETE, want 0", round, n)
+		}
+	}
+	h.close()
+	h.open(d)
+	if l := h.app.Sessions(DefaultWorkspace); len(l) != 0 {
+		t.Fatalf("a deleted session came back after a restart: %+v", l)
 	}
 }
