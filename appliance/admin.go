@@ -178,6 +178,9 @@ func (a *Appliance) SetKeyLimits(id string, limits KeyLimits) (storage.APIKey, e
 	if err != nil {
 		return k, keyErr("store key limits", id, err)
 	}
+	// From now on, not from the key's next request: idle time after the
+	// change counts at the new rate.
+	a.limiter.Update(k.ID, EffectiveLimits(k))
 	return k, nil
 }
 

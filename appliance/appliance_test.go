@@ -1234,3 +1234,60 @@ func TestPairingQRCodesAndRestartAfterTimeout(t *testing.T) {
 		t.Fatalf("sandbox QR: %s", codeOf(err))
 	}
 }
+
+// TestKeyLimitChangeAppliesFromTheChange: idle time after a PATCH of a
+// key's rate counts at the new rate (it counted at the old one until the
+// key's next request, which gave a second burst after a lowered rate).
+func TestKeyLimitChangeAppliesFromTheChange(t *testing.T) {
+	h := newHarness(t)
+	start := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	var offset atomic.Int64
+	h.setNow(func() time.Time { return start.Add(time.Duration(offset.Load())) })
+	fast, slow := 600, 6
+	plain, _, err := h.app.CreateKey(DefaultWorkspace, "backend", KeyLimits{RatePerMinute: &fast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admit := func() bool {
+		k, err := h.app.Authenticate([]byte(plain))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.app.AdmitAt(k, h.now()).Allowed()
+	}
+	for i := range 100 {
+		if !admit() {
+			t.Fatalf("request %d of the burst refused", i)
+		}
+	}
+	k, _ := h.app.Authenticate([]byte(plain))
+	if _, err := h.app.SetKeyLimits(k.ID, KeyLimits{RatePerMinute: &slow}); err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(int64(10500 * time.Millisecond))
+	admitted := 0
+	for range 100 {
+		if admit() {
+			admitted++
+		}
+	}
+	if admitted != 1 {
+		t.Fatalf("10.5 s after the rate went from 600 to 6 a minute, with the burst used: %d admitted, want 1", admitted)
+	}
+}
+
+// TestSecondsUntilRoundsUp: a quota's Retry-After never falls short of the
+// month's turn, even by a fraction of a millisecond (+0.999 s did).
+func TestSecondsUntilRoundsUp(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want int
+	}{
+		{0, 1}, {-time.Second, 1}, {time.Nanosecond, 1}, {time.Second, 1},
+		{time.Second + 500*time.Microsecond, 2}, {time.Second + time.Nanosecond, 2}, {59*time.Second + 999*time.Millisecond, 60},
+	} {
+		if got := secondsUntil(tc.d); got != tc.want {
+			t.Errorf("secondsUntil(%v) = %d, want %d", tc.d, got, tc.want)
+		}
+	}
+}

@@ -94,15 +94,18 @@ func (q *quotaTracker) reserve(ws string, limit int64, now time.Time) (string, e
 		return "", err
 	}
 	if limit > 0 && c.used >= limit {
-		wait := int(nextPeriodStart(now).Sub(now).Seconds() + 0.999)
-		if wait < 1 {
-			wait = 1
-		}
+		wait := secondsUntil(nextPeriodStart(now).Sub(now))
 		return "", &Error{Code: CodeQuotaExceeded, Type: typeOf(CodeQuotaExceeded), RetryAfter: wait,
 			Message: fmt.Sprintf("the workspace has used its monthly quota of %d messages for %s; it resets at the start of next month (UTC), or raise it with `walytic workspaces set-quota %s N`", limit, period, ws)}
 	}
 	c.used++
 	return period, nil
+}
+
+// secondsUntil is d in whole seconds rounded up, at least 1: a client that
+// waits that long arrives after d, never a moment before.
+func secondsUntil(d time.Duration) int {
+	return max(int((d+time.Second-1)/time.Second), 1)
 }
 
 // addRecovered counts n messages of period that an earlier run accepted and

@@ -155,7 +155,10 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error, public bool) {
 			Message: "the request was not received in full within " + readTimeout.String() + ": send its line, headers and body without pausing"}})
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		// The headers were read, the body (over readBodyLimit) was not.
-		s.refuseTooLarge(ctx, public)
+		// fasthttp has not set ctx.Time for this request (it is still the
+		// previous request's on the connection, which could be minutes old):
+		// the rate limit is charged at the present.
+		s.refuseTooLarge(ctx, public, time.Now())
 	case errors.As(err, &small):
 		writeJSON(ctx, 431, errorBody{Error: errorDetail{Type: "invalid_request_error", Code: appliance.CodeInvalidRequest,
 			Message: "the request line and headers are over 16 KiB: send a shorter URL (query) or shorter headers"}})
@@ -170,12 +173,12 @@ func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error, public bool) {
 // first, in the contract's order of checks: a caller without a valid key
 // is told that rather than the size, and an admitted 413 counts against the
 // key's limit like any other answer.
-func (s *Server) refuseTooLarge(ctx *fasthttp.RequestCtx, public bool) {
+func (s *Server) refuseTooLarge(ctx *fasthttp.RequestCtx, public bool, arrived time.Time) {
 	if public {
 		path := ctx.Path()
 		switch {
 		case bytes.HasPrefix(path, []byte("/v1/")):
-			if _, ok := s.authenticate(ctx); !ok {
+			if _, ok := s.authenticateAt(ctx, arrived); !ok {
 				return
 			}
 		case bytes.HasPrefix(path, []byte("/admin/")):
@@ -195,7 +198,7 @@ func (s *Server) withRequestID(h fasthttp.RequestHandler, public bool) fasthttp.
 		if !bytes.Equal(ctx.URI().PathOriginal(), ctx.Path()) {
 			s.uncanonicalPath(ctx)
 		} else if len(ctx.Request.Body()) > MaxBodySize {
-			s.refuseTooLarge(ctx, public)
+			s.refuseTooLarge(ctx, public, ctx.Time())
 		} else {
 			h(ctx)
 		}
@@ -244,6 +247,11 @@ func saneID(b []byte) bool {
 // authenticate resolves the bearer key and charges the rate limit, setting
 // the RateLimit-* headers. It answers the request itself on failure.
 func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (storage.APIKey, bool) {
+	return s.authenticateAt(ctx, ctx.Time()) // fasthttp read the time when the request came in
+}
+
+// authenticateAt is authenticate for a request that arrived at arrived.
+func (s *Server) authenticateAt(ctx *fasthttp.RequestCtx, arrived time.Time) (storage.APIKey, bool) {
 	auth := ctx.Request.Header.PeekAll("Authorization")
 	if len(auth) > 1 {
 		// Which one counts would depend on who reads the request: a proxy
@@ -261,7 +269,7 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (storage.APIKey, bool) {
 		s.writeError(ctx, err)
 		return k, false
 	}
-	d := s.app.AdmitAt(k, ctx.Time()) // fasthttp read the time when the request came in
+	d := s.app.AdmitAt(k, arrived)
 	h := &ctx.Response.Header
 	var num [20]byte // fasthttp copies the values
 	h.SetBytesV("RateLimit-Limit", strconv.AppendInt(num[:0], int64(d.Limit), 10))

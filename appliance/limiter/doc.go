@@ -19,23 +19,26 @@
 //     after which a request is admitted). Use ResetSeconds and
 //     RetryAfterSeconds for headers: they round up, so a client that waits
 //     Retry-After seconds is admitted.
-//   - Limits are passed on every call, so a change to a key's limits takes
-//     effect at its next request. The TAT is kept across a change, but is
-//     clamped so that the key owes at most the new Burst: lowering Burst
-//     leaves the key with no remaining allowance rather than locking it out
-//     for the old, longer debt.
+//   - Limits are passed on every call, and Update converts a key's state when
+//     its limits change, so the change applies from that moment. The
+//     requests a key has used stay used across a change: they come back at
+//     the new rate, and a Burst lowered below them leaves none (rather than
+//     locking the key out for the old, longer debt). Only a change of limits
+//     moves the state back; a request decided after another but with an
+//     earlier arrival time is judged at its time and gives nothing back.
 //
 // Memory is O(1) per key. Allow takes one of 256 shard locks chosen by a hash
 // of the key, so distinct keys rarely contend and there is no global lock.
 // A shard keeps its keys in a linear-probing table of 64-byte slots, each
-// holding a key (up to 35 bytes; longer ones go to a map) with its hash and
+// holding a key (up to 31 bytes; longer ones go to a map) with its hash and
 // state: a look-up reads one cache line after the shard's, a new key
 // allocates nothing until the table doubles, and the GC has no pointers to
 // scan. A slot is taken up to 3/4 of the table, so a key costs 85–170 bytes;
 // a shard whose keys were all evicted frees its table.
 // A key whose allowance is full carries no information; Evict (or
 // RunEvictor in a goroutine) drops such entries, and Forget drops a key's
-// state at once (for revoked or rotated keys).
+// state at once (for a revoked key; a rotated one keeps its id, and with it
+// its state, so a rotation is no way around the limit).
 //
 // Times are measured from the Limiter's creation on the monotonic clock
 // (time.Since, which skips the wall-clock read time.Now makes), or through an

@@ -97,18 +97,37 @@ func (lim Limits) gcra() gcra {
 	return gcra{interval: interval, tau: tau, burst: burst}
 }
 
-// entry is the state of a key too long to be stored in a slot.
-type entry struct {
+// keyState is a key's GCRA state and the limits it was computed under.
+type keyState struct {
 	tat      int64 // theoretical arrival time, ns since Limiter.epoch
-	interval int64 // interval the TAT was last computed with, to detect rate changes
+	interval int64 // the limits tat was computed under; a change of
+	tau      int64 // limits converts it (adopt)
 }
+
+// adopt converts st to the limits g at t: the requests the key has used
+// stay used and come back at the new rate, and a burst lowered below them
+// leaves none. Only a change of limits moves the TAT back this way, so a
+// decision at an earlier arrival than one already made (requests decided
+// out of order) never gives allowance back.
+func (st *keyState) adopt(g gcra, t int64) {
+	if st.interval != g.interval && st.tat > t {
+		st.tat = t + rescale(st.tat-t, st.interval, g.interval)
+	}
+	if st.tat > t+g.tau {
+		st.tat = t + g.tau
+	}
+	st.interval, st.tau = g.interval, g.tau
+}
+
+// entry is the state of a key too long to be stored in a slot.
+type entry struct{ keyState }
 
 const (
 	numShards = 256  // power of two
 	shrinkMin = 1024 // a shard table this large is reallocated once it is 3/4 empty
 	// slotKeyMax is the longest key a slot holds (key ids are 24 bytes);
 	// longer ones go to the shard's map.
-	slotKeyMax = 35
+	slotKeyMax = 31
 )
 
 // slot is one key's state in a shard's table: the key itself, its hash
@@ -116,11 +135,10 @@ const (
 // line after the shard's (a map of pointers read four or five: the map's
 // control word, its slot, the key's bytes, the entry).
 type slot struct {
-	hash     uint64 // the key's hash, never 0; 0 marks a free slot
-	tat      int64  // theoretical arrival time, ns since Limiter.epoch
-	interval int64  // interval the TAT was last computed with, to detect rate changes
-	klen     uint8
-	key      [slotKeyMax]byte
+	hash uint64 // the key's hash, never 0; 0 marks a free slot
+	keyState
+	klen uint8
+	key  [slotKeyMax]byte
 }
 
 // shard holds the keys whose hash ends in its index, in a linear-probing
@@ -157,12 +175,12 @@ func (s *shard) find(h uint64, key string) int {
 
 // insert adds key, which is not in the table, and returns its slot. s.mu
 // is held.
-func (s *shard) insert(h uint64, key string, tat, interval int64) *slot {
+func (s *shard) insert(h uint64, key string, st keyState) *slot {
 	if (s.used+1)*4 > len(s.slots)*3 {
 		s.rebuild(max(8, 2*len(s.slots)), math.MinInt64)
 	}
 	sl := s.place(h)
-	sl.hash, sl.tat, sl.interval, sl.klen = h, tat, interval, uint8(len(key))
+	sl.hash, sl.keyState, sl.klen = h, st, uint8(len(key))
 	copy(sl.key[:], key)
 	s.used++
 	s.peak = max(s.peak, s.used)
@@ -307,44 +325,17 @@ func (l *Limiter) decide(keyID string, lim Limits, t int64) Decision {
 	s := l.shard(h)
 
 	s.mu.Lock()
-	var tatp, ivp *int64
-	if len(keyID) <= slotKeyMax {
-		var sl *slot
-		if i := s.find(h, keyID); i >= 0 {
-			sl = &s.slots[i]
-		} else {
-			sl = s.insert(h, keyID, t, g.interval)
-		}
-		tatp, ivp = &sl.tat, &sl.interval
-	} else {
-		e := s.long[keyID]
-		if e == nil {
-			if s.long == nil {
-				s.long = make(map[string]*entry)
-			}
-			e = &entry{tat: t, interval: g.interval}
-			// Clone so the map does not pin a caller's larger buffer.
-			s.long[strings.Clone(keyID)] = e
-		}
-		tatp, ivp = &e.tat, &e.interval
+	st := s.state(h, keyID, keyState{tat: t, interval: g.interval, tau: g.tau})
+	if st.interval != g.interval || st.tau != g.tau {
+		st.adopt(g, t)
 	}
-	tat := *tatp
-	if *ivp != g.interval && tat > t {
-		// The rate changed: the requests the key has used of its allowance
-		// stay used, and come back at the new rate.
-		tat = t + rescale(tat-t, *ivp, g.interval)
-	}
-	if tat > t+g.tau {
-		// The burst was lowered below what the key has used: none is left.
-		tat = t + g.tau
-	}
-	tat = max(tat, t)
+	tat := max(st.tat, t)
 	next := tat + g.interval
 	allowed := next-t <= g.tau
 	if allowed {
 		tat = next
 	}
-	*tatp, *ivp = tat, g.interval
+	st.tat = tat
 	s.mu.Unlock()
 
 	debt := tat - t
@@ -357,6 +348,46 @@ func (l *Limiter) decide(keyID string, lim Limits, t int64) Decision {
 		Remaining:  int(max((g.tau-debt)/g.interval, 0)),
 		Reset:      time.Duration(debt),
 		RetryAfter: retry,
+	}
+}
+
+// state returns key's state, adding it as fresh when the shard has none.
+// s.mu is held.
+func (s *shard) state(h uint64, key string, fresh keyState) *keyState {
+	if len(key) <= slotKeyMax {
+		if i := s.find(h, key); i >= 0 {
+			return &s.slots[i].keyState
+		}
+		return &s.insert(h, key, fresh).keyState
+	}
+	e := s.long[key]
+	if e == nil {
+		if s.long == nil {
+			s.long = make(map[string]*entry)
+		}
+		e = &entry{fresh}
+		// Clone so the map does not pin a caller's larger buffer.
+		s.long[strings.Clone(key)] = e
+	}
+	return &e.keyState
+}
+
+// Update converts keyID's state to lim now, as its next request would, so
+// a change of limits applies from the moment it is made: idle time after
+// it counts at the new rate. Call it when a key's limits change.
+func (l *Limiter) Update(keyID string, lim Limits) {
+	g := lim.gcra()
+	t := l.since()
+	h := l.hash(keyID)
+	s := l.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(keyID) <= slotKeyMax {
+		if i := s.find(h, keyID); i >= 0 {
+			s.slots[i].adopt(g, t)
+		}
+	} else if e := s.long[keyID]; e != nil {
+		e.adopt(g, t)
 	}
 }
 

@@ -242,8 +242,8 @@ func TestMatchesModel(t *testing.T) {
 					probe, pc := newTest()
 					pc.Set(now)
 					// Both limiters were created at t0, so TATs are comparable.
-					tat, interval, _ := l.state("k")
-					probe.setState("k", tat, interval)
+					st, _ := l.state("k")
+					probe.setState("k", st)
 					pc.Set(now + time.Duration(got.RetryAfterSeconds())*time.Second)
 					if !probe.Allow("k", lim).Allowed() {
 						t.Fatalf("req %d: not admitted after RetryAfter %ds", i, got.RetryAfterSeconds())
@@ -587,31 +587,31 @@ func TestAllowAtOnAnInjectedClockAsksTheClock(t *testing.T) {
 }
 
 // state is key's GCRA state; ok is false when the limiter holds none.
-func (l *Limiter) state(key string) (tat, interval int64, ok bool) {
+func (l *Limiter) state(key string) (st keyState, ok bool) {
 	h := l.hash(key)
 	s := l.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i := s.find(h, key); i >= 0 {
-		return s.slots[i].tat, s.slots[i].interval, true
+		return s.slots[i].keyState, true
 	}
 	if e := s.long[key]; e != nil {
-		return e.tat, e.interval, true
+		return e.keyState, true
 	}
-	return 0, 0, false
+	return keyState{}, false
 }
 
-// setState gives key the state tat, interval, as if it had made requests.
-func (l *Limiter) setState(key string, tat, interval int64) {
+// setState gives key the state st, as if it had made requests.
+func (l *Limiter) setState(key string, st keyState) {
 	l.AllowAt(key, Limits{}, time.Time{}) // creates it
 	h := l.hash(key)
 	s := l.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i := s.find(h, key); i >= 0 {
-		s.slots[i].tat, s.slots[i].interval = tat, interval
+		s.slots[i].keyState = st
 	} else {
-		*s.long[key] = entry{tat: tat, interval: interval}
+		s.long[key].keyState = st
 	}
 }
 
@@ -683,7 +683,8 @@ func TestTableAgainstAMap(t *testing.T) {
 				}
 				if step%97 == 0 {
 					for _, k := range keys {
-						tat, _, ok := l.state(k)
+						st, ok := l.state(k)
+						tat := st.tat
 						if w, wok := want[k]; ok != wok || tat != w {
 							t.Fatalf("step %d: %s has (%d, %v), want (%d, %v)", step, k, tat, ok, w, wok)
 						}
@@ -728,4 +729,79 @@ func TestMemoryPerKey(t *testing.T) {
 		t.Fatalf("Len %d", l.Len())
 	}
 	runtime.KeepAlive(l)
+}
+
+// TestEarlierArrivalsGiveNothingBack: a request decided after another but
+// with an earlier arrival time (requests on two connections, or a stale
+// time) is judged at its time, and never hands the key allowance back (the
+// clamp for a lowered burst once moved the state back to it).
+func TestEarlierArrivalsGiveNothingBack(t *testing.T) {
+	lim := Limits{PerMinute: 60, Burst: 5}
+	l, _ := newTest()
+	sec := int64(time.Second)
+	for i := range 5 {
+		if !l.decide("k", lim, 10*sec).Allowed() {
+			t.Fatalf("request %d of a burst of 5 refused", i)
+		}
+	}
+	if d := l.decide("k", lim, 0); d.Allowed() {
+		t.Fatalf("a request that arrived 10 s earlier was admitted: %+v", d)
+	}
+	if d := l.decide("k", lim, 10*sec); d.Allowed() || d.Remaining != 0 {
+		t.Fatalf("after a decision at an earlier arrival the key has allowance again: %+v", d)
+	}
+
+	// Interleaved arrivals 2 ms apart at 1,000 a second stay within the
+	// window bound burst + w×rate.
+	fast := Limits{PerMinute: 60000, Burst: 10}
+	l, _ = newTest()
+	admitted := 0
+	const w = 4 * time.Second
+	for at := int64(0); at < int64(w); at += int64(500 * time.Microsecond) {
+		t := at
+		if (at/int64(500*time.Microsecond))%2 == 1 {
+			t -= int64(2 * time.Millisecond)
+		}
+		if l.decide("k", fast, max(t, 0)).Allowed() {
+			admitted++
+		}
+	}
+	if bound := 10 + int(w/time.Millisecond); admitted > bound {
+		t.Fatalf("%d admitted in %v, over the bound of %d", admitted, w, bound)
+	}
+}
+
+// TestUpdateAppliesALimitChangeAtOnce: idle time after a change of limits
+// counts at the new rate, not only from the key's next request.
+func TestUpdateAppliesALimitChangeAtOnce(t *testing.T) {
+	l, c := newTest()
+	fast, slow := Limits{PerMinute: 600}, Limits{PerMinute: 6}
+	for range 100 {
+		l.Allow("k", fast)
+	}
+	l.Update("k", slow)
+	c.Advance(10500 * ms)
+	if d := l.Allow("k", slow); !d.Allowed() || d.Remaining != 0 {
+		t.Fatalf("10.5 s after moving to 6/min with the burst used: %+v, want one admitted and none left", d)
+	}
+	if d := l.Allow("k", slow); d.Allowed() {
+		t.Fatalf("a second burst after the rate was lowered: %+v", d)
+	}
+
+	// Raised: 10 used at 6/min come back in 1 s at 600/min.
+	l, c = newTest()
+	small := Limits{PerMinute: 6, Burst: 10}
+	for range 10 {
+		l.Allow("k", small)
+	}
+	raised := Limits{PerMinute: 600, Burst: 10}
+	l.Update("k", raised)
+	c.Advance(time.Second)
+	if d := l.Allow("k", raised); !d.Allowed() || d.Remaining != 9 {
+		t.Fatalf("1 s after moving to 600/min: %+v, want admitted with 9 left", d)
+	}
+	l.Update("absent", raised) // a key the limiter does not hold: nothing to convert
+	if _, ok := l.state("absent"); ok {
+		t.Fatal("Update added a key")
+	}
 }
