@@ -121,19 +121,28 @@ func (a *Appliance) UpdateWebhook(workspace, id string, p WebhookPatch) (storage
 		}
 	}
 	w, err := a.state.UpdateWebhook(id, func(w *storage.Webhook) error {
+		now := a.now()
 		if p.URL != nil {
+			if *p.URL != w.URL {
+				w.FailingCountsFrom = now.UnixMilli() // a new receiver: its own 5 days
+			}
 			w.URL = *p.URL
 		}
 		if p.Events != nil {
 			w.Events = append([]string(nil), (*p.Events)...)
 		}
 		if p.Enabled != nil {
+			if *p.Enabled && !w.Enabled {
+				// Enabled again (after being disabled for failing, say):
+				// earlier failures no longer count toward disabling it.
+				w.FailingCountsFrom = now.UnixMilli()
+			}
 			w.Enabled = *p.Enabled
 			if w.Enabled {
 				w.DisabledReason = ""
 			}
 		}
-		w.UpdatedAt = a.now().Unix()
+		w.UpdatedAt = now.Unix()
 		return nil
 	})
 	if err != nil {

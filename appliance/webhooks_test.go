@@ -62,3 +62,36 @@ func TestWebhookBoundHoldsUnderParallelCreates(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookFailuresCountFromReenablingOrANewURL: enabling an endpoint
+// again, or pointing it at another URL, starts its failing window afresh;
+// other changes do not.
+func TestWebhookFailuresCountFromReenablingOrANewURL(t *testing.T) {
+	app := openApp(t, fastSandbox(), true)
+	w, _, err := app.CreateWebhook(DefaultWorkspace, "https://example.com/a", []string{"*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := func(p WebhookPatch) int64 {
+		t.Helper()
+		got, err := app.UpdateWebhook(DefaultWorkspace, w.ID, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.FailingCountsFrom
+	}
+	yes, no := true, false
+	events := []string{"message.read"}
+	same, other := "https://example.com/a", "https://example.com/b"
+	if from := patch(WebhookPatch{Events: &events, URL: &same, Enabled: &yes}); from != 0 {
+		t.Fatalf("events, the same URL and enabled while enabled moved the window: %d", from)
+	}
+	patch(WebhookPatch{Enabled: &no})
+	reenabled := patch(WebhookPatch{Enabled: &yes})
+	if reenabled == 0 {
+		t.Fatal("enabling the endpoint again did not start a fresh window")
+	}
+	if from := patch(WebhookPatch{URL: &other}); from < reenabled {
+		t.Fatalf("a new URL: window from %d, want from now (≥ %d)", from, reenabled)
+	}
+}

@@ -53,6 +53,10 @@ type Webhook struct {
 	Secrets        []WebhookSecret `json:"secrets"`
 	CreatedAt      int64           `json:"createdAt"`
 	UpdatedAt      int64           `json:"updatedAt"`
+	// FailingCountsFrom (Unix ms) is when the endpoint was last enabled
+	// again or pointed at a new URL: failures before it do not count
+	// toward disabling it, so a re-enabled endpoint gets a fresh window.
+	FailingCountsFrom int64 `json:"failingCountsFrom,omitempty"`
 }
 
 // Delivery is one event owed to one endpoint.

@@ -1039,7 +1039,8 @@ func (s *Service) record(st *loopState, batch []result) {
 		// not), or -1 for an endpoint deleted while this attempt was in
 		// flight, whose failure time went with it and is not written back.
 		since := int64(-1)
-		if _, ok := s.eps.Webhook(d.EndpointID); ok {
+		ep, ok := s.eps.Webhook(d.EndpointID)
+		if ok {
 			var err error
 			if since, err = s.failingSince(st, d.EndpointID); err != nil {
 				s.log.Error("read endpoint failure time", "err", err)
@@ -1067,8 +1068,16 @@ func (s *Service) record(st *loopState, batch []result) {
 				since = r.at.Unix()
 				b.StageEndpointFailing(d.EndpointID, since)
 				st.failing[d.EndpointID] = since
-			} else if since > 0 && now.Sub(time.Unix(since, 0)) >= s.opts.DisableAfter {
-				toDisable = append(toDisable, disable{d.EndpointID, since})
+			} else if since > 0 {
+				// Failures from before the endpoint was last enabled again
+				// (or re-pointed) do not count.
+				from := time.Unix(since, 0)
+				if ep.FailingCountsFrom > 0 {
+					from = later(from, time.UnixMilli(ep.FailingCountsFrom))
+				}
+				if now.Sub(from) >= s.opts.DisableAfter {
+					toDisable = append(toDisable, disable{d.EndpointID, from.Unix()})
+				}
 			}
 		}
 		a.State = d.State
@@ -1097,6 +1106,13 @@ func (s *Service) record(st *loopState, batch []result) {
 	for _, x := range toDisable {
 		s.disable(x.id, x.since)
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func (s *Service) failingSince(st *loopState, endpointID string) (int64, error) {

@@ -386,6 +386,54 @@ func TestEndpointFailingTooLongIsDisabled(t *testing.T) {
 	}
 }
 
+// TestReenabledEndpointGetsAFreshWindow: an endpoint disabled for failing,
+// then enabled again, is not disabled by its next single failure (its old
+// failures counted, and disabled it again at once with the old date).
+func TestReenabledEndpointGetsAFreshWindow(t *testing.T) {
+	rc := newReceiver(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	rc.answer = func(int, *http.Request) int {
+		if failing.Load() {
+			return 503
+		}
+		return 200
+	}
+	ms10 := 10 * time.Millisecond
+	f := newFixture(t, Options{DisableAfter: 1500 * time.Millisecond, Schedule: []time.Duration{ms10, ms10, ms10, ms10, ms10, ms10, ms10, ms10,
+		ms10, ms10, ms10, ms10, 500 * time.Millisecond, 500 * time.Millisecond, 500 * time.Millisecond, 500 * time.Millisecond}})
+	ep := f.endpoint(rc.srv.URL)
+	f.svc.Start()
+	f.emit(sentEvent(1, "919876543210"))
+	if !pollFor(10*time.Second, func() bool { w, _ := f.state.Webhook(ep.ID); return !w.Enabled }) {
+		t.Fatal("endpoint failing every attempt was never disabled")
+	}
+	// What PATCH {"enabled":true} does; the receiver then fails once more.
+	if _, err := f.state.UpdateWebhook(ep.ID, func(w *storage.Webhook) error {
+		w.Enabled, w.DisabledReason, w.FailingCountsFrom = true, "", time.Now().UnixMilli()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(rc.requests())
+	var once atomic.Bool
+	rc.answer = func(int, *http.Request) int {
+		if once.CompareAndSwap(false, true) {
+			return 503
+		}
+		return 200
+	}
+	failing.Store(false)
+	f.emit(sentEvent(2, "919876543210"))
+	if !pollFor(5*time.Second, func() bool { return len(rc.requests()) >= before+2 }) {
+		t.Fatalf("the new event was not retried after one failure: %d requests since re-enabling", len(rc.requests())-before)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if w, _ := f.state.Webhook(ep.ID); !w.Enabled {
+		t.Fatalf("one failure after re-enabling disabled the endpoint again: %q", w.DisabledReason)
+	}
+}
+
 func TestBodyPerEventType(t *testing.T) {
 	cases := []struct {
 		ev   storage.Event
@@ -553,4 +601,16 @@ func TestPruneStepsThroughTheLogPastRetention(t *testing.T) {
 			t.Fatalf("delivery %s after the pass: %v, want ErrNotFound", a.DeliveryID, err)
 		}
 	}
+}
+
+// pollFor reports whether cond holds within d, checking every 5 ms.
+func pollFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
