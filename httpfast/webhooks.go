@@ -118,7 +118,7 @@ type attemptJSON struct {
 	DeliveryID  string  `json:"deliveryId"`
 	EventID     string  `json:"eventId"`
 	Event       string  `json:"event"`
-	Attempt     int     `json:"attempt"`
+	Attempt     *int    `json:"attempt"`     // null: the delivery ended without this attempt being made
 	AttemptedAt int64   `json:"attemptedAt"` // Unix seconds, as every timestamp of the API
 	StatusCode  *int    `json:"statusCode"`
 	LatencyMs   int64   `json:"latencyMs"`
@@ -156,8 +156,12 @@ func (s *Server) listDeliveries(ctx *fasthttp.RequestCtx, ws, id string) {
 		NextCursor *string       `json:"nextCursor"`
 	}{Data: make([]attemptJSON, 0, len(list))}
 	for _, a := range list {
-		j := attemptJSON{ID: a.ID, DeliveryID: a.DeliveryID, EventID: a.EventID, Event: a.EventType, Attempt: a.Number,
+		j := attemptJSON{ID: a.ID, DeliveryID: a.DeliveryID, EventID: a.EventID, Event: a.EventType,
 			AttemptedAt: a.At / 1000, LatencyMs: a.LatencyMs, Error: strOrNil(a.Error), NextRetryAt: intOrNil(a.NextRetryAt), State: a.State}
+		if a.Number > 0 {
+			n := a.Number
+			j.Attempt = &n
+		}
 		if a.StatusCode != 0 {
 			code := a.StatusCode
 			j.StatusCode = &code

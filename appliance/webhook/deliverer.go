@@ -814,8 +814,10 @@ func (s *Service) finishUnattempted(st *loopState, ds []*storage.Delivery, now t
 		prev := dueIndexed(d)
 		d.State = stateFailed
 		d.UpdatedAt = now.Unix()
+		// A row of the log that is no attempt: Number 0 (attempts count
+		// from 1), shown as "attempt": null.
 		a := &storage.Attempt{ID: storage.NewID("att_", now), DeliveryID: d.ID, EventID: d.EventID, EventType: d.EventType,
-			EndpointID: d.EndpointID, Number: d.Total, At: now.UnixMilli(), Error: d.LastError + " (not attempted)", State: stateFailed}
+			EndpointID: d.EndpointID, Number: 0, At: now.UnixMilli(), Error: d.LastError + " (not attempted)", State: stateFailed}
 		if err := b.StageDelivery(d, prev); err != nil {
 			s.log.Error("encode delivery", "err", err)
 		}

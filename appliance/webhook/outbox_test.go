@@ -443,6 +443,9 @@ func changeUnderBacklog(t *testing.T, change func(*storage.Webhook), why string)
 	for _, a := range list {
 		if a.State == stateFailed && strings.Contains(a.Error, why) && strings.Contains(a.Error, "(not attempted)") {
 			skipped = append(skipped, a.DeliveryID)
+			if a.Number != 0 {
+				t.Errorf("a row of no attempt is numbered %d, as if it were one", a.Number)
+			}
 		}
 	}
 	if len(skipped) != 4 {
@@ -513,5 +516,25 @@ func TestBacklogFollowsTheEndpointsEvents(t *testing.T) {
 	_, err = f.svc.Redeliver("acme", skipped[1])
 	if !errors.As(err, &ue) || !ue.EndpointGone {
 		t.Fatalf("redeliver for a deleted endpoint: %v", err)
+	}
+}
+
+// TestRetryEndedUnattemptedIsNoAttemptInTheLog: a delivery that failed once
+// and then ends without its retry (the endpoint disabled meanwhile) gets a
+// log row numbered 0, not a second row with the first attempt's number.
+func TestRetryEndedUnattemptedIsNoAttemptInTheLog(t *testing.T) {
+	rc := newReceiver(t)
+	rc.answer = func(int, *http.Request) int { return 500 }
+	f := newFixture(t, Options{Schedule: []time.Duration{300 * time.Millisecond, 300 * time.Millisecond}})
+	ep := f.endpoint(rc.srv.URL)
+	f.svc.Start()
+	f.emit(sentEvent(1, "919876543210"))
+	waitAttempts(t, f, ep.ID, 1)
+	if _, err := f.state.UpdateWebhook(ep.ID, func(w *storage.Webhook) error { w.Enabled = false; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	list := waitAttempts(t, f, ep.ID, 2)
+	if list[0].Number != 0 || !strings.Contains(list[0].Error, "(not attempted)") || list[1].Number != 1 {
+		t.Fatalf("log after a retry ended unattempted: %+v", list)
 	}
 }
