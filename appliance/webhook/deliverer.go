@@ -121,6 +121,10 @@ type loopState struct {
 	eps   map[string]*epState
 	lanes map[laneKey]*lane
 	known map[string]bool // delivery ids queued, waiting or in flight
+	// again holds deliveries redelivered while an attempt of theirs was
+	// already under way (in flight, or taken for one): once it is recorded
+	// they start afresh and are attempted again at once.
+	again map[string]bool
 	// done remembers recently finished deliveries: the start-up scan can
 	// see a delivery whose durability callback has not run yet, and the late
 	// callback must not send it a second time.
@@ -148,7 +152,7 @@ type loopState struct {
 }
 
 func newLoopState(deckSize int) *loopState {
-	return &loopState{eps: map[string]*epState{}, lanes: map[laneKey]*lane{}, known: map[string]bool{}, done: newRecentSet(),
+	return &loopState{eps: map[string]*epState{}, lanes: map[laneKey]*lane{}, known: map[string]bool{}, again: map[string]bool{}, done: newRecentSet(),
 		failing: map[string]int64{}, blocks: map[string]*blockCount{}, doneBlocks: newRecentSet(), deckSize: deckSize,
 		timer: time.NewTimer(time.Hour)}
 }
@@ -321,9 +325,18 @@ func (s *Service) enqueue(st *loopState, d *storage.Delivery, redeliver bool) pl
 			if w.ID == d.ID {
 				*w = *d
 				heap.Init(&st.retries)
-				break
+				return ignored
 			}
 		}
+		if l := st.lanes[laneKey{d.EndpointID, d.SessionID}]; l != nil {
+			for _, q := range l.q { // due, not yet taken: its attempt is the one asked for
+				if q.ID == d.ID {
+					q.Attempts = 0
+					return ignored
+				}
+			}
+		}
+		st.again[d.ID] = true // under way: once more after it
 		return ignored
 	}
 	if d.NextAt > s.now().UnixNano() {
@@ -811,6 +824,7 @@ func (s *Service) finishUnattempted(st *loopState, ds []*storage.Delivery, now t
 	b := s.db.NewBatch()
 	for _, d := range ds {
 		s.finished(st, d.ID)
+		delete(st.again, d.ID)
 		prev := dueIndexed(d)
 		d.State = stateFailed
 		d.UpdatedAt = now.Unix()
@@ -1083,6 +1097,17 @@ func (s *Service) record(st *loopState, batch []result) {
 			}
 		}
 		a.State = d.State
+		if st.again[d.ID] {
+			// Redelivered while this attempt was under way: a fresh
+			// schedule, starting with an attempt now.
+			delete(st.again, d.ID)
+			if since >= 0 {
+				d.State, d.Attempts, d.NextAt = statePending, 0, now.UnixNano()
+				if r.delivered() {
+					st.done.remove(d.ID) // finished by release; pending again
+				}
+			}
+		}
 		if err := b.StageDelivery(d, prev); err != nil {
 			s.log.Error("encode delivery", "err", err)
 		}

@@ -538,3 +538,37 @@ func TestRetryEndedUnattemptedIsNoAttemptInTheLog(t *testing.T) {
 		t.Fatalf("log after a retry ended unattempted: %+v", list)
 	}
 }
+
+// TestRedeliverDuringAnAttemptSendsAgain: a redelivery asked for while an
+// attempt of the same delivery is in flight is made once that attempt is
+// over (it answered 202 and then did nothing: the in-flight attempt's
+// record overwrote it).
+func TestRedeliverDuringAnAttemptSendsAgain(t *testing.T) {
+	rc := newReceiver(t)
+	f := newFixture(t, Options{})
+	ep := f.endpoint(rc.srv.URL)
+	f.svc.Start()
+	f.emit(sentEvent(1, "919876543210"))
+	dlv := waitAttempts(t, f, ep.ID, 1)[0].DeliveryID
+	rc.delay.Store(int64(300 * time.Millisecond))
+	if _, err := f.svc.Redeliver("acme", dlv); err != nil {
+		t.Fatal(err)
+	}
+	if !pollFor(5*time.Second, func() bool { return len(rc.requests()) == 2 }) {
+		t.Fatal("the first redelivery was not attempted")
+	}
+	if _, err := f.svc.Redeliver("acme", dlv); err != nil { // while that attempt is in flight
+		t.Fatal(err)
+	}
+	if !pollFor(5*time.Second, func() bool { return len(rc.requests()) == 3 }) {
+		t.Fatalf("a redelivery asked for during an attempt was not made: %d requests", len(rc.requests()))
+	}
+	list := waitAttempts(t, f, ep.ID, 3)
+	if list[0].Number != 3 || list[0].State != stateDelivered {
+		t.Fatalf("log after two redeliveries: %+v", list[0])
+	}
+	time.Sleep(400 * time.Millisecond)
+	if n := len(rc.requests()); n != 3 {
+		t.Fatalf("%d requests, want 3: one event, two redeliveries", n)
+	}
+}
