@@ -79,6 +79,13 @@ func ValidateURL(raw string, allowPrivate bool) error {
 	if len(raw) > MaxURLLength {
 		return urlErr("The webhook URL is %d bytes long; the limit is %d. Use a shorter URL.", len(raw), MaxURLLength)
 	}
+	for i := 0; i < len(raw); i++ {
+		if c := raw[i]; c <= ' ' || c == 0x7f {
+			// url.Parse lets a space through in a path (a pasted URL's
+			// trailing one, say), and it would be stored and posted to.
+			return urlErr("The webhook URL has a space or control character at byte %d; remove it, or percent-encode it (a space is %%20).", i)
+		}
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		var reason string

@@ -46,6 +46,11 @@ func TestValidateURL(t *testing.T) {
 
 		// Shape.
 		{"", verdictNever, "empty"},
+		{"http://example.com/ ", verdictNever, "space or control character at byte 19"},
+		{"http://example.com/a b", verdictNever, "space or control character"},
+		{"http://example.com/\t", verdictNever, "space or control character"},
+		{" http://example.com/", verdictNever, "at byte 0"},
+		{"http://example.com/%20", verdictOK, ""},
 		{"example.com/hooks", verdictNever, "no scheme"},
 		{"//example.com/hooks", verdictNever, "no scheme"},
 		{"ftp://example.com/x", verdictNever, `"ftp"`},
@@ -64,7 +69,7 @@ func TestValidateURL(t *testing.T) {
 		{"http://example.com:65536/", verdictNever, "port"},
 		{"http://example.com:99999999999999999999/", verdictNever, "port"},
 		{"http://exa mple.com/", verdictNever, ""},
-		{"http://example.com/\x00", verdictNever, "parsed"},
+		{"http://example.com/\x00", verdictNever, "control character"},
 		{"http://exa%20mple.com/", verdictNever, ""},
 		{"http://exa!mple.com/", verdictNever, "not allowed in a host name"},
 		{"http://exa..mple.com/", verdictNever, "empty label"},
