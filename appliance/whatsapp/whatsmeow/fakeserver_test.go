@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -383,5 +386,117 @@ func TestClientAcknowledgesAfterTheHandler(t *testing.T) {
 	d.mu.Unlock()
 	if !cli.SynchronousAck || !cli.EnableDecryptedEventBuffer {
 		t.Fatalf("SynchronousAck %v, EnableDecryptedEventBuffer %v: want both", cli.SynchronousAck, cli.EnableDecryptedEventBuffer)
+	}
+}
+
+// TestCloseWhileAConnectHangs: Close returns although a connect is stuck
+// in its dial (an endpoint that accepts TCP and never answers): it used to
+// wait for the dial, which held whatsmeow's socket lock until its context
+// ended, and that context ended only after Close, so DELETE, a restart or
+// shutdown waited for ever.
+func TestCloseWhileAConnectHangs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // open, and silent
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	}()
+	addr := ln.Addr().String()
+	hc := &http.Client{Transport: &http.Transport{DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}}}
+	d, err := New(Options{DBPath: filepath.Join(t.TempDir(), "wm.db"), HTTPClient: hc, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	tr, err := d.Open(context.Background(), whatsapp.SessionRef{Workspace: "w", SessionID: "919876543210"}, newRecorder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for { // the connect is under way once the listener holds its socket
+		mu.Lock()
+		n := len(held)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session never dialled")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { _ = tr.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close is still waiting for a connect that hangs")
+	}
+}
+
+// TestReplacedDuringLoginStaysStopped: a stream replaced by another client
+// while this one's login finishes leaves the session disconnected. The
+// Connected whatsmeow still sends from that login, before or after
+// StreamReplaced, used to mark it connected with no socket, for good.
+func TestReplacedDuringLoginStaysStopped(t *testing.T) {
+	for i := range 6 {
+		srv, err := fakewa.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := New(Options{DBPath: filepath.Join(t.TempDir(), "wm.db"), HTTPClient: srv.HTTPClient(),
+			Backoff: Backoff{Initial: 30 * time.Millisecond, Max: 60 * time.Millisecond}, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := whatsapp.SessionRef{Workspace: "w", SessionID: "447700900123"}
+		tr, rec, login := pair(t, srv, d, ref)
+		srv.HoldPassive.Store(true)
+		login.Drop()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		second, err := srv.NextConn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := second.WaitReceived(ctx, func(n *waBinary.Node) bool { return n.Attrs["xmlns"] == "passive" }); err != nil {
+			t.Fatal(err)
+		}
+		second.StreamError("", "replaced")
+		time.Sleep(500 * time.Millisecond)
+		last := rec.last()
+		s := tr.(*session)
+		s.mu.Lock()
+		online := s.online
+		s.mu.Unlock()
+		cancel()
+		_ = tr.Close()
+		_ = d.Close()
+		srv.Close()
+		if last.Status == whatsapp.StatusConnected || online {
+			t.Fatalf("run %d: a replaced session is %s (online %v): %s", i, last.Status, online, last.Reason)
+		}
 	}
 }

@@ -257,6 +257,7 @@ func (s *session) loginTimedOut() {
 // stopLocked makes the session stop reconnecting and cancels its timers.
 func (s *session) stopLocked() {
 	s.stopped = true
+	s.online = false // whatsmeow closes the socket it stopped for
 	s.connectDue = false
 	s.stopTimersLocked()
 	s.pairing = false
@@ -364,7 +365,12 @@ func (s *session) handleEvent(evt any) {
 		s.onDisconnected()
 	case *events.ManualLoginReconnect:
 		// Stream error 515: the server wants a fresh login (after pairing,
-		// or when it restarts). Reconnect now, not after a backoff.
+		// or when it restarts). Reconnect now, not after a backoff. A live
+		// session says so: sends meanwhile are refused as not connected and
+		// wait for the next status, which "connected" again would not be
+		// if nothing came between.
+		s.reportIf(func(cur string) bool { return cur == whatsapp.StatusConnected },
+			whatsapp.StatusConnecting, "WhatsApp asked for a fresh login; logging in again")
 		s.reconnectNow()
 	case *events.KeepAliveTimeout:
 		s.onKeepAliveTimeout(e)
@@ -435,7 +441,9 @@ func (s *session) onReceipt(e *events.Receipt) bool {
 
 func (s *session) onConnected() {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.stopped {
+		// Stopped for good (stream replaced, unlinked, outdated): whatsmeow
+		// may still send Connected from the login that raced the stop.
 		s.mu.Unlock()
 		return
 	}
@@ -453,7 +461,6 @@ func (s *session) onConnected() {
 	}
 	s.attempt = 0
 	s.pairing = false
-	s.stopped = false
 	s.online = true
 	for _, t := range []*Timer{&s.retry, &s.loginTimer, &s.qrTimer} {
 		if *t != nil {
@@ -924,6 +931,10 @@ func (s *session) Close() error {
 	if !s.shut() {
 		return nil
 	}
+	// A connect in flight holds whatsmeow's socket lock, which disconnect
+	// needs, until its context ends: end it first, or a dial that hangs
+	// would hold DELETE, a restart or shutdown with it.
+	s.cancel()
 	s.c.disconnect()
 	s.finish()
 	return nil
@@ -943,6 +954,7 @@ func (s *session) Logout(ctx context.Context) error {
 			s.log.Warn("whatsmeow: WhatsApp did not confirm the logout; deleting the device locally (the phone may list it until WhatsApp prunes it)", "err", lerr)
 		}
 	}
+	s.cancel() // as in Close: a connect in flight must not hold disconnect
 	s.c.disconnect()
 	if derr := s.c.deleteDevice(ctx); derr != nil {
 		err = fmt.Errorf("whatsmeow: delete device state: %w", derr)

@@ -641,3 +641,26 @@ func TestSendThatHangsTimesOut(t *testing.T) {
 		t.Fatalf("cancelled send: %v, want session_not_connected", err)
 	}
 }
+
+// TestLiveSessionAsked515SaysSo: a fresh login WhatsApp asks of a live
+// session (stream error 515) shows as connecting, then connected again, so
+// a dispatcher that put a send back on session_not_connected meanwhile is
+// woken by the second change (the login repeated the last status word for
+// word and reported nothing).
+func TestLiveSessionAsked515SaysSo(t *testing.T) {
+	_, fc, s, rec := newConnectedTestSession(t)
+	before := len(rec.snapshot())
+	s.handleEvent(&events.ManualLoginReconnect{})
+	fc.waitConnects(t, 2)
+	_, err := s.Send(context.Background(), whatsapp.SendRequest{ID: "3EB0X", To: "919999999999", Text: "x"})
+	var se *whatsapp.SendError
+	if !errors.As(err, &se) || se.Code != "session_not_connected" {
+		t.Fatalf("send during the re-login: %v", err)
+	}
+	waitConnectReturned(t, s)
+	s.handleEvent(&events.Connected{})
+	after := rec.snapshot()[before:]
+	if len(after) != 2 || after[0].Status != whatsapp.StatusConnecting || after[1].Status != whatsapp.StatusConnected {
+		t.Fatalf("statuses after a 515 on a live session: %+v, want connecting then connected", after)
+	}
+}
