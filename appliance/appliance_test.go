@@ -1291,3 +1291,98 @@ func TestSecondsUntilRoundsUp(t *testing.T) {
 		}
 	}
 }
+
+// sessionEvents lists the session.* events staged so far, with reasons.
+func (s *recordingSink) sessionEvents() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, ev := range s.staged {
+		if strings.HasPrefix(ev.Type, "session.") {
+			out = append(out, ev.Type+"("+ev.Reason+")")
+		}
+	}
+	return out
+}
+
+// TestBanAfterADropIsAnEvent: a ban shows on the reconnect after a drop,
+// from disconnected; it is a session.disconnected event with the ban's
+// reason (only a move away from connected made one).
+func TestBanAfterADropIsAnEvent(t *testing.T) {
+	h, gate := newGatedHarness(t)
+	hd := gate.handler.Load().(whatsapp.Handler)
+	hd.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusDisconnected, Reason: "lost"})
+	hd.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusBanned, Reason: "banned until tomorrow"})
+	hd.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusBanned, Reason: "banned until tomorrow"})
+	got := fmt.Sprint(h.events.sessionEvents())
+	if want := "[session.connected() session.disconnected(lost) session.disconnected(banned until tomorrow)]"; got != want {
+		t.Fatalf("events %s, want %s", got, want)
+	}
+}
+
+// TestUnlinkedSessionRefusesSendsAfterARestart: a session logged out from
+// the phone refuses sends (409) after a restart too, where its status moves
+// on to connecting or disconnected; they were queued for a device that no
+// longer exists.
+func TestUnlinkedSessionRefusesSendsAfterARestart(t *testing.T) {
+	h, gate := newGatedHarness(t)
+	gate.handler.Load().(whatsapp.Handler).OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusLoggedOut, Reason: "unlinked on the phone"})
+	h.close()
+	reopened := &offlineDriver{}
+	h.open(reopened)
+	_, _, err := h.app.Send(context.Background(), DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
+	if codeOf(err) != "session_not_connected/sessionId" {
+		t.Fatalf("send to an unlinked session after a restart: %s", codeOf(err))
+	}
+	// Paired again: sends are taken.
+	reopened.h.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
+	h.knowRecipient()
+	if _, _, err := h.app.Send(context.Background(), DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "y"}); err != nil {
+		t.Fatalf("send once paired again: %v", err)
+	}
+}
+
+// offlineDriver is "gated" that cannot reach the network: Open reports
+// disconnected.
+type offlineDriver struct{ h whatsapp.Handler }
+
+func (d *offlineDriver) Name() string { return "gated" }
+func (d *offlineDriver) Open(_ context.Context, _ whatsapp.SessionRef, h whatsapp.Handler) (whatsapp.Transport, error) {
+	d.h = h
+	h.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusDisconnected, Reason: "could not connect"})
+	return &gatedTransport{d: &gatedDriver{}}, nil
+}
+
+// TestMaxQueueAgeCountsFromGoingOffline: a backlog older than the maximum
+// age is not failed by a short disconnect: the age is how long the session
+// has been offline, not how old each message is.
+func TestMaxQueueAgeCountsFromGoingOffline(t *testing.T) {
+	gate := &gatedDriver{}
+	h := &harness{t: t, dir: t.TempDir(), events: &recordingSink{}}
+	h.setNow(time.Now)
+	db, _ := storage.Open(h.dir)
+	st, _ := storage.OpenLocalState(db)
+	app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{gate}, Events: h.events, Now: h.now,
+		MaxQueueAge: 150 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.db, h.app = db, app
+	t.Cleanup(h.close)
+	h.mustSession(DefaultWorkspace, sess, "gated")
+	h.knowRecipient()
+	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "waits behind the gate"})
+	// Older than the maximum age, connected all along; over a second, as
+	// messages' ages are compared in whole seconds.
+	time.Sleep(1100 * time.Millisecond)
+	hd := gate.handler.Load().(whatsapp.Handler)
+	hd.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusDisconnected, Reason: "blip"})
+	time.Sleep(80 * time.Millisecond)
+	hd.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
+	time.Sleep(120 * time.Millisecond)
+	if got, _ := h.app.Message(DefaultWorkspace, m.ID); got.Status != StatusQueued {
+		t.Fatalf("after an 80 ms disconnect the old message is %s (%+v), want still queued", got.Status, got.Error)
+	}
+	gate.release(h)
+	h.waitStatus(DefaultWorkspace, m.ID, StatusSent)
+}

@@ -68,6 +68,12 @@ func (rt *sessionRuntime) dispatchLoop() {
 				if !rt.sleep(min(time.Minute, maxAge/4)) {
 					return
 				}
+				// Measured from when it went offline, not from each message's
+				// creation: a paced backlog older than maxAge is not failed by
+				// a reconnect of a second, or by a restart.
+				if rt.offlineFor() < maxAge {
+					continue
+				}
 				if err := rt.expireQueued(rt.a.now().Add(-maxAge).Unix()); err != nil {
 					rt.a.log.Error("expire queued messages", "workspace", rt.ws, "sessionId", rt.id, "err", err)
 				}

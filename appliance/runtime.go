@@ -28,9 +28,13 @@ type sessionRuntime struct {
 
 	ready atomic.Bool // visible to the API (false while being created or deleted)
 
-	mu  sync.Mutex // guards rec and tr
+	mu  sync.Mutex // guards rec, tr and offlineSince
 	rec storage.Session
 	tr  whatsapp.Transport
+	// offlineSince is when the session was last seen leave "connected"
+	// (or this runtime started, if it was not connected then): what
+	// --max-queue-age measures.
+	offlineSince time.Time
 
 	// msgMu serialises changes to this session's message records between
 	// the dispatcher and the event loop, so a status never regresses. It
@@ -118,6 +122,7 @@ func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
 	rt.legacyAW = map[string]struct{}{}
 	rt.deferred = map[string]*deferredStatus{}
 	rt.ctx, rt.cancel = context.WithCancel(a.ctx)
+	rt.offlineSince = a.now()
 	return rt
 }
 
@@ -387,16 +392,28 @@ func (rt *sessionRuntime) status() string {
 	return rt.rec.Status
 }
 
-// paired reports whether sends may be queued: the number was paired once and
-// has not been logged out or banned since.
+// paired reports whether sends may be queued: the number was paired once,
+// has not been logged out or banned since, and has a device (a session that
+// shows QR codes has none; one unlinked keeps Unlinked through restarts,
+// where its status moves on to connecting and pairing).
 func (rt *sessionRuntime) paired() bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	switch rt.rec.Status {
-	case whatsapp.StatusLoggedOut, whatsapp.StatusBanned:
+	case whatsapp.StatusLoggedOut, whatsapp.StatusBanned, whatsapp.StatusPairing, whatsapp.StatusPairingTimeout:
 		return false
 	}
-	return rt.rec.Paired
+	return rt.rec.Paired && !rt.rec.Unlinked
+}
+
+// offlineFor is how long the session has not been connected (0 while it is).
+func (rt *sessionRuntime) offlineFor() time.Duration {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.rec.Status == whatsapp.StatusConnected {
+		return 0
+	}
+	return rt.a.now().Sub(rt.offlineSince)
 }
 
 // everPaired reports whether the number was paired at some time, so the
@@ -440,14 +457,22 @@ func (rt *sessionRuntime) kick() {
 // OnStatus records a status change and its event. It runs synchronously so
 // that a status the transport reports during Open is visible to the caller.
 func (rt *sessionRuntime) OnStatus(c whatsapp.StatusChange) {
-	now := rt.a.now().Unix()
+	at := rt.a.now()
+	now := at.Unix()
 	rt.mu.Lock()
 	prev := rt.rec.Status
 	rt.rec.Status = c.Status
 	rt.rec.StatusReason = c.Reason
-	if c.Status == whatsapp.StatusConnected {
+	switch {
+	case c.Status == whatsapp.StatusConnected:
 		rt.rec.ConnectedAt = now
 		rt.rec.Paired = true
+		rt.rec.Unlinked = false
+	case c.Status == whatsapp.StatusLoggedOut:
+		rt.rec.Unlinked = true
+	}
+	if c.Status != whatsapp.StatusConnected && prev == whatsapp.StatusConnected {
+		rt.offlineSince = at
 	}
 	rec := rt.rec
 	rt.mu.Unlock()
@@ -464,6 +489,9 @@ func (rt *sessionRuntime) OnStatus(c whatsapp.StatusChange) {
 		evType = EventSessionConnected
 	case c.Status == whatsapp.StatusLoggedOut && prev != whatsapp.StatusLoggedOut:
 		evType = EventSessionLoggedOut
+	case c.Status == whatsapp.StatusBanned && prev != whatsapp.StatusBanned:
+		// Also after a drop: a ban usually shows on the reconnect.
+		evType = EventSessionDisconnected
 	case prev == whatsapp.StatusConnected && c.Status != whatsapp.StatusConnected:
 		evType = EventSessionDisconnected // disconnected, banned, connecting again
 	}

@@ -30,15 +30,18 @@ type APIKey struct {
 
 // Session is a WhatsApp number connected to a workspace.
 type Session struct {
-	Workspace    string  `json:"workspace"`
-	ID           string  `json:"sessionId"`
-	Driver       string  `json:"driver"`
-	Status       string  `json:"status"`
-	StatusReason string  `json:"statusReason,omitempty"`
-	Paired       bool    `json:"paired"`
-	CreatedAt    int64   `json:"createdAt"`
-	ConnectedAt  int64   `json:"connectedAt,omitempty"`
-	Pacing       *Pacing `json:"pacing,omitempty"` // nil: the driver's default
+	Workspace    string `json:"workspace"`
+	ID           string `json:"sessionId"`
+	Driver       string `json:"driver"`
+	Status       string `json:"status"`
+	StatusReason string `json:"statusReason,omitempty"`
+	Paired       bool   `json:"paired"`
+	// Unlinked: the device was logged out since it was last connected, so
+	// the session has none until it is paired again.
+	Unlinked    bool    `json:"unlinked,omitempty"`
+	CreatedAt   int64   `json:"createdAt"`
+	ConnectedAt int64   `json:"connectedAt,omitempty"`
+	Pacing      *Pacing `json:"pacing,omitempty"` // nil: the driver's default
 }
 
 // Pacing spaces a session's sends the way a person's phone would, which is
