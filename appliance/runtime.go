@@ -360,6 +360,12 @@ func (rt *sessionRuntime) stop() {
 	}
 	rt.cancel()
 	rt.wg.Wait()
+	// The dispatcher's last outcomes may have held a sent status after the
+	// event loop's final flush (a send in flight returning after cancel):
+	// written now, or a deleted session would leave it queued for good.
+	if err := rt.flushDeferred(true); err != nil {
+		rt.a.log.Error("record deferred statuses", "workspace", rt.ws, "sessionId", rt.id, "err", err)
+	}
 }
 
 func (rt *sessionRuntime) logout(ctx context.Context) {

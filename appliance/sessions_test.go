@@ -327,3 +327,66 @@ func TestPairingRestartsRacingEachOtherAndDelete(t *testing.T) {
 		t.Fatalf("a deleted session came back after a restart: %+v", l)
 	}
 }
+
+// slowStopDriver: sends succeed once open; a send to slowRcpt returns only
+// after the dispatcher's context ends (as a network stack does, a moment
+// later).
+type slowStopDriver struct{ open atomic.Bool }
+
+const slowRcpt = "919999912399"
+
+func (d *slowStopDriver) Name() string { return "slowstop" }
+func (d *slowStopDriver) Open(_ context.Context, _ whatsapp.SessionRef, h whatsapp.Handler) (whatsapp.Transport, error) {
+	h.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
+	return &slowStopTransport{d: d}, nil
+}
+
+type slowStopTransport struct{ d *slowStopDriver }
+
+func (t *slowStopTransport) Send(ctx context.Context, r whatsapp.SendRequest) (whatsapp.SendResult, error) {
+	if !t.d.open.Load() {
+		return whatsapp.SendResult{}, &whatsapp.SendError{Code: CodeSessionNotConnected, Message: "not yet"}
+	}
+	if r.To == slowRcpt {
+		<-ctx.Done()
+		time.Sleep(50 * time.Millisecond)
+		return whatsapp.SendResult{}, ctx.Err()
+	}
+	return whatsapp.SendResult{WAMessageID: r.ID, Timestamp: time.Now()}, nil
+}
+func (t *slowStopTransport) CheckNumbers(_ context.Context, n []string) ([]bool, error) {
+	out := make([]bool, len(n))
+	for i := range out {
+		out[i] = true
+	}
+	return out, nil
+}
+func (t *slowStopTransport) Close() error                 { return nil }
+func (t *slowStopTransport) Logout(context.Context) error { return nil }
+
+// TestDeleteKeepsTheSentStatusOfABatchInFlight: a message WhatsApp took, in
+// the same dispatch batch as one still in flight when its session is
+// deleted, is recorded sent; it stayed queued for good, its message.sent
+// event posted all the same.
+func TestDeleteKeepsTheSentStatusOfABatchInFlight(t *testing.T) {
+	d := &slowStopDriver{}
+	h := newHarness(t, d)
+	h.mustSession(DefaultWorkspace, sess, "slowstop")
+	first := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: "919999912345", Text: "goes out"})
+	h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: slowRcpt, Text: "in flight"})
+	time.Sleep(50 * time.Millisecond)
+	d.open.Store(true)
+	rt, _ := h.app.runtime(DefaultWorkspace, sess)
+	rt.kick()
+	time.Sleep(100 * time.Millisecond) // the first sent, the second in flight
+	if err := h.app.DeleteSession(context.Background(), DefaultWorkspace, sess); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.app.Message(DefaultWorkspace, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != StatusSent || fmt.Sprint(h.events.types(first.ID)) != "[message.sent]" {
+		t.Fatalf("a message sent before its session was deleted: %s, events %v; want sent and its event", got.Status, h.events.types(first.ID))
+	}
+}
