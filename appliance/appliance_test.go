@@ -1386,3 +1386,25 @@ func TestMaxQueueAgeCountsFromGoingOffline(t *testing.T) {
 	gate.release(h)
 	h.waitStatus(DefaultWorkspace, m.ID, StatusSent)
 }
+
+// TestSendRefusedWhileConnectedIsTriedAgain: a send the transport refuses
+// as not connected while the session stays connected (no status change to
+// wake the dispatcher) is tried again after a while; it waited for the next
+// send or status change, however long that took.
+func TestSendRefusedWhileConnectedIsTriedAgain(t *testing.T) {
+	h, gate := newGatedHarness(t)
+	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
+	time.Sleep(100 * time.Millisecond) // refused by the closed gate, put back
+	gate.open.Store(true)              // no kick, no status change
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, _ := h.app.Message(DefaultWorkspace, m.ID)
+		if got.Status != StatusQueued {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a send refused while connected was not tried again within %v", 5*time.Second)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -184,6 +184,10 @@ func (rt *sessionRuntime) putBack(ms []*storage.Message) {
 	rt.queueMu.Unlock()
 }
 
+// notConnectedRetry is how soon a send refused as not connected by a
+// session that still reports itself connected is tried again.
+const notConnectedRetry = 2 * time.Second
+
 // sendBatch sends messages and records their outcomes in one synced batch.
 func (rt *sessionRuntime) sendBatch(batch []*storage.Message, drops []string) error {
 	outcomes := make([]sendOutcome, 0, len(batch)+len(drops))
@@ -225,6 +229,15 @@ func (rt *sessionRuntime) sendBatch(batch []*storage.Message, drops []string) er
 	if len(outcomes) == 0 {
 		if rt.ctx.Err() != nil {
 			return errStopped
+		}
+		if rt.connected() {
+			// Refused as not connected by a session that says it is (a
+			// query that timed out, a socket being replaced): no status
+			// change may come to wake us, so try again after a while too.
+			if !rt.sleep(notConnectedRetry) {
+				return errStopped
+			}
+			return nil
 		}
 		if !rt.wait() { // nothing could be attempted: wait for a status change
 			return errStopped

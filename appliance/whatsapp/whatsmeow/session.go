@@ -11,6 +11,7 @@ import (
 
 	"go.mau.fi/whatsmeow"
 	"go.mau.fi/whatsmeow/proto/waE2E"
+	"go.mau.fi/whatsmeow/socket"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
 	"google.golang.org/protobuf/proto"
@@ -869,8 +870,15 @@ func mapSendError(ctx context.Context, err error) *whatsapp.SendError {
 	case errors.Is(err, whatsmeow.ErrNotLoggedIn), errors.Is(err, whatsmeow.ErrNotConnected),
 		errors.Is(err, whatsmeow.ErrClientIsNil), errors.As(err, &disc):
 		return notConnected("the connection to WhatsApp dropped before the message was sent (" + err.Error() + ")")
-	case errors.Is(err, whatsmeow.ErrMessageTimedOut), errors.Is(err, whatsmeow.ErrIQTimedOut),
-		errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, socket.ErrSocketClosed) || strings.HasPrefix(err.Error(), "failed to send message node"):
+		// The frame was not written (whatsmeow wraps SendFrame's error so):
+		// nothing reached WhatsApp, so it waits for the connection.
+		return notConnected("the message could not be written to the connection to WhatsApp (" + err.Error() + ")")
+	case errors.Is(err, whatsmeow.ErrIQTimedOut):
+		// A query before the message (the recipient's devices, say): the
+		// message itself was not sent yet.
+		return notConnected("WhatsApp did not answer a query made before the send (" + err.Error() + ")")
+	case errors.Is(err, whatsmeow.ErrMessageTimedOut), errors.Is(err, context.DeadlineExceeded):
 		return &whatsapp.SendError{Code: "send_timeout", Message: "WhatsApp did not confirm the message in time (" + err.Error() + ")"}
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		return notConnected("the send was interrupted (" + err.Error() + ")")

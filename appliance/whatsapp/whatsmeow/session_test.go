@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/socket"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
 
@@ -662,5 +663,34 @@ func TestLiveSessionAsked515SaysSo(t *testing.T) {
 	after := rec.snapshot()[before:]
 	if len(after) != 2 || after[0].Status != whatsapp.StatusConnecting || after[1].Status != whatsapp.StatusConnected {
 		t.Fatalf("statuses after a 515 on a live session: %+v, want connecting then connected", after)
+	}
+}
+
+// TestMapSendError: what whatsmeow's send errors become. Errors from before
+// the message frame was written keep the message queued (they failed it
+// for good, one of them as "may have arrived"); a timeout after it was
+// written is send_timeout.
+func TestMapSendError(t *testing.T) {
+	ctx := context.Background()
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, tc := range []struct {
+		ctx  context.Context
+		err  error
+		want string
+	}{
+		{ctx, fmt.Errorf("failed to send message node: %w", socket.ErrSocketClosed), "session_not_connected"},
+		{ctx, fmt.Errorf("failed to send message node: %w", fmt.Errorf("failed to write msg: %w", context.Canceled)), "session_not_connected"},
+		{ctx, fmt.Errorf("failed to get device list: %w", whatsmeow.ErrIQTimedOut), "session_not_connected"},
+		{ctx, whatsmeow.ErrNotConnected, "session_not_connected"},
+		{ctx, whatsmeow.ErrMessageTimedOut, "send_timeout"},
+		{ctx, fmt.Errorf("wait: %w", context.DeadlineExceeded), "send_timeout"},
+		{cancelled, fmt.Errorf("x: %w", context.Canceled), "session_not_connected"},
+		{ctx, fmt.Errorf("%w 463", whatsmeow.ErrServerReturnedError), "send_failed"},
+		{ctx, errors.New("something else"), "send_failed"},
+	} {
+		if got := mapSendError(tc.ctx, tc.err).Code; got != tc.want {
+			t.Errorf("%v: %s, want %s", tc.err, got, tc.want)
+		}
 	}
 }
