@@ -1,11 +1,13 @@
 package appliance
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/walytic/appliance/appliance/whatsapp"
 	"github.com/walytic/appliance/appliance/whatsapp/sandbox"
 	"github.com/walytic/appliance/storage"
 )
@@ -259,4 +261,23 @@ func loseHeldStatuses(rt *sessionRuntime) {
 	clear(rt.deferred)
 	rt.deferOrder = nil
 	rt.deferMu.Unlock()
+}
+
+// TestStoredReceiptIsNotDeferred: a delivered receipt the transport will
+// acknowledge once StoreReceipt returns (whatsmeow) is written before it
+// returns, even with no endpoint for message.delivered: deferred, it lived
+// in memory only, and a crash in the window lost it for good.
+func TestStoredReceiptIsNotDeferred(t *testing.T) {
+	h, gate := newGatedHarness(t)
+	h.events.ignore.Store(map[string]bool{EventMessageDelivered: true})
+	gate.open.Store(true)
+	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
+	h.waitStored(m.ID, StatusSent)
+	sh := gate.handler.Load().(whatsapp.StoringHandler)
+	if err := sh.StoreReceipt(context.Background(), whatsapp.Receipt{WAMessageIDs: []string{m.WAID}, Kind: whatsapp.ReceiptDelivered, Timestamp: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.storedStatus(m.ID); got != StatusDelivered {
+		t.Fatalf("stored status %q once StoreReceipt returned, want delivered", got)
+	}
 }

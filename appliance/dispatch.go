@@ -471,13 +471,23 @@ func (rt *sessionRuntime) awaitFromLocked(queueFrom string, pending map[string]*
 // oldest are dropped (their messages keep the status of their outcome).
 const earlyMax = 10_000
 
+// errEarlyDropped answers a held receipt dropped for room: unacknowledged,
+// WhatsApp sends it again.
+var errEarlyDropped = errors.New("too many receipts wait for their sends' outcomes")
+
 // holdEarly keeps a receipt for a message whose send outcome is not
-// recorded yet. msgMu is held.
-func (rt *sessionRuntime) holdEarly(r whatsapp.Receipt) {
+// recorded yet, with the call waiting for it (nil: none). msgMu is held.
+func (rt *sessionRuntime) holdEarly(r whatsapp.Receipt, stored chan<- error) {
 	if len(rt.early) >= earlyMax {
-		rt.early = append(rt.early[:0], rt.early[len(rt.early)-earlyMax/2:]...)
+		drop := len(rt.early) - earlyMax/2
+		for _, e := range rt.early[:drop] {
+			if e.stored != nil {
+				e.stored <- errEarlyDropped
+			}
+		}
+		rt.early = append(rt.early[:0], rt.early[drop:]...)
 	}
-	rt.early = append(rt.early, r)
+	rt.early = append(rt.early, earlyReceipt{r: r, stored: stored})
 }
 
 // takeEarly appends the held receipts to evs, to be tried again.
@@ -487,7 +497,7 @@ func (rt *sessionRuntime) takeEarly(evs []sessionEvent) []sessionEvent {
 	rt.early = nil
 	rt.msgMu.Unlock()
 	for i := range early {
-		evs = append(evs, sessionEvent{receipt: &early[i]})
+		evs = append(evs, sessionEvent{receipt: &early[i].r, stored: early[i].stored})
 	}
 	return evs
 }
@@ -590,13 +600,17 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 		}
 	}()
 	var order []*msgUpdate
-	for _, e := range evs {
+	for i := range evs {
+		e := &evs[i]
 		switch {
 		case e.receipt != nil:
-			n, err := rt.stageReceipt(b, e.receipt, &updates, touched, &order, now)
+			n, held, err := rt.stageReceipt(b, e.receipt, e.stored, &updates, touched, &order, now)
 			if err != nil {
 				b.Discard()
 				return err
+			}
+			if held {
+				e.stored = nil // told when the held part is applied
 			}
 			staged += n
 		case e.inbound != nil:
@@ -654,13 +668,19 @@ const updatesKeepMax = 4096
 
 // stageReceipt stages what receipt r changes. A message's first update in
 // the batch is appended to updates, which has room for one per id of r.
-func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, updates *[]msgUpdate, touched map[string]*msgUpdate, order *[]*msgUpdate, now time.Time) (int, error) {
+func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, stored chan<- error, updates *[]msgUpdate, touched map[string]*msgUpdate, order *[]*msgUpdate, now time.Time) (staged int, held bool, err error) {
+	var early []string
+	defer func() {
+		if len(early) > 0 && err == nil {
+			rt.holdEarly(whatsapp.Receipt{WAMessageIDs: early, Kind: r.Kind, Timestamp: r.Timestamp}, stored)
+			held = true
+		}
+	}()
 	status, evType := StatusDelivered, EventMessageDelivered
 	if r.Kind == whatsapp.ReceiptRead {
 		status, evType = StatusRead, EventMessageRead
 	}
 	wanted := rt.a.events.Wants(rt.ws, evType) // the same for every id of r
-	staged := 0
 	for _, waID := range r.WAMessageIDs {
 		var u *msgUpdate
 		var known bool // u is in touched already
@@ -675,7 +695,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, up
 				continue // not one of ours (sent from the phone)
 			}
 			if err != nil {
-				return staged, err
+				return staged, false, err
 			}
 			rt.overlayDeferred(m) // its sent status may not be written yet
 			if u, known = touched[m.ID]; !known {
@@ -687,7 +707,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, up
 		if m.Direction == "outbound" && m.Status == StatusQueued {
 			// The network answered before the outcome of the send was
 			// recorded: applying it now would be overwritten by "sent".
-			rt.holdEarly(whatsapp.Receipt{WAMessageIDs: []string{waID}, Kind: r.Kind, Timestamp: r.Timestamp})
+			early = append(early, waID)
 			continue
 		}
 		// A send that timed out may have reached WhatsApp all the same: its
@@ -709,7 +729,9 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, up
 		// A delivered status no endpoint waits for is kept in memory for a
 		// moment: the read receipt often follows and then one write records
 		// both. API reads see it at once (overlayDeferred).
-		u.deferred = status == StatusDelivered && u.live != nil && !wanted && !lift
+		// Not for a receipt the transport acknowledges once it is stored
+		// (StoreReceipt): in memory only, a crash would lose it for good.
+		u.deferred = status == StatusDelivered && u.live != nil && !wanted && !lift && stored == nil
 		switch {
 		case lift:
 			b.StageMessageRecord(m) // a status update cannot clear the error
@@ -726,11 +748,11 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, up
 		ev := Event{ID: storage.NewID("evt_", now), Type: evType, Workspace: rt.ws, SessionID: rt.id,
 			Timestamp: now.Unix(), MessageID: m.ID, To: m.To, WAMessageID: m.WAID}
 		if err := rt.a.events.Stage(b, ev); err != nil {
-			return staged, err
+			return staged, false, err
 		}
 		staged++
 	}
-	return staged, nil
+	return staged, false, nil
 }
 
 func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, now time.Time) error {

@@ -53,7 +53,7 @@ type sessionRuntime struct {
 	legacyQ, legacyAW map[string]struct{}
 	// early holds receipts that arrived before the outcome of their send
 	// was recorded; recordOutcomes signals retryEarly to have them applied.
-	early      []whatsapp.Receipt
+	early      []earlyReceipt
 	retryEarly chan struct{}
 	deferWake  chan struct{} // see wakeForDeferred
 	// updates and touched are applyEvents' scratch, kept between batches
@@ -92,6 +92,15 @@ type sessionRuntime struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+}
+
+// earlyReceipt is a held receipt, with the StoreReceipt call that waits
+// for it: told only once the receipt is applied and on disk, since the
+// caller acknowledges it to WhatsApp then (held in memory only, a stop or
+// crash would lose a receipt WhatsApp never sends again).
+type earlyReceipt struct {
+	r      whatsapp.Receipt
+	stored chan<- error
 }
 
 type sessionEvent struct {
@@ -547,8 +556,8 @@ func (rt *sessionRuntime) StoreInbound(ctx context.Context, m whatsapp.Inbound) 
 
 // StoreReceipt is OnReceipt that returns once the statuses it brings are on
 // disk (whatsapp.StoringHandler). A receipt that beat the recorded outcome
-// of its send is held in memory and applied once that is recorded; it
-// counts as stored when held.
+// of its send is held in memory and applied once that is recorded; the
+// call returns when it has been.
 func (rt *sessionRuntime) StoreReceipt(ctx context.Context, r whatsapp.Receipt) error {
 	return rt.store(ctx, sessionEvent{receipt: &r})
 }

@@ -390,3 +390,83 @@ func TestDeleteKeepsTheSentStatusOfABatchInFlight(t *testing.T) {
 		t.Fatalf("a message sent before its session was deleted: %s, events %v; want sent and its event", got.Status, h.events.types(first.ID))
 	}
 }
+
+// heldDriver: sends succeed once open; a send to slowRcpt waits for release
+// (or the session's stop). It keeps the handler, to hand it receipts.
+type heldDriver struct {
+	open    atomic.Bool
+	release chan struct{}
+	handler atomic.Value // whatsapp.Handler
+}
+
+func (d *heldDriver) Name() string { return "held" }
+func (d *heldDriver) Open(_ context.Context, _ whatsapp.SessionRef, h whatsapp.Handler) (whatsapp.Transport, error) {
+	h.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
+	d.handler.Store(h)
+	return &heldTransport{slowStopTransport{d: &slowStopDriver{}}, d}, nil
+}
+
+type heldTransport struct {
+	slowStopTransport
+	d *heldDriver
+}
+
+func (t *heldTransport) Send(ctx context.Context, r whatsapp.SendRequest) (whatsapp.SendResult, error) {
+	if !t.d.open.Load() {
+		return whatsapp.SendResult{}, &whatsapp.SendError{Code: CodeSessionNotConnected, Message: "not yet"}
+	}
+	if r.To == slowRcpt {
+		select {
+		case <-t.d.release:
+		case <-ctx.Done():
+			return whatsapp.SendResult{}, &whatsapp.SendError{Code: CodeSessionNotConnected, Message: "stopped"}
+		}
+	}
+	return whatsapp.SendResult{WAMessageID: r.ID, Timestamp: time.Now()}, nil
+}
+
+// TestEarlyReceiptIsAcknowledgedOnlyOnceStored: a receipt that beats the
+// recorded outcome of its send is held, and StoreReceipt (after which
+// whatsmeow acknowledges it to WhatsApp) returns only once it is applied
+// and on disk; cut short by a stop, it returns an error, so WhatsApp sends
+// it again. It returned at once, and a stop or crash lost the receipt.
+func TestEarlyReceiptIsAcknowledgedOnlyOnceStored(t *testing.T) {
+	for _, stop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stop=%v", stop), func(t *testing.T) {
+			d := &heldDriver{release: make(chan struct{})}
+			h := newHarness(t, d)
+			h.mustSession(DefaultWorkspace, sess, "held")
+			first := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: "919999912345", Text: "goes out"})
+			h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: slowRcpt, Text: "in flight"})
+			time.Sleep(50 * time.Millisecond)
+			d.open.Store(true)
+			rt, _ := h.app.runtime(DefaultWorkspace, sess)
+			rt.kick()
+			time.Sleep(100 * time.Millisecond) // the first went out; the second, same batch, is in flight
+			stored := make(chan error, 1)
+			go func() {
+				sh := d.handler.Load().(whatsapp.StoringHandler)
+				stored <- sh.StoreReceipt(context.Background(), whatsapp.Receipt{WAMessageIDs: []string{first.WAID}, Kind: whatsapp.ReceiptDelivered, Timestamp: time.Now()})
+			}()
+			select {
+			case err := <-stored:
+				t.Fatalf("StoreReceipt returned (%v) while its receipt is only held in memory", err)
+			case <-time.After(150 * time.Millisecond):
+			}
+			if stop {
+				h.close()
+				if err := <-stored; err == nil {
+					t.Fatal("a held receipt cut short by a stop was reported stored")
+				}
+				return
+			}
+			close(d.release)
+			if err := <-stored; err != nil {
+				t.Fatalf("StoreReceipt: %v", err)
+			}
+			if got, _ := h.db.Message(DefaultWorkspace, first.ID); got == nil || got.Status != StatusDelivered {
+				t.Fatalf("StoreReceipt returned, but the stored message is %+v", got)
+			}
+		})
+	}
+}
