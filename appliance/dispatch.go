@@ -201,6 +201,15 @@ func (rt *sessionRuntime) sendBatch(batch []*storage.Message, drops []string) er
 			break
 		}
 		cfg := rt.pacing()
+		if cfg != nil && len(outcomes) > 0 {
+			// Pacing was turned on during an unpaced batch: what went out
+			// is recorded now, not after the rest is paced out (minutes).
+			if err := rt.recordOutcomes(outcomes); err != nil {
+				rt.putBack(batch[i:])
+				return err
+			}
+			outcomes = make([]sendOutcome, 0, len(batch)-i)
+		}
 		if cfg != nil && !rt.waitForPacing(cfg, m.To) {
 			rt.putBack(batch[i:])
 			break

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/walytic/appliance/appliance/whatsapp"
+	"github.com/walytic/appliance/storage"
 )
 
 // slowOpenDriver is a sandbox whose Open waits for release (after saying so
@@ -468,5 +469,36 @@ func TestEarlyReceiptIsAcknowledgedOnlyOnceStored(t *testing.T) {
 				t.Fatalf("StoreReceipt returned, but the stored message is %+v", got)
 			}
 		})
+	}
+}
+
+// TestPacingTurnedOnMidBatchRecordsWhatWentOut: the messages of an unpaced
+// batch that went out before pacing was turned on are recorded sent at
+// once, not after the rest of the batch is paced out.
+func TestPacingTurnedOnMidBatchRecordsWhatWentOut(t *testing.T) {
+	d := &heldDriver{release: make(chan struct{})}
+	h := newHarness(t, d)
+	h.mustSession(DefaultWorkspace, sess, "held")
+	if _, err := h.app.SetPacing(DefaultWorkspace, sess, &storage.Pacing{}); err != nil { // off
+		t.Fatal(err)
+	}
+	var ids []string
+	for i, to := range []string{"919999912345", slowRcpt, "919999912345", "919999912345"} {
+		ids = append(ids, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: to, Text: fmt.Sprint("m", i)}).ID)
+	}
+	time.Sleep(50 * time.Millisecond)
+	d.open.Store(true)
+	rt, _ := h.app.runtime(DefaultWorkspace, sess)
+	rt.kick()
+	time.Sleep(100 * time.Millisecond) // the first went out, the second is in flight
+	if _, err := h.app.SetPacing(DefaultWorkspace, sess, &storage.Pacing{RatePerMinute: 20}); err != nil {
+		t.Fatal(err)
+	}
+	close(d.release)
+	time.Sleep(500 * time.Millisecond)
+	for _, id := range ids[:2] {
+		if got, _ := h.app.Message(DefaultWorkspace, id); got.Status == StatusQueued {
+			t.Fatalf("%s went out 0.5 s ago but is still queued (recorded only once the batch is paced out)", id)
+		}
 	}
 }
