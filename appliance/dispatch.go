@@ -172,13 +172,25 @@ func (rt *sessionRuntime) track(batch []*storage.Message) {
 }
 
 // putBack returns messages the transport could not attempt to the front of
-// the queue, for the next connection.
+// the queue, for the next connection. Only the dispatcher (or a caller that
+// stopped it) calls it.
 func (rt *sessionRuntime) putBack(ms []*storage.Message) {
 	rt.msgMu.Lock()
 	for _, m := range ms {
 		delete(rt.live, m.ID)
 	}
 	rt.msgMu.Unlock()
+	if len(rt.recoverIDs) > 0 {
+		// Taken from what an earlier run left, and more of it waits:
+		// ahead of that, or the recovered backlog goes out of order
+		// (nextBatch serves recoverIDs before memq).
+		ids := make([]string, 0, len(ms)+len(rt.recoverIDs))
+		for _, m := range ms {
+			ids = append(ids, m.ID)
+		}
+		rt.recoverIDs = append(ids, rt.recoverIDs...)
+		return
+	}
 	rt.queueMu.Lock()
 	rt.memq = append(append([]*storage.Message(nil), ms...), rt.memq...)
 	rt.queueMu.Unlock()

@@ -502,3 +502,63 @@ func TestPacingTurnedOnMidBatchRecordsWhatWentOut(t *testing.T) {
 		}
 	}
 }
+
+// orderDriver: sends succeed once open, in an order it logs by text.
+type orderDriver struct {
+	open atomic.Bool
+	mu   sync.Mutex
+	log  []string
+}
+
+func (d *orderDriver) Name() string { return "order" }
+func (d *orderDriver) Open(_ context.Context, _ whatsapp.SessionRef, h whatsapp.Handler) (whatsapp.Transport, error) {
+	h.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
+	return &orderTransport{slowStopTransport{d: &slowStopDriver{}}, d}, nil
+}
+
+type orderTransport struct {
+	slowStopTransport
+	d *orderDriver
+}
+
+func (t *orderTransport) Send(_ context.Context, r whatsapp.SendRequest) (whatsapp.SendResult, error) {
+	if !t.d.open.Load() {
+		return whatsapp.SendResult{}, &whatsapp.SendError{Code: CodeSessionNotConnected, Message: "not yet"}
+	}
+	t.d.mu.Lock()
+	t.d.log = append(t.d.log, r.Text)
+	t.d.mu.Unlock()
+	return whatsapp.SendResult{WAMessageID: r.ID, Timestamp: time.Now()}, nil
+}
+
+// TestRecoveredBacklogKeepsItsOrderWhenPutBack: after a restart, a
+// recovered message the transport cannot take yet goes back to the front of
+// the recovered backlog (it went behind it, and a backlog refused one by
+// one came out reversed).
+func TestRecoveredBacklogKeepsItsOrderWhenPutBack(t *testing.T) {
+	d := &orderDriver{}
+	h := newHarness(t, d)
+	h.mustSession(DefaultWorkspace, sess, "order")
+	if _, err := h.app.SetPacing(DefaultWorkspace, sess, &storage.Pacing{RatePerMinute: 600}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, text := range []string{"a", "b", "c"} {
+		ids = append(ids, h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: "919999912345", Text: text}).ID)
+	}
+	time.Sleep(100 * time.Millisecond)
+	h.close()
+	h.open(d) // still closed: the first recovered message is refused and put back
+	time.Sleep(300 * time.Millisecond)
+	d.open.Store(true)
+	rt, _ := h.app.runtime(DefaultWorkspace, sess)
+	rt.kick()
+	for _, id := range ids {
+		h.waitStatus(DefaultWorkspace, id, StatusSent)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if fmt.Sprint(d.log) != "[a b c]" {
+		t.Fatalf("sent in the order %v, want [a b c]", d.log)
+	}
+}
