@@ -939,13 +939,24 @@ func (s *session) Close() error {
 	if !s.shut() {
 		return nil
 	}
-	// A connect in flight holds whatsmeow's socket lock, which disconnect
-	// needs, until its context ends: end it first, or a dial that hangs
-	// would hold DELETE, a restart or shutdown with it.
-	s.cancel()
+	s.endConnectInFlight()
 	s.c.disconnect()
 	s.finish()
 	return nil
+}
+
+// endConnectInFlight cancels the session's context if a connect is under
+// way: it holds whatsmeow's socket lock, which disconnect needs, until its
+// context ends, so a dial that hangs would hold DELETE, a restart or
+// shutdown with it. (Not otherwise: cancelled under a live socket,
+// whatsmeow's read pump reads a flag its Close writes, unsynchronised.)
+func (s *session) endConnectInFlight() {
+	s.mu.Lock()
+	connecting := s.connecting
+	s.mu.Unlock()
+	if connecting {
+		s.cancel()
+	}
 }
 
 // Logout unlinks the device on WhatsApp (when connected) and deletes its
@@ -962,7 +973,7 @@ func (s *session) Logout(ctx context.Context) error {
 			s.log.Warn("whatsmeow: WhatsApp did not confirm the logout; deleting the device locally (the phone may list it until WhatsApp prunes it)", "err", lerr)
 		}
 	}
-	s.cancel() // as in Close: a connect in flight must not hold disconnect
+	s.endConnectInFlight()
 	s.c.disconnect()
 	if derr := s.c.deleteDevice(ctx); derr != nil {
 		err = fmt.Errorf("whatsmeow: delete device state: %w", derr)
