@@ -922,7 +922,9 @@ func (s *session) CheckNumbers(ctx context.Context, numbers []string) ([]bool, e
 			}
 			if r.JID.User != "" {
 				on[r.JID.User] = true
-				if q != "" && r.JID.User != q && samePhone(q, r.JID.User) {
+				if q != "" && ambiguousNumber(q) && samePhone(q, r.JID.User) {
+					// Also when the account is the number as written: else
+					// every send to it asks WhatsApp again.
 					s.noteAccount(q, r.JID.User)
 				}
 			}

@@ -694,3 +694,31 @@ func TestMapSendError(t *testing.T) {
 		}
 	}
 }
+
+// TestAccountAsWrittenIsRemembered: a Brazilian number whose account is the
+// number as written is checked once, not before every send (each check is a
+// query to WhatsApp, and many count against the number).
+func TestAccountAsWrittenIsRemembered(t *testing.T) {
+	clk := newFakeClock()
+	fc := newFakeConn(true)
+	s, _ := newTestSession(t, fc, clk)
+	s.handleEvent(&events.Connected{})
+	fc.checkFn = func(phones []string) ([]types.IsOnWhatsAppResponse, error) {
+		var out []types.IsOnWhatsAppResponse
+		for _, p := range phones {
+			out = append(out, types.IsOnWhatsAppResponse{Query: p, JID: types.NewJID(p[1:], types.DefaultUserServer), IsIn: true})
+		}
+		return out, nil
+	}
+	fc.sendFn = func(to types.JID, text, id string) (whatsmeow.SendResponse, error) {
+		return whatsmeow.SendResponse{ID: types.MessageID(id)}, nil
+	}
+	for i := range 5 {
+		if _, err := s.Send(context.Background(), whatsapp.SendRequest{ID: fmt.Sprintf("3EB0A%d", i), To: "5511987654321", Text: "oi"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(fc.checkCalls); n != 1 {
+		t.Fatalf("5 sends to one number whose account is as written made %d checks, want 1", n)
+	}
+}
