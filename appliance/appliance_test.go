@@ -1334,6 +1334,16 @@ func TestUnlinkedSessionRefusesSendsAfterARestart(t *testing.T) {
 	if codeOf(err) != "session_not_connected/sessionId" {
 		t.Fatalf("send to an unlinked session after a restart: %s", codeOf(err))
 	}
+	// Asked to pair, it is opened, and cannot reach WhatsApp: disconnected,
+	// and still without a device.
+	_, _ = h.app.QR(context.Background(), DefaultWorkspace, sess)
+	if v, _ := h.app.Session(DefaultWorkspace, sess); reopened.h == nil || v.Status != whatsapp.StatusDisconnected {
+		t.Fatalf("an unlinked session asked to pair: %+v", v)
+	}
+	_, _, err = h.app.Send(context.Background(), DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
+	if codeOf(err) != "session_not_connected/sessionId" {
+		t.Fatalf("send to an unlinked session, disconnected: %s", codeOf(err))
+	}
 	// Paired again: sends are taken.
 	reopened.h.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
 	h.knowRecipient()

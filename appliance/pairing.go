@@ -101,13 +101,14 @@ func (a *Appliance) PairingCode(ctx context.Context, workspace, sessionID string
 // device if it has none.
 func (a *Appliance) repairer(workspace, sessionID string) (*sessionRuntime, whatsapp.Pairer, error) {
 	rt, p, err := a.pairer(workspace, sessionID)
-	if err != nil {
-		return rt, p, err
+	if rt == nil {
+		return nil, nil, err
 	}
 	// banned: after an appeal the number pairs again (a temporary ban with
 	// its device kept just reconnects, and is refused again while it lasts).
+	// A logged-out one may have no transport at all (not opened at boot).
 	if st := rt.status(); st != whatsapp.StatusPairingTimeout && st != whatsapp.StatusLoggedOut && st != whatsapp.StatusBanned {
-		return rt, p, nil
+		return rt, p, err
 	}
 	if err := a.restartSession(rt); err != nil {
 		return nil, nil, err

@@ -175,6 +175,21 @@ func (rt *sessionRuntime) notStarted(err error) {
 	rt.ready.Store(true)
 }
 
+// openIdle is open without a transport: the session is listed with its
+// stored status, and its dispatcher runs (to expire what it holds queued).
+func (rt *sessionRuntime) openIdle(atBoot bool) error {
+	if _, err := rt.recover(atBoot); err != nil {
+		err = fmt.Errorf("read what the last run left of the session: %w", err)
+		rt.notStarted(err)
+		return err
+	}
+	rt.wg.Add(2)
+	go rt.dispatchLoop()
+	go rt.eventLoop()
+	rt.ready.Store(true)
+	return nil
+}
+
 // recover reads what an earlier run left: the messages still queued (they
 // become recoverIDs) and the sent ones still owing receipts (brought into
 // memory; their WhatsApp ids are returned). It reads the session's log from

@@ -97,6 +97,12 @@ func (a *Appliance) startSession(rec *storage.Session, atBoot bool) error {
 		rt.notStarted(err)
 		return err
 	}
+	if atBoot && rec.Unlinked && rec.Status == whatsapp.StatusLoggedOut {
+		// No device to log in with: opening it would start pairing
+		// unasked (QR codes nobody scans) and replace the status that says
+		// why. It stays as it is until someone asks to pair it.
+		return rt.openIdle(atBoot)
+	}
 	return rt.open(d, atBoot)
 }
 

@@ -562,3 +562,31 @@ func TestRecoveredBacklogKeepsItsOrderWhenPutBack(t *testing.T) {
 		t.Fatalf("sent in the order %v, want [a b c]", d.log)
 	}
 }
+
+// TestUnlinkedSessionIsNotOpenedAtBoot: a session logged out from the phone
+// is not opened at the next start (that started pairing unasked and put
+// pairing_timeout where logged_out said why); it stays logged out, listed,
+// until someone asks for a QR code, which opens it to pair.
+func TestUnlinkedSessionIsNotOpenedAtBoot(t *testing.T) {
+	d := &pairingDriver{}
+	h := newHarness(t, d)
+	if _, err := h.app.CreateSession(DefaultWorkspace, sess, "whatsmeow"); err != nil {
+		t.Fatal(err)
+	}
+	hd := d.last.Load().(whatsapp.Handler)
+	hd.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
+	hd.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusLoggedOut, Reason: "unlinked on the phone"})
+	h.close()
+	h.open(d)
+	if n := d.opens.Load(); n != 1 {
+		t.Fatalf("an unlinked session was opened at boot (%d opens)", n)
+	}
+	v, err := h.app.Session(DefaultWorkspace, sess)
+	if err != nil || v.Status != whatsapp.StatusLoggedOut || v.StatusReason != "unlinked on the phone" {
+		t.Fatalf("after a restart: %+v, %v; want logged_out with its reason", v, err)
+	}
+	q, err := h.app.QR(context.Background(), DefaultWorkspace, sess)
+	if err != nil || q.Code != "2@code-2" || d.opens.Load() != 2 {
+		t.Fatalf("QR of the unlinked session: %+v, %v (%d opens); want it opened to pair", q, err, d.opens.Load())
+	}
+}
