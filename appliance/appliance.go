@@ -86,7 +86,7 @@ type Appliance struct {
 	// Two restarts at once left a second runtime (and transport) running
 	// unseen; a restart or SetPacing racing a DELETE wrote the deleted
 	// session back.
-	lifecycle keyedMutex
+	lifecycle sessionLocks
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -222,6 +222,21 @@ func (k *keyedMutex) lock(key string) func() {
 	m := &k.stripes[h%uint32(len(k.stripes))]
 	m.Lock()
 	return m.Unlock
+}
+
+// sessionLocks holds one mutex per session id ever locked (a few bytes
+// each): striped locks would make a DELETE, which waits for WhatsApp to
+// confirm a logout, hold up other sessions' requests.
+type sessionLocks struct{ m sync.Map } // string → *sync.Mutex
+
+func (l *sessionLocks) lock(key string) func() {
+	v, ok := l.m.Load(key)
+	if !ok {
+		v, _ = l.m.LoadOrStore(key, new(sync.Mutex))
+	}
+	mu := v.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 func (a *Appliance) countSendFailure(code string) {

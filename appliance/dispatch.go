@@ -212,6 +212,16 @@ func (rt *sessionRuntime) sendBatch(batch []*storage.Message, drops []string) er
 			rt.putBack(batch[i:])
 			break
 		}
+		if len(outcomes) > 0 && rt.earlyWaiting.Load() {
+			// A receipt for one of these is held, and its transport waits
+			// for it to be stored (whatsmeow handles its events one at a
+			// time, so all of them wait): record what went out so far.
+			if err := rt.recordOutcomes(outcomes); err != nil {
+				rt.putBack(batch[i:])
+				return err
+			}
+			outcomes = make([]sendOutcome, 0, len(batch)-i)
+		}
 		cfg := rt.pacing()
 		if cfg != nil && len(outcomes) > 0 {
 			// Pacing was turned on during an unpaced batch: what went out
@@ -509,6 +519,9 @@ func (rt *sessionRuntime) holdEarly(r whatsapp.Receipt, stored chan<- error) {
 		rt.early = append(rt.early[:0], rt.early[drop:]...)
 	}
 	rt.early = append(rt.early, earlyReceipt{r: r, stored: stored})
+	if stored != nil {
+		rt.earlyWaiting.Store(true)
+	}
 }
 
 // takeEarly appends the held receipts to evs, to be tried again.
@@ -516,6 +529,7 @@ func (rt *sessionRuntime) takeEarly(evs []sessionEvent) []sessionEvent {
 	rt.msgMu.Lock()
 	early := rt.early
 	rt.early = nil
+	rt.earlyWaiting.Store(false)
 	rt.msgMu.Unlock()
 	for i := range early {
 		evs = append(evs, sessionEvent{receipt: &early[i].r, stored: early[i].stored})
@@ -621,17 +635,20 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 		}
 	}()
 	var order []*msgUpdate
+	var held []earlyReceipt // parts of receipts that beat their sends' outcomes
+	heldFrom := map[int]bool{}
 	for i := range evs {
 		e := &evs[i]
 		switch {
 		case e.receipt != nil:
-			n, held, err := rt.stageReceipt(b, e.receipt, e.stored, &updates, touched, &order, now)
+			n, part, err := rt.stageReceipt(b, e.receipt, e.stored, &updates, touched, &order, now)
 			if err != nil {
 				b.Discard()
 				return err
 			}
-			if held {
-				e.stored = nil // told when the held part is applied
+			if part != nil {
+				held = append(held, earlyReceipt{r: *part, stored: e.stored})
+				heldFrom[i] = true
 			}
 			staged += n
 		case e.inbound != nil:
@@ -660,7 +677,15 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 		for _, u := range order {
 			rt.awaitIDs.push(u.next.ID) // the marks may have dropped it
 		}
-		return err
+		return err // held parts are not kept: their callers are told err
+	}
+	// Held only now that the rest of their receipts is committed; their
+	// callers are told when the held part is applied, not with this batch.
+	for i := range heldFrom {
+		evs[i].stored = nil
+	}
+	for _, e := range held {
+		rt.holdEarly(e.r, e.stored)
 	}
 	rt.marks = marks
 	for _, u := range order {
@@ -689,12 +714,13 @@ const updatesKeepMax = 4096
 
 // stageReceipt stages what receipt r changes. A message's first update in
 // the batch is appended to updates, which has room for one per id of r.
-func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, stored chan<- error, updates *[]msgUpdate, touched map[string]*msgUpdate, order *[]*msgUpdate, now time.Time) (staged int, held bool, err error) {
+// stageReceipt stages r's statuses into b and returns the part of r that
+// beat its sends' outcomes (nil: none), to be held once b is committed.
+func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, stored chan<- error, updates *[]msgUpdate, touched map[string]*msgUpdate, order *[]*msgUpdate, now time.Time) (staged int, held *whatsapp.Receipt, err error) {
 	var early []string
 	defer func() {
 		if len(early) > 0 && err == nil {
-			rt.holdEarly(whatsapp.Receipt{WAMessageIDs: early, Kind: r.Kind, Timestamp: r.Timestamp}, stored)
-			held = true
+			held = &whatsapp.Receipt{WAMessageIDs: early, Kind: r.Kind, Timestamp: r.Timestamp}
 		}
 	}()
 	status, evType := StatusDelivered, EventMessageDelivered
@@ -716,7 +742,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, st
 				continue // not one of ours (sent from the phone)
 			}
 			if err != nil {
-				return staged, false, err
+				return staged, nil, err
 			}
 			rt.overlayDeferred(m) // its sent status may not be written yet
 			if u, known = touched[m.ID]; !known {
@@ -769,11 +795,11 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, st
 		ev := Event{ID: storage.NewID("evt_", now), Type: evType, Workspace: rt.ws, SessionID: rt.id,
 			Timestamp: now.Unix(), MessageID: m.ID, To: m.To, WAMessageID: m.WAID}
 		if err := rt.a.events.Stage(b, ev); err != nil {
-			return staged, false, err
+			return staged, nil, err
 		}
 		staged++
 	}
-	return staged, false, nil
+	return staged, nil, nil
 }
 
 func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, now time.Time) error {

@@ -53,9 +53,10 @@ type sessionRuntime struct {
 	legacyQ, legacyAW map[string]struct{}
 	// early holds receipts that arrived before the outcome of their send
 	// was recorded; recordOutcomes signals retryEarly to have them applied.
-	early      []earlyReceipt
-	retryEarly chan struct{}
-	deferWake  chan struct{} // see wakeForDeferred
+	early        []earlyReceipt
+	earlyWaiting atomic.Bool // early holds a receipt whose StoreReceipt waits
+	retryEarly   chan struct{}
+	deferWake    chan struct{} // see wakeForDeferred
 	// updates and touched are applyEvents' scratch, kept between batches
 	// so that a receipt's messages cost no allocation each (event loop
 	// only).
@@ -171,7 +172,10 @@ func (rt *sessionRuntime) open(d whatsapp.Driver, atBoot bool) error {
 // with the reason, so the API shows it (and DELETE can remove it) instead
 // of hiding it. Its messages stay queued for a run that can send them.
 func (rt *sessionRuntime) notStarted(err error) {
-	rt.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusDisconnected, Reason: "could not start: " + err.Error()})
+	// A logged-out or banned status says more, and keeps refusing sends.
+	if st := rt.status(); st != whatsapp.StatusLoggedOut && st != whatsapp.StatusBanned {
+		rt.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusDisconnected, Reason: "could not start: " + err.Error()})
+	}
 	rt.ready.Store(true)
 }
 
@@ -498,7 +502,7 @@ func (rt *sessionRuntime) OnStatus(c whatsapp.StatusChange) {
 		rt.rec.ConnectedAt = now
 		rt.rec.Paired = true
 		rt.rec.Unlinked = false
-	case c.Status == whatsapp.StatusLoggedOut:
+	case c.Status == whatsapp.StatusLoggedOut || c.Unlinked:
 		rt.rec.Unlinked = true
 	}
 	if c.Status != whatsapp.StatusConnected && prev == whatsapp.StatusConnected {

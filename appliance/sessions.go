@@ -94,10 +94,15 @@ func (a *Appliance) startSession(rec *storage.Session, atBoot bool) error {
 	d, ok := a.drivers[rec.Driver]
 	if !ok {
 		err := fmt.Errorf("driver %q is not available in this build", rec.Driver)
+		// Its queue is read all the same, so that DELETE fails what an
+		// earlier run left queued (the marks go with the record).
+		if ierr := rt.openIdle(atBoot); ierr != nil {
+			return ierr
+		}
 		rt.notStarted(err)
 		return err
 	}
-	if atBoot && rec.Unlinked && rec.Status == whatsapp.StatusLoggedOut {
+	if atBoot && rec.Unlinked && (rec.Status == whatsapp.StatusLoggedOut || rec.Status == whatsapp.StatusBanned) {
 		// No device to log in with: opening it would start pairing
 		// unasked (QR codes nobody scans) and replace the status that says
 		// why. It stays as it is until someone asks to pair it.

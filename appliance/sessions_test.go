@@ -202,9 +202,11 @@ func (d namedDriver) Name() string { return d.name }
 // reason, takes sends into its queue, and can be deleted (it was hidden,
 // and so impossible to delete, before).
 func TestSessionWhoseDriverIsMissingIsListed(t *testing.T) {
-	other := namedDriver{Driver: fastSandbox(), name: "other"}
+	other := namedDriver{Driver: &gatedDriver{}, name: "other"} // sends wait: the gate is closed
 	h := newHarness(t, fastSandbox(), other)
 	h.mustSession(DefaultWorkspace, sess, "other")
+	h.knowRecipient()
+	left := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "left queued by the earlier run"})
 	h.close()
 	h.open(fastSandbox())
 
@@ -228,8 +230,10 @@ func TestSessionWhoseDriverIsMissingIsListed(t *testing.T) {
 	if _, err := h.app.Session(DefaultWorkspace, sess); codeOf(err) != "session_not_found/sessionId" {
 		t.Fatalf("GET after DELETE: %s", codeOf(err))
 	}
-	if got := h.waitStatus(DefaultWorkspace, m.ID, "failed"); got.Error == nil || got.Error.Code != CodeSessionNotConnected {
-		t.Fatalf("its queued message after DELETE: %+v", got.Error)
+	for _, id := range []string{m.ID, left.ID} {
+		if got := h.waitStatus(DefaultWorkspace, id, "failed"); got.Error == nil || got.Error.Code != CodeSessionNotConnected {
+			t.Fatalf("its queued message %s after DELETE: %+v", id, got.Error)
+		}
 	}
 	h.close()
 	h.open(fastSandbox(), other)
@@ -423,8 +427,13 @@ func (t *heldTransport) Send(ctx context.Context, r whatsapp.SendRequest) (whats
 			return whatsapp.SendResult{}, &whatsapp.SendError{Code: CodeSessionNotConnected, Message: "stopped"}
 		}
 	}
+	if r.To == laggingRcpt {
+		time.Sleep(500 * time.Millisecond)
+	}
 	return whatsapp.SendResult{WAMessageID: r.ID, Timestamp: time.Now()}, nil
 }
+
+const laggingRcpt = "919999912398" // heldTransport takes 500 ms to send to it
 
 // TestEarlyReceiptIsAcknowledgedOnlyOnceStored: a receipt that beats the
 // recorded outcome of its send is held, and StoreReceipt (after which
@@ -568,25 +577,63 @@ func TestRecoveredBacklogKeepsItsOrderWhenPutBack(t *testing.T) {
 // pairing_timeout where logged_out said why); it stays logged out, listed,
 // until someone asks for a QR code, which opens it to pair.
 func TestUnlinkedSessionIsNotOpenedAtBoot(t *testing.T) {
-	d := &pairingDriver{}
+	for _, unlinked := range []whatsapp.StatusChange{
+		{Status: whatsapp.StatusLoggedOut, Reason: "unlinked on the phone"},
+		{Status: whatsapp.StatusBanned, Reason: "banned (406), device unlinked", Unlinked: true},
+	} {
+		t.Run(unlinked.Status, func(t *testing.T) {
+			d := &pairingDriver{}
+			h := newHarness(t, d)
+			if _, err := h.app.CreateSession(DefaultWorkspace, sess, "whatsmeow"); err != nil {
+				t.Fatal(err)
+			}
+			hd := d.last.Load().(whatsapp.Handler)
+			hd.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
+			hd.OnStatus(unlinked)
+			h.close()
+			h.open(d)
+			if n := d.opens.Load(); n != 1 {
+				t.Fatalf("an unlinked session was opened at boot (%d opens)", n)
+			}
+			v, err := h.app.Session(DefaultWorkspace, sess)
+			if err != nil || v.Status != unlinked.Status || v.StatusReason != unlinked.Reason {
+				t.Fatalf("after a restart: %+v, %v; want %s with its reason", v, err, unlinked.Status)
+			}
+			h.knowRecipient()
+			if _, _, err := h.app.Send(context.Background(), DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"}); codeOf(err) != "session_not_connected/sessionId" {
+				t.Fatalf("send: %s", codeOf(err))
+			}
+			q, err := h.app.QR(context.Background(), DefaultWorkspace, sess)
+			if err != nil || q.Code != "2@code-2" || d.opens.Load() != 2 {
+				t.Fatalf("QR of the unlinked session: %+v, %v (%d opens); want it opened to pair", q, err, d.opens.Load())
+			}
+		})
+	}
+}
+
+// TestHeldReceiptDoesNotWaitForTheWholeBatch: a receipt held for a message
+// whose batch is still being sent is stored once the send in flight ends,
+// not when the whole batch has gone (up to 256 sends), since whatsmeow
+// handles no other event of the session meanwhile.
+func TestHeldReceiptDoesNotWaitForTheWholeBatch(t *testing.T) {
+	d := &heldDriver{release: make(chan struct{})}
 	h := newHarness(t, d)
-	if _, err := h.app.CreateSession(DefaultWorkspace, sess, "whatsmeow"); err != nil {
+	h.mustSession(DefaultWorkspace, sess, "held")
+	first := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: "919999912345", Text: "goes out"})
+	for i := range 4 {
+		h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: laggingRcpt, Text: fmt.Sprint("slow ", i)})
+	}
+	time.Sleep(50 * time.Millisecond)
+	d.open.Store(true)
+	rt, _ := h.app.runtime(DefaultWorkspace, sess)
+	rt.kick()
+	time.Sleep(100 * time.Millisecond) // the first went out; four 500 ms sends follow in the same batch
+	start := time.Now()
+	sh := d.handler.Load().(whatsapp.StoringHandler)
+	if err := sh.StoreReceipt(context.Background(), whatsapp.Receipt{WAMessageIDs: []string{first.WAID}, Kind: whatsapp.ReceiptDelivered, Timestamp: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	hd := d.last.Load().(whatsapp.Handler)
-	hd.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
-	hd.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusLoggedOut, Reason: "unlinked on the phone"})
-	h.close()
-	h.open(d)
-	if n := d.opens.Load(); n != 1 {
-		t.Fatalf("an unlinked session was opened at boot (%d opens)", n)
-	}
-	v, err := h.app.Session(DefaultWorkspace, sess)
-	if err != nil || v.Status != whatsapp.StatusLoggedOut || v.StatusReason != "unlinked on the phone" {
-		t.Fatalf("after a restart: %+v, %v; want logged_out with its reason", v, err)
-	}
-	q, err := h.app.QR(context.Background(), DefaultWorkspace, sess)
-	if err != nil || q.Code != "2@code-2" || d.opens.Load() != 2 {
-		t.Fatalf("QR of the unlinked session: %+v, %v (%d opens); want it opened to pair", q, err, d.opens.Load())
+	if took := time.Since(start); took > 1200*time.Millisecond {
+		t.Fatalf("StoreReceipt took %v: it waited for the rest of the batch (2 s), not the send in flight (0.5 s)", took)
 	}
 }

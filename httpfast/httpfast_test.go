@@ -390,3 +390,18 @@ func TestWantsNDJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminSocketIgnoresATrailingSlash: as on the public listener, one
+// trailing slash is ignored on the admin socket too.
+func TestAdminSocketIgnoresATrailingSlash(t *testing.T) {
+	s := New(Config{})
+	for _, path := range []string{"/healthz", "/healthz/"} {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI(path)
+		ctx.Request.Header.SetMethod("GET")
+		s.handleAdmin(&ctx)
+		if ctx.Response.StatusCode() != 200 {
+			t.Errorf("GET %s on the admin socket: %d", path, ctx.Response.StatusCode())
+		}
+	}
+}

@@ -9,12 +9,7 @@ import (
 
 // handlePublic routes the public listener.
 func (s *Server) handlePublic(ctx *fasthttp.RequestCtx) {
-	path := string(ctx.Path())
-	// One trailing slash is ignored on every route alike, so "/healthz/"
-	// and "/v1/usage/" both answer as without it.
-	if len(path) > 1 && path[len(path)-1] == '/' {
-		path = path[:len(path)-1]
-	}
+	path := withoutTrailingSlash(string(ctx.Path()))
 	switch path {
 	case "/healthz":
 		s.only(ctx, "GET", func() { s.healthz(ctx) })
@@ -53,6 +48,15 @@ func (s *Server) handlePublic(ctx *fasthttp.RequestCtx) {
 	}
 	var segs [8]string
 	s.routeV1(ctx, key, splitPath(segs[:0], strings.Trim(path[len("/v1/"):], "/")))
+}
+
+// withoutTrailingSlash drops one trailing slash: it is ignored on every
+// route alike, so "/healthz/" and "/v1/usage/" answer as without it.
+func withoutTrailingSlash(path string) string {
+	if len(path) > 1 && path[len(path)-1] == '/' {
+		return path[:len(path)-1]
+	}
+	return path
 }
 
 // splitPath is strings.Split(p, "/") appended to buf, which the caller
@@ -148,7 +152,7 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, key storage.APIKey, seg []str
 
 // handleAdmin routes the admin socket: every /admin/v1 route, no key.
 func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
-	path := string(ctx.Path())
+	path := withoutTrailingSlash(string(ctx.Path()))
 	if path == "/healthz" {
 		s.only(ctx, "GET", func() { s.healthz(ctx) })
 		return

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // The URL guard keeps webhooks from being turned against the server's own
@@ -79,10 +81,11 @@ func ValidateURL(raw string, allowPrivate bool) error {
 	if len(raw) > MaxURLLength {
 		return urlErr("The webhook URL is %d bytes long; the limit is %d. Use a shorter URL.", len(raw), MaxURLLength)
 	}
-	for i := 0; i < len(raw); i++ {
-		if c := raw[i]; c <= ' ' || c == 0x7f {
+	for i, r := range raw {
+		if r <= ' ' || unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
 			// url.Parse lets a space through in a path (a pasted URL's
-			// trailing one, say), and it would be stored and posted to.
+			// trailing one, or a no-break space), and it would be stored
+			// and posted to.
 			return urlErr("The webhook URL has a space or control character at byte %d; remove it, or percent-encode it (a space is %%20).", i)
 		}
 	}

@@ -124,6 +124,9 @@ type Inbound struct {
 type StatusChange struct {
 	Status string
 	Reason string
+	// Unlinked: the session's device is gone (logged out, or a ban that
+	// unlinked it); it has none until it is paired again.
+	Unlinked bool
 }
 
 // Handler receives a session's events. Implementations must be safe for

@@ -122,6 +122,10 @@ func (s *session) report(status, reason string) {
 
 // reportIf reports only when cond (if set) accepts the current status.
 func (s *session) reportIf(cond func(cur string) bool, status, reason string) {
+	s.reportChange(cond, whatsapp.StatusChange{Status: status, Reason: reason})
+}
+
+func (s *session) reportChange(cond func(cur string) bool, c whatsapp.StatusChange) {
 	if !s.enter() {
 		return
 	}
@@ -131,7 +135,6 @@ func (s *session) reportIf(cond func(cur string) bool, status, reason string) {
 	if cond != nil && !cond(s.last.Status) {
 		return
 	}
-	c := whatsapp.StatusChange{Status: status, Reason: reason}
 	if c == s.last {
 		return
 	}
@@ -539,7 +542,7 @@ func (s *session) onLoggedOut(e *events.LoggedOut) {
 	case e.OnConnect:
 		reason = fmt.Sprintf("WhatsApp refused the login (%s); the device was unlinked, pair the number again", e.Reason)
 	}
-	s.report(status, reason)
+	s.reportChange(nil, whatsapp.StatusChange{Status: status, Reason: reason, Unlinked: true})
 }
 
 func (s *session) onTemporaryBan(e *events.TemporaryBan) {
@@ -870,14 +873,18 @@ func mapSendError(ctx context.Context, err error) *whatsapp.SendError {
 	case errors.Is(err, whatsmeow.ErrNotLoggedIn), errors.Is(err, whatsmeow.ErrNotConnected),
 		errors.Is(err, whatsmeow.ErrClientIsNil), errors.As(err, &disc):
 		return notConnected("the connection to WhatsApp dropped before the message was sent (" + err.Error() + ")")
-	case errors.Is(err, socket.ErrSocketClosed) || strings.HasPrefix(err.Error(), "failed to send message node"):
-		// The frame was not written (whatsmeow wraps SendFrame's error so):
-		// nothing reached WhatsApp, so it waits for the connection.
+	case errors.Is(err, socket.ErrSocketClosed),
+		strings.HasPrefix(err.Error(), "failed to send message node") && errors.Is(err, context.Canceled):
+		// The frame was not written because the socket was closing: nothing
+		// reached WhatsApp, and the drop is reported, so it waits for the
+		// reconnect. (Other write errors, such as a frame too large, would
+		// fail the same way every time, and fail below.)
 		return notConnected("the message could not be written to the connection to WhatsApp (" + err.Error() + ")")
 	case errors.Is(err, whatsmeow.ErrIQTimedOut):
 		// A query before the message (the recipient's devices, say): the
-		// message itself was not sent yet.
-		return notConnected("WhatsApp did not answer a query made before the send (" + err.Error() + ")")
+		// message was not sent. Final, so one recipient whose queries keep
+		// timing out cannot hold the queue behind it.
+		return &whatsapp.SendError{Code: "send_failed", Message: "WhatsApp did not answer a query made before the send, so the message was not sent (" + err.Error() + "); send it again"}
 	case errors.Is(err, whatsmeow.ErrMessageTimedOut), errors.Is(err, context.DeadlineExceeded):
 		return &whatsapp.SendError{Code: "send_timeout", Message: "WhatsApp did not confirm the message in time (" + err.Error() + ")"}
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:

@@ -126,6 +126,10 @@ func TestPermanentStops(t *testing.T) {
 			if !contains(st.Reason, c.reason) {
 				t.Errorf("reason %q lacks %q", st.Reason, c.reason)
 			}
+			// A device unlinked (401, 403, and the 406 ban) is said so.
+			if _, unlinks := c.evt.(*events.LoggedOut); st.Unlinked != unlinks {
+				t.Errorf("unlinked %v, want %v", st.Unlinked, unlinks)
+			}
 			// A socket close that follows must not start a reconnect either.
 			s.handleEvent(&events.Disconnected{})
 			clk.Advance(59 * time.Minute)
@@ -666,10 +670,11 @@ func TestLiveSessionAsked515SaysSo(t *testing.T) {
 	}
 }
 
-// TestMapSendError: what whatsmeow's send errors become. Errors from before
-// the message frame was written keep the message queued (they failed it
-// for good, one of them as "may have arrived"); a timeout after it was
-// written is send_timeout.
+// TestMapSendError: what whatsmeow's send errors become. A frame not
+// written because the socket was closing keeps the message queued (it
+// failed for good); a query timing out before the send fails it as not
+// sent (it said "may have arrived"), as do errors that would repeat; a
+// timeout after it was written is send_timeout.
 func TestMapSendError(t *testing.T) {
 	ctx := context.Background()
 	cancelled, cancel := context.WithCancel(ctx)
@@ -681,7 +686,9 @@ func TestMapSendError(t *testing.T) {
 	}{
 		{ctx, fmt.Errorf("failed to send message node: %w", socket.ErrSocketClosed), "session_not_connected"},
 		{ctx, fmt.Errorf("failed to send message node: %w", fmt.Errorf("failed to write msg: %w", context.Canceled)), "session_not_connected"},
-		{ctx, fmt.Errorf("failed to get device list: %w", whatsmeow.ErrIQTimedOut), "session_not_connected"},
+		{ctx, fmt.Errorf("failed to get device list: %w", whatsmeow.ErrIQTimedOut), "send_failed"},
+		{ctx, fmt.Errorf("failed to send message node: %w", socket.ErrFrameTooLarge), "send_failed"},
+		{ctx, fmt.Errorf("failed to send message node: failed to marshal node: %w", errors.New("bad")), "send_failed"},
 		{ctx, whatsmeow.ErrNotConnected, "session_not_connected"},
 		{ctx, whatsmeow.ErrMessageTimedOut, "send_timeout"},
 		{ctx, fmt.Errorf("wait: %w", context.DeadlineExceeded), "send_timeout"},
