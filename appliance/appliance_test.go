@@ -1134,25 +1134,38 @@ func TestPacingSurvivesARestart(t *testing.T) {
 	}
 }
 
+// newGatedHarnessWithMaxAge is newGatedHarness with --max-queue-age maxAge.
+func newGatedHarnessWithMaxAge(t *testing.T, maxAge time.Duration) (*harness, *gatedDriver) {
+	t.Helper()
+	gate := &gatedDriver{}
+	h := &harness{t: t, dir: t.TempDir(), events: &recordingSink{}}
+	h.setNow(time.Now)
+	db, err := storage.Open(h.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.OpenLocalState(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{gate}, Events: h.events, Now: h.now,
+		MaxQueueAge: maxAge, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.db, h.app = db, app
+	t.Cleanup(h.close)
+	h.mustSession(DefaultWorkspace, sess, "gated")
+	h.knowRecipient()
+	return h, gate
+}
+
 func TestQueuedMessagesExpireWhileDisconnected(t *testing.T) {
 	// Logged out or banned too: their backlog must not wait for a re-pairing
 	// or the ban's end and then go out in one burst.
 	for _, status := range []string{whatsapp.StatusDisconnected, whatsapp.StatusLoggedOut, whatsapp.StatusBanned} {
 		t.Run(status, func(t *testing.T) {
-			gate := &gatedDriver{}
-			h := &harness{t: t, dir: t.TempDir(), events: &recordingSink{}}
-			h.setNow(time.Now)
-			db, _ := storage.Open(h.dir)
-			st, _ := storage.OpenLocalState(db)
-			app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{gate}, Events: h.events, Now: h.now,
-				MaxQueueAge: 80 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.db, h.app = db, app
-			t.Cleanup(h.close)
-			h.mustSession(DefaultWorkspace, sess, "gated")
-			h.knowRecipient()
+			h, gate := newGatedHarnessWithMaxAge(t, 80*time.Millisecond)
 			m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "x"})
 			gate.handler.Load().(whatsapp.Handler).OnStatus(whatsapp.StatusChange{Status: status, Reason: "test"})
 			if status == whatsapp.StatusDisconnected {
@@ -1367,20 +1380,7 @@ func (d *offlineDriver) Open(_ context.Context, _ whatsapp.SessionRef, h whatsap
 // age is not failed by a short disconnect: the age is how long the session
 // has been offline, not how old each message is.
 func TestMaxQueueAgeCountsFromGoingOffline(t *testing.T) {
-	gate := &gatedDriver{}
-	h := &harness{t: t, dir: t.TempDir(), events: &recordingSink{}}
-	h.setNow(time.Now)
-	db, _ := storage.Open(h.dir)
-	st, _ := storage.OpenLocalState(db)
-	app, err := Open(Config{DB: db, State: st, Drivers: []whatsapp.Driver{gate}, Events: h.events, Now: h.now,
-		MaxQueueAge: 150 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.db, h.app = db, app
-	t.Cleanup(h.close)
-	h.mustSession(DefaultWorkspace, sess, "gated")
-	h.knowRecipient()
+	h, gate := newGatedHarnessWithMaxAge(t, 150*time.Millisecond)
 	m := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: rcpt, Text: "waits behind the gate"})
 	// Older than the maximum age, connected all along; over a second, as
 	// messages' ages are compared in whole seconds.

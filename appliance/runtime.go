@@ -140,15 +140,10 @@ func (a *Appliance) newRuntime(rec *storage.Session) *sessionRuntime {
 // queued are sent first; sent messages it left owing receipts are announced
 // to the transport.
 func (rt *sessionRuntime) open(d whatsapp.Driver, atBoot bool) error {
-	awaiting, err := rt.recover(atBoot)
+	awaiting, err := rt.startLoops(atBoot)
 	if err != nil {
-		err = fmt.Errorf("read what the last run left of the session: %w", err)
-		rt.notStarted(err)
 		return err
 	}
-	rt.wg.Add(2)
-	go rt.dispatchLoop()
-	go rt.eventLoop()
 	tr, err := d.Open(rt.ctx, whatsapp.SessionRef{Workspace: rt.ws, SessionID: rt.id}, rt)
 	if err != nil {
 		rt.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusDisconnected, Reason: err.Error()})
@@ -182,16 +177,27 @@ func (rt *sessionRuntime) notStarted(err error) {
 // openIdle is open without a transport: the session is listed with its
 // stored status, and its dispatcher runs (to expire what it holds queued).
 func (rt *sessionRuntime) openIdle(atBoot bool) error {
-	if _, err := rt.recover(atBoot); err != nil {
+	if _, err := rt.startLoops(atBoot); err != nil {
+		return err
+	}
+	rt.ready.Store(true)
+	return nil
+}
+
+// startLoops recovers what an earlier run left and starts the dispatcher
+// and the event loop; it returns the WhatsApp ids still owing receipts. A
+// failed recovery leaves the session listed, not started.
+func (rt *sessionRuntime) startLoops(atBoot bool) ([]string, error) {
+	awaiting, err := rt.recover(atBoot)
+	if err != nil {
 		err = fmt.Errorf("read what the last run left of the session: %w", err)
 		rt.notStarted(err)
-		return err
+		return nil, err
 	}
 	rt.wg.Add(2)
 	go rt.dispatchLoop()
 	go rt.eventLoop()
-	rt.ready.Store(true)
-	return nil
+	return awaiting, nil
 }
 
 // recover reads what an earlier run left: the messages still queued (they

@@ -369,21 +369,31 @@ func (t *slowStopTransport) CheckNumbers(_ context.Context, n []string) ([]bool,
 func (t *slowStopTransport) Close() error                 { return nil }
 func (t *slowStopTransport) Logout(context.Context) error { return nil }
 
+// sendOneWithOneInFlight makes a session of d, whose sends wait until open
+// is set and whose sends to slowRcpt do not end by themselves, queues one
+// message and one to slowRcpt, and opens it: it returns once the first has
+// gone out and the second, in the same dispatch batch, is in flight.
+func sendOneWithOneInFlight(t *testing.T, d whatsapp.Driver, open *atomic.Bool) (*harness, *storage.Message) {
+	t.Helper()
+	h := newHarness(t, d)
+	h.mustSession(DefaultWorkspace, sess, d.Name())
+	first := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: "919999912345", Text: "goes out"})
+	h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: slowRcpt, Text: "in flight"})
+	time.Sleep(50 * time.Millisecond)
+	open.Store(true)
+	rt, _ := h.app.runtime(DefaultWorkspace, sess)
+	rt.kick()
+	time.Sleep(100 * time.Millisecond)
+	return h, first
+}
+
 // TestDeleteKeepsTheSentStatusOfABatchInFlight: a message WhatsApp took, in
 // the same dispatch batch as one still in flight when its session is
 // deleted, is recorded sent; it stayed queued for good, its message.sent
 // event posted all the same.
 func TestDeleteKeepsTheSentStatusOfABatchInFlight(t *testing.T) {
 	d := &slowStopDriver{}
-	h := newHarness(t, d)
-	h.mustSession(DefaultWorkspace, sess, "slowstop")
-	first := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: "919999912345", Text: "goes out"})
-	h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: slowRcpt, Text: "in flight"})
-	time.Sleep(50 * time.Millisecond)
-	d.open.Store(true)
-	rt, _ := h.app.runtime(DefaultWorkspace, sess)
-	rt.kick()
-	time.Sleep(100 * time.Millisecond) // the first sent, the second in flight
+	h, first := sendOneWithOneInFlight(t, d, &d.open)
 	if err := h.app.DeleteSession(context.Background(), DefaultWorkspace, sess); err != nil {
 		t.Fatal(err)
 	}
@@ -396,12 +406,15 @@ func TestDeleteKeepsTheSentStatusOfABatchInFlight(t *testing.T) {
 	}
 }
 
-// heldDriver: sends succeed once open; a send to slowRcpt waits for release
-// (or the session's stop). It keeps the handler, to hand it receipts.
+// heldDriver: sends succeed once open, and are logged by text; a send to
+// slowRcpt waits for release (or the session's stop). It keeps the handler,
+// to hand it receipts.
 type heldDriver struct {
 	open    atomic.Bool
 	release chan struct{}
 	handler atomic.Value // whatsapp.Handler
+	mu      sync.Mutex
+	log     []string
 }
 
 func (d *heldDriver) Name() string { return "held" }
@@ -430,6 +443,9 @@ func (t *heldTransport) Send(ctx context.Context, r whatsapp.SendRequest) (whats
 	if r.To == laggingRcpt {
 		time.Sleep(500 * time.Millisecond)
 	}
+	t.d.mu.Lock()
+	t.d.log = append(t.d.log, r.Text)
+	t.d.mu.Unlock()
 	return whatsapp.SendResult{WAMessageID: r.ID, Timestamp: time.Now()}, nil
 }
 
@@ -444,15 +460,7 @@ func TestEarlyReceiptIsAcknowledgedOnlyOnceStored(t *testing.T) {
 	for _, stop := range []bool{false, true} {
 		t.Run(fmt.Sprintf("stop=%v", stop), func(t *testing.T) {
 			d := &heldDriver{release: make(chan struct{})}
-			h := newHarness(t, d)
-			h.mustSession(DefaultWorkspace, sess, "held")
-			first := h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: "919999912345", Text: "goes out"})
-			h.mustSend(DefaultWorkspace, SendInput{SessionID: sess, To: slowRcpt, Text: "in flight"})
-			time.Sleep(50 * time.Millisecond)
-			d.open.Store(true)
-			rt, _ := h.app.runtime(DefaultWorkspace, sess)
-			rt.kick()
-			time.Sleep(100 * time.Millisecond) // the first went out; the second, same batch, is in flight
+			h, first := sendOneWithOneInFlight(t, d, &d.open)
 			stored := make(chan error, 1)
 			go func() {
 				sh := d.handler.Load().(whatsapp.StoringHandler)
@@ -512,42 +520,14 @@ func TestPacingTurnedOnMidBatchRecordsWhatWentOut(t *testing.T) {
 	}
 }
 
-// orderDriver: sends succeed once open, in an order it logs by text.
-type orderDriver struct {
-	open atomic.Bool
-	mu   sync.Mutex
-	log  []string
-}
-
-func (d *orderDriver) Name() string { return "order" }
-func (d *orderDriver) Open(_ context.Context, _ whatsapp.SessionRef, h whatsapp.Handler) (whatsapp.Transport, error) {
-	h.OnStatus(whatsapp.StatusChange{Status: whatsapp.StatusConnected})
-	return &orderTransport{slowStopTransport{d: &slowStopDriver{}}, d}, nil
-}
-
-type orderTransport struct {
-	slowStopTransport
-	d *orderDriver
-}
-
-func (t *orderTransport) Send(_ context.Context, r whatsapp.SendRequest) (whatsapp.SendResult, error) {
-	if !t.d.open.Load() {
-		return whatsapp.SendResult{}, &whatsapp.SendError{Code: CodeSessionNotConnected, Message: "not yet"}
-	}
-	t.d.mu.Lock()
-	t.d.log = append(t.d.log, r.Text)
-	t.d.mu.Unlock()
-	return whatsapp.SendResult{WAMessageID: r.ID, Timestamp: time.Now()}, nil
-}
-
 // TestRecoveredBacklogKeepsItsOrderWhenPutBack: after a restart, a
 // recovered message the transport cannot take yet goes back to the front of
 // the recovered backlog (it went behind it, and a backlog refused one by
 // one came out reversed).
 func TestRecoveredBacklogKeepsItsOrderWhenPutBack(t *testing.T) {
-	d := &orderDriver{}
+	d := &heldDriver{release: make(chan struct{})}
 	h := newHarness(t, d)
-	h.mustSession(DefaultWorkspace, sess, "order")
+	h.mustSession(DefaultWorkspace, sess, "held")
 	if _, err := h.app.SetPacing(DefaultWorkspace, sess, &storage.Pacing{RatePerMinute: 600}); err != nil {
 		t.Fatal(err)
 	}

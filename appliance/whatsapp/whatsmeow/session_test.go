@@ -706,10 +706,7 @@ func TestMapSendError(t *testing.T) {
 // number as written is checked once, not before every send (each check is a
 // query to WhatsApp, and many count against the number).
 func TestAccountAsWrittenIsRemembered(t *testing.T) {
-	clk := newFakeClock()
-	fc := newFakeConn(true)
-	s, _ := newTestSession(t, fc, clk)
-	s.handleEvent(&events.Connected{})
+	_, fc, s, _ := newConnectedTestSession(t)
 	fc.checkFn = func(phones []string) ([]types.IsOnWhatsAppResponse, error) {
 		var out []types.IsOnWhatsAppResponse
 		for _, p := range phones {
