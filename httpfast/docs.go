@@ -52,6 +52,7 @@ var apiRoutes = []route{
 	{"POST", "/v1/webhooks/deliveries/{deliveryId}/redeliver", "Send a delivery again now (same event id). 404 if it or its endpoint is gone; 409 if the endpoint is disabled or no longer subscribes to the event.", "key", nil, "", map[int]string{202: "scheduled", 404: "not_found", 409: "conflict"}},
 	{"POST", "/admin/v1/workspaces", "Create a workspace (admin).", "admin", nil, workspaceExample, map[int]string{201: "the workspace", 409: "conflict"}},
 	{"GET", "/admin/v1/workspaces", "List workspaces (admin).", "admin", nil, "", map[int]string{200: "{data}"}},
+	{"GET", "/admin/v1/workspaces/{name}", "One workspace, with its monthly quota (admin).", "admin", nil, "", map[int]string{200: "the workspace", 404: "not_found"}},
 	{"PATCH", "/admin/v1/workspaces/{name}", "Set the monthly quota (0 or null: unlimited) (admin).", "admin", nil, patchWorkspaceExample, map[int]string{200: "the workspace"}},
 	{"POST", "/admin/v1/workspaces/{name}/keys", "Create an API key; the key is shown only in this answer (admin).", "admin", nil, keyExample, map[int]string{201: "{id, key, name, last4, …}"}},
 	{"GET", "/admin/v1/workspaces/{name}/keys", "List keys, never a key or hash (admin).", "admin", nil, "", map[int]string{200: "{data}"}},

@@ -301,6 +301,9 @@ func TestDocsAreServedAndDescribeEveryRoute(t *testing.T) {
 			t.Errorf("%s %s: no success response in the OpenAPI document (%d responses)", r.Method, r.Path, len(op.Responses))
 		}
 	}
+	if _, ok := spec.Paths["/admin/v1/workspaces/{name}"]["get"]; !ok {
+		t.Error("GET /admin/v1/workspaces/{name} is served but not documented")
+	}
 	hook := spec.Webhooks["event"]["post"]
 	var headers []string
 	for _, p := range hook.Parameters {

@@ -82,11 +82,11 @@ func ValidateURL(raw string, allowPrivate bool) error {
 		return urlErr("The webhook URL is %d bytes long; the limit is %d. Use a shorter URL.", len(raw), MaxURLLength)
 	}
 	for i, r := range raw {
-		if r <= ' ' || unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
+		if r <= ' ' || unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
 			// url.Parse lets a space through in a path (a pasted URL's
-			// trailing one, or a no-break space), and it would be stored
-			// and posted to.
-			return urlErr("The webhook URL has a space or control character at byte %d; remove it, or percent-encode it (a space is %%20).", i)
+			// trailing one, a no-break space, an invisible zero-width
+			// one), and it would be stored and posted to.
+			return urlErr("The webhook URL has a space, an invisible or a control character at byte %d; remove it, or percent-encode it (a space is %%20).", i)
 		}
 	}
 	u, err := url.Parse(raw)
