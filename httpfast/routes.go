@@ -254,7 +254,7 @@ func method(ctx *fasthttp.RequestCtx) string {
 
 func (s *Server) notFound(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, 404, errorBody{Error: errorDetail{Type: "invalid_request_error", Code: "route_not_found",
-		Message: "no route " + string(ctx.Method()) + " " + string(ctx.Path()) + ": see /documentation for the API"}})
+		Message: "no route " + string(ctx.Method()) + " " + string(ctx.Path()) + ": see /documentation on the API listener (--listen) for the routes"}})
 }
 
 func (s *Server) methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
