@@ -227,9 +227,9 @@ func (k *keyedMutex) lock(key string) func() {
 // sessionLocks holds one mutex per session id ever locked (a few bytes
 // each): striped locks would make a DELETE, which waits for WhatsApp to
 // confirm a logout, hold up other sessions' requests.
-type sessionLocks struct{ m sync.Map } // string → *sync.Mutex
+type sessionLocks struct{ m sync.Map } // sessionKey → *sync.Mutex
 
-func (l *sessionLocks) lock(key string) func() {
+func (l *sessionLocks) lock(key sessionKey) func() {
 	v, ok := l.m.Load(key)
 	if !ok {
 		v, _ = l.m.LoadOrStore(key, new(sync.Mutex))

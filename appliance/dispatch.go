@@ -212,20 +212,13 @@ func (rt *sessionRuntime) sendBatch(batch []*storage.Message, drops []string) er
 			rt.putBack(batch[i:])
 			break
 		}
-		if len(outcomes) > 0 && rt.earlyWaiting.Load() {
-			// A receipt for one of these is held, and its transport waits
-			// for it to be stored (whatsmeow handles its events one at a
-			// time, so all of them wait): record what went out so far.
-			if err := rt.recordOutcomes(outcomes); err != nil {
-				rt.putBack(batch[i:])
-				return err
-			}
-			outcomes = make([]sendOutcome, 0, len(batch)-i)
-		}
 		cfg := rt.pacing()
-		if cfg != nil && len(outcomes) > 0 {
-			// Pacing was turned on during an unpaced batch: what went out
-			// is recorded now, not after the rest is paced out (minutes).
+		if len(outcomes) > 0 && (cfg != nil || rt.earlyWaiting.Load()) {
+			// What went out is recorded now, not at the batch's end, when
+			// pacing was turned on during an unpaced batch (the rest would
+			// take minutes), or when a receipt for one of them is held and
+			// its transport waits for it to be stored (whatsmeow handles a
+			// session's events one at a time, so all of them wait).
 			if err := rt.recordOutcomes(outcomes); err != nil {
 				rt.putBack(batch[i:])
 				return err
@@ -635,20 +628,18 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 		}
 	}()
 	var order []*msgUpdate
-	var held []earlyReceipt // parts of receipts that beat their sends' outcomes
-	heldFrom := map[int]bool{}
+	var held []heldPart // parts of receipts that beat their sends' outcomes
 	for i := range evs {
 		e := &evs[i]
 		switch {
 		case e.receipt != nil:
-			n, part, err := rt.stageReceipt(b, e.receipt, e.stored, &updates, touched, &order, now)
+			n, early, err := rt.stageReceipt(b, e.receipt, e.stored, &updates, touched, &order, now)
 			if err != nil {
 				b.Discard()
 				return err
 			}
-			if part != nil {
-				held = append(held, earlyReceipt{r: *part, stored: e.stored})
-				heldFrom[i] = true
+			if early != nil {
+				held = append(held, heldPart{ev: i, ids: early})
 			}
 			staged += n
 		case e.inbound != nil:
@@ -681,11 +672,10 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 	}
 	// Held only now that the rest of their receipts is committed; their
 	// callers are told when the held part is applied, not with this batch.
-	for i := range heldFrom {
-		evs[i].stored = nil
-	}
-	for _, e := range held {
-		rt.holdEarly(e.r, e.stored)
+	for _, h := range held {
+		e := &evs[h.ev]
+		rt.holdEarly(whatsapp.Receipt{WAMessageIDs: h.ids, Kind: e.receipt.Kind, Timestamp: e.receipt.Timestamp}, e.stored)
+		e.stored = nil
 	}
 	rt.marks = marks
 	for _, u := range order {
@@ -712,17 +702,18 @@ func (rt *sessionRuntime) applyEvents(evs []sessionEvent) error {
 // batches (a msgUpdate is about 260 bytes).
 const updatesKeepMax = 4096
 
+// heldPart is the part of evs[ev]'s receipt whose sends' outcomes are not
+// recorded yet.
+type heldPart struct {
+	ev  int
+	ids []string
+}
+
 // stageReceipt stages what receipt r changes. A message's first update in
-// the batch is appended to updates, which has room for one per id of r.
-// stageReceipt stages r's statuses into b and returns the part of r that
-// beat its sends' outcomes (nil: none), to be held once b is committed.
-func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, stored chan<- error, updates *[]msgUpdate, touched map[string]*msgUpdate, order *[]*msgUpdate, now time.Time) (staged int, held *whatsapp.Receipt, err error) {
-	var early []string
-	defer func() {
-		if len(early) > 0 && err == nil {
-			held = &whatsapp.Receipt{WAMessageIDs: early, Kind: r.Kind, Timestamp: r.Timestamp}
-		}
-	}()
+// the batch is appended to updates, which has room for one per id of r. It
+// returns the ids of r whose sends' outcomes are not recorded yet, to be
+// held once b is committed. stored is the StoreReceipt call waiting for r.
+func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, stored chan<- error, updates *[]msgUpdate, touched map[string]*msgUpdate, order *[]*msgUpdate, now time.Time) (staged int, early []string, err error) {
 	status, evType := StatusDelivered, EventMessageDelivered
 	if r.Kind == whatsapp.ReceiptRead {
 		status, evType = StatusRead, EventMessageRead
@@ -799,7 +790,7 @@ func (rt *sessionRuntime) stageReceipt(b *storage.Batch, r *whatsapp.Receipt, st
 		}
 		staged++
 	}
-	return staged, nil, nil
+	return staged, early, nil
 }
 
 func (rt *sessionRuntime) stageInbound(b *storage.Batch, in *whatsapp.Inbound, now time.Time) error {

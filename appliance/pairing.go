@@ -121,7 +121,7 @@ func (a *Appliance) repairer(workspace, sessionID string) (*sessionRuntime, what
 // when rt is no longer the session's runtime: another request restarted or
 // deleted the session meanwhile.
 func (a *Appliance) restartSession(rt *sessionRuntime) error {
-	defer a.lifecycle.lock(lifecycleKey(rt.ws, rt.id))()
+	defer a.lifecycle.lock(sessionKey{rt.ws, rt.id})()
 	a.mu.RLock()
 	current := a.sessions[sessionKey{rt.ws, rt.id}] == rt
 	a.mu.RUnlock()
@@ -146,7 +146,7 @@ func (a *Appliance) SetPacing(workspace, sessionID string, p *storage.Pacing) (S
 			return SessionView{}, err
 		}
 	}
-	defer a.lifecycle.lock(lifecycleKey(workspace, sessionID))()
+	defer a.lifecycle.lock(sessionKey{workspace, sessionID})()
 	rt, err := a.runtime(workspace, sessionID)
 	if err != nil {
 		return SessionView{}, err

@@ -76,8 +76,6 @@ func (a *Appliance) driverList() string {
 	return s
 }
 
-func lifecycleKey(workspace, sessionID string) string { return workspace + "\x00" + sessionID }
-
 func (a *Appliance) dropRuntime(key sessionKey) {
 	a.mu.Lock()
 	delete(a.sessions, key)
@@ -153,7 +151,7 @@ func (a *Appliance) DeleteSession(ctx context.Context, workspace, sessionID stri
 	if err := ValidateSessionID("sessionId", sessionID); err != nil {
 		return err
 	}
-	defer a.lifecycle.lock(lifecycleKey(workspace, sessionID))()
+	defer a.lifecycle.lock(sessionKey{workspace, sessionID})()
 	rt, err := a.runtime(workspace, sessionID)
 	if err != nil {
 		return err

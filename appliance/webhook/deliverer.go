@@ -1097,7 +1097,7 @@ func (s *Service) record(st *loopState, batch []result) {
 			}
 		}
 		a.State = d.State
-		if st.again[d.ID] {
+		if len(st.again) > 0 && st.again[d.ID] { // rare: no hashing per attempt otherwise
 			// Redelivered while this attempt was under way: a fresh
 			// schedule, starting with an attempt now.
 			delete(st.again, d.ID)
